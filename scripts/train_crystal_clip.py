@@ -1,0 +1,126 @@
+"""Train a Crystal CLIP model (notebook 07): a CSPNet crystal encoder and a projection of frozen all-MiniLM-L6-v2 text embeddings.
+
+    python scripts/train_crystal_clip.py --dataset mp_mix_20 --split train --epochs 30 \\
+        --out crystal_tutorial/weights/crystal_clip_mp_mix_20.pt
+
+Every field of `CrystalCLIPConfig` is an option (--hidden 128 --n-layers 3 --embed-dim 128 --lr 1e-3 ...; --locked-text 1
+trains the baseline with the text side locked); `lattice_scale` and `max_atoms` default to values fitted to the training data.
+The texts of each crystal are generated from its data with the training templates; their baseline embeddings are cached in
+`data_dir()/text_embeddings`, so only the first run pays for them. A fraction of the split is held out for the validation
+loss (`--valid-fraction`), so that the dataset's test split stays untouched for evaluation.
+
+The run is resumable: after every epoch the full training state (weights, optimizer, learning-rate schedule, history, elapsed
+time) goes to `<out>.last.pt` (or `--state`), and a new run with the same `--out` continues from it; `--max-minutes` stops
+cleanly after a time budget. At the end (or when the budget is spent) `--out` gets a compact checkpoint for
+`load_crystal_clip`: weights, configuration, history, training time, hardware, data and command.
+"""
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+
+import torch
+
+from crystal_tutorial.clip import (CrystalCLIPConfig, CrystalTextDataset, TextEmbeddingCache, crystal_clip_learner, dataset_facts,
+                                   fit_config, pair_texts, save_crystal_clip)
+from crystal_tutorial.core import get_device, load_checkpoint, set_seed
+from crystal_tutorial.crystals import load_dataset
+
+DATA_FITTED = ('lattice_scale', 'max_atoms')
+
+p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+p.add_argument('--dataset', default='mp_mix_20', help="dataset name for load_dataset: mp_mix_20, perov_5, toy, ...")
+p.add_argument('--split', default='train', help='split to train on')
+p.add_argument('--limit', type=int, default=None, help='use only the first LIMIT crystals of the split (quick runs)')
+p.add_argument('--valid-fraction', type=float, default=0.05, help='fraction of the split held out for the validation loss')
+p.add_argument('--out', required=True, help='the final checkpoint (e.g. crystal_tutorial/weights/crystal_clip_mp_mix_20.pt)')
+p.add_argument('--state', default=None, help='resumable training state (default: <out>.last.pt)')
+p.add_argument('--max-minutes', type=float, default=None, help='stop after this much training time in this run (resume later)')
+p.add_argument('--device', default=None, help="'cpu', 'cuda', 'mps' (default: the best available)")
+p.add_argument('--threads', type=int, default=None, help='CPU threads for torch (default: torch decides)')
+for f in fields(CrystalCLIPConfig):
+    if f.name == 'templates':
+        p.add_argument('--templates', default=None, help='comma-separated training templates (default: all of TRAIN_TEMPLATES)')
+        continue
+    kind = (lambda s: bool(int(s))) if isinstance(f.default, bool) else type(f.default)
+    p.add_argument('--' + f.name.replace('_', '-'), type=kind, default=None,
+                   help=f'configuration: {f.name} (default {"fitted to the data" if f.name in DATA_FITTED else f.default})')
+args = p.parse_args()
+
+if args.threads: torch.set_num_threads(args.threads)
+if not 0 <= args.valid_fraction < 1: sys.exit(f'--valid-fraction must be in [0, 1), got {args.valid_fraction}')
+out = Path(args.out)
+state_path = Path(args.state) if args.state else out.with_name(out.name + '.last.pt')
+device = get_device(args.device)
+hardware = (torch.cuda.get_device_name(device) if device.type == 'cuda'
+            else f'{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads')
+
+ds = load_dataset(args.dataset, args.split, **({'limit': args.limit} if args.limit and args.dataset != 'toy' else {}))
+if args.limit and args.dataset == 'toy': ds = ds.subset(range(min(args.limit, len(ds))))
+t0 = time.time()
+facts = dataset_facts(ds)
+print(f'facts of {len(ds):,} crystals in {time.time() - t0:.0f} s')
+perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(1234))
+n_valid = int(round(args.valid_fraction * len(ds)))
+train_idx, valid_idx = perm[n_valid:], perm[:n_valid]
+train_ds, valid_ds = ds.subset(train_idx), (ds.subset(valid_idx) if n_valid >= 2 else None)
+data = dict(dataset=args.dataset, split=args.split, limit=args.limit, crystals=len(ds), train=len(train_ds),
+            valid=n_valid, sha256=getattr(ds, 'info', {}).get('sha256'))
+print(f'{args.dataset}/{args.split}: {len(train_ds):,} training and {n_valid:,} validation crystals; device {device} ({hardware})')
+
+overrides = {f.name: getattr(args, f.name) for f in fields(CrystalCLIPConfig) if f.name != 'templates' and getattr(args, f.name) is not None}
+if args.templates: overrides['templates'] = tuple(t.strip() for t in args.templates.split(',') if t.strip())
+command = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)
+elapsed, resume = 0.0, state_path.exists()
+if resume:
+    saved = load_checkpoint(state_path)
+    config = CrystalCLIPConfig.from_dict(saved['config'])
+    if 'epochs' in overrides: config = replace(config, epochs=overrides['epochs'])
+    ignored = sorted(k for k in overrides if k != 'epochs' and overrides[k] != getattr(config, k))
+    if ignored: print(f'note: resuming keeps the saved configuration; ignoring {ignored}')
+else:
+    set_seed(overrides.get('seed', 0))
+    config = fit_config(train_ds, **overrides)
+
+cache = TextEmbeddingCache()
+t0 = time.time()
+train_texts = pair_texts([facts[i] for i in train_idx.tolist()], config.templates)
+train_pairs = CrystalTextDataset(train_ds, train_texts, cache, seed=config.seed)
+valid_pairs = (CrystalTextDataset(valid_ds, pair_texts([facts[i] for i in valid_idx.tolist()], config.templates), cache, seed=1)
+               if valid_ds is not None else None)
+cache.save()
+print(f'{len(train_pairs.vocab):,} distinct training texts embedded (or read from {cache.path}) in {time.time() - t0:.0f} s')
+
+learn = crystal_clip_learner(config, train_pairs, valid_pairs, device=device)
+if resume:
+    extra = learn.load(state_path)
+    if 'lr_schedule' in extra:
+        learn.lr_schedule.load_state_dict(extra['lr_schedule'])
+        learn.lr_schedule.T_max = max(config.epochs, 1)
+    elapsed = float(extra.get('elapsed', 0.0))
+    print(f'resuming from {state_path} after epoch {learn.epoch} ({elapsed / 60:.1f} min so far)')
+print('configuration:', json.dumps(asdict(config)))
+print(f'{sum(q.numel() for q in learn.model.parameters() if q.requires_grad):,} trainable parameters')
+
+t0 = time.time()
+budget = args.max_minutes * 60 if args.max_minutes else None
+stop = False
+while learn.epoch < config.epochs and not stop:
+    learn.fit(1, progress=False)
+    seconds = elapsed + time.time() - t0
+    learn.save(state_path, config=asdict(config), lr_schedule=learn.lr_schedule.state_dict(), elapsed=seconds, data=data,
+               command=command, hardware=hardware)
+    h = learn.history[-1]
+    print(f"epoch {learn.epoch}/{config.epochs} ({seconds / 60:.1f} min): " + '  '.join(f'{k} {v:.4f}' for k, v in h.items() if k != 'epoch'), flush=True)
+    stop = budget is not None and time.time() - t0 > budget
+
+seconds = elapsed + time.time() - t0
+complete = learn.epoch >= config.epochs
+save_crystal_clip(out, learn.model, history=learn.history, epochs_done=learn.epoch, complete=complete, train_seconds=seconds,
+                  hardware=hardware, data=data, command=command, torch_version=str(torch.__version__))
+print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB) after {learn.epoch} epochs, {seconds / 60:.1f} min"
+      + ('' if complete else f'; not finished: run the same command again to resume from {state_path}'))
