@@ -267,7 +267,7 @@ def mnist_diffusion(channels=(32, 64, 128), n_steps: int = 1000, p_uncond: float
     "The class-conditional MNIST diffusion model of this notebook: a U-Net with a cosine schedule."
     return Diffusion(UNet(channels=channels), NoiseSchedule(cosine_betas(n_steps)), p_uncond=p_uncond)
 
-def mnist_diffusion_learner(mnist, epochs: int = 60, channels=(32, 64, 128), n_steps: int = 1000, lr: float = 1e-3,
+def mnist_diffusion_learner(mnist, epochs: int = 40, channels=(32, 64, 128), n_steps: int = 1000, lr: float = 1e-3,
                             bs: int = 64, device=None) -> Learner:
     "A Learner for `mnist_diffusion` with Adam and a cosine learning-rate decay over `epochs`; call `.fit(epochs)`."
     from crystal_tutorial.core import Learner

@@ -1,6 +1,6 @@
 """Train the class-conditional MNIST diffusion model that ships in crystal_tutorial/weights/mnist_diffusion.pt.
 
-    python scripts/train_mnist_diffusion.py [--epochs 60] [--out crystal_tutorial/weights/mnist_diffusion.pt]
+    python scripts/train_mnist_diffusion.py [--epochs 40] [--out crystal_tutorial/weights/mnist_diffusion.pt]
 
 A checkpoint is written after every epoch to checkpoints/mnist_diffusion.last.pt and the run resumes from it, so a
 long CPU run can be stopped and restarted. The final file holds the weights, the configuration, the per-epoch losses,
@@ -18,7 +18,7 @@ from crystal_tutorial.core import get_device, load_checkpoint, save_checkpoint, 
 from crystal_tutorial.diffusion import mnist_diffusion_learner
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-p.add_argument('--epochs', type=int, default=60)
+p.add_argument('--epochs', type=int, default=40)
 p.add_argument('--bs', type=int, default=64)
 p.add_argument('--lr', type=float, default=1e-3)
 p.add_argument('--out', default='crystal_tutorial/weights/mnist_diffusion.pt')
