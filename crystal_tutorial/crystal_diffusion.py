@@ -414,12 +414,19 @@ def _crystals_from_tensors(lattice, frac, types, num_atoms) -> list:
     if bad: warnings.warn(f"{bad} sampled crystal(s) had a degenerate or non-finite lattice and are returned as None")
     return out
 
+def _allowed_mask(allowed, n_types: int) -> Tensor:
+    "[n_types] booleans, True for the atomic numbers in `allowed` (None: all)."
+    if allowed is None: return torch.ones(n_types, dtype=torch.bool)
+    allowed = check_atom_types(torch.as_tensor(allowed).reshape(-1), n_types)
+    if not len(allowed): raise ValueError("an allowed_types entry is empty: give at least one element, or None for no restriction")
+    return torch.isin(torch.arange(1, n_types + 1), allowed)
+
 @torch.no_grad()
 def sample_crystals(model: CrystalDiffusion, n: int | None = None, compositions=None, num_atoms=None, steps: int | None = None,
                     step_lr: float | None = None, cond: Tensor | None = None, guidance_scale: float = 1.0,
-                    generator: torch.Generator | None = None, restrict_types: bool = True, trajectory_every: int | None = None,
-                    progress: bool = False):
-    "Generate crystals: CSP from `compositions` (formulas, lists of atomic numbers or Crystals), DNG from `n` or `num_atoms`; returns a list of Crystals (and the trajectory if asked)."
+                    generator: torch.Generator | None = None, restrict_types: bool = True, allowed_types=None,
+                    trajectory_every: int | None = None, progress: bool = False):
+    "Generate crystals: CSP from `compositions` (formulas, lists of atomic numbers or Crystals), DNG from `n` or `num_atoms` (types only from `allowed_types`, for all crystals or one list per crystal, if given); returns a list of Crystals (and the trajectory if asked)."
     cfg, dev = model.config, model.device
     model.eval()
     # --- what to generate ---
@@ -458,6 +465,13 @@ def sample_crystals(model: CrystalDiffusion, n: int | None = None, compositions=
     unseen = None
     if atom_types is None and restrict_types and model.type_counts.sum() > 0:
         unseen = model.type_counts[1:] == 0                       # elements never seen in training get no probability
+    if atom_types is None and allowed_types is not None:           # DNG restricted to given elements (e.g. a prompt's)
+        per_crystal = isinstance(allowed_types, (list, tuple)) and any(a is None or torch.as_tensor(a).dim() > 0 for a in allowed_types)
+        if per_crystal and len(allowed_types) != B:
+            raise ValueError(f"allowed_types has {len(allowed_types)} entries for {B} crystals: give one per crystal (None: no restriction)")
+        ok = (torch.stack([_allowed_mask(a, cfg.n_types) for a in allowed_types]).to(dev)[batch] if per_crystal
+              else _allowed_mask(allowed_types, cfg.n_types).to(dev))             # [N, K] or [K]: True where allowed
+        unseen = ~ok if unseen is None else unseen | ~ok
     restrict = lambda x: x.masked_fill(unseen, -torch.inf) if unseen is not None else x
     current_types = lambda: onehot_to_atom_types(restrict(types)) if atom_types is None else atom_types
     sig, norms = model.sigmas.sigmas.tolist(), model.sigmas.score_norms.tolist()
