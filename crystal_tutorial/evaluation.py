@@ -26,7 +26,7 @@ from .core import get_device
 from .crystals import Crystal, CrystalBatch, CrystalDataset, datasets_root, lattice_to_params
 
 # %% auto #0
-__all__ = ['EvaluationError', 'to_structure', 'read_cif_text', 'load_structures', 'shortest_lattice_vector',
+__all__ = ['MAX_SMACT_ELEMENTS', 'EvaluationError', 'to_structure', 'read_cif_text', 'load_structures', 'shortest_lattice_vector',
            'min_interatomic_distance', 'structure_validity', 'composition_validity', 'lattice_ranges',
            'lattice_in_range', 'make_matcher', 'rms_dist', 'reduced_formula', 'group_by_formula', 'unique_mask',
            'ReferenceSet', 'novel_mask', 'match_targets', 'csp_metrics', 'perturb', 'random_structures',
@@ -116,19 +116,22 @@ def structure_validity(structure, cutoff: float = 0.5, min_volume: float = 0.1) 
     return min_interatomic_distance(structure) >= cutoff
 
 # %% ../nbs/05_evaluation.ipynb #9e922eec
+MAX_SMACT_ELEMENTS = 8   # more distinct elements: counted invalid without asking SMACT (mp_mix_20 has at most 7; SMACT's search grows exponentially)
+
 @lru_cache(maxsize=None)
 def _smact_valid(formula: str) -> bool:
     from pymatgen.core import Composition
     from smact.screening import smact_validity
     comp = Composition(formula)
     if len(comp.elements) == 1: return True
+    if len(comp.elements) > MAX_SMACT_ELEMENTS: return False   # a random soup of elements, not a compound (seconds per formula in SMACT)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         try: return bool(smact_validity(comp, use_pauling_test=True, include_alloys=True))
         except Exception: return False       # an element SMACT has no data for
 
 def composition_validity(composition) -> bool:
-    "CDVAE's compositional validity: SMACT's charge neutrality and electronegativity balance (alloys and single elements pass)."
+    "CDVAE's compositional validity: SMACT's charge neutrality and electronegativity balance (alloys and single elements pass; more than MAX_SMACT_ELEMENTS elements fail)."
     from pymatgen.core import Composition
     if hasattr(composition, 'composition'): composition = composition.composition
     return _smact_valid(Composition(composition).reduced_formula)
