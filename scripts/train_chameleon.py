@@ -1,0 +1,121 @@
+"""Train a text-conditioned crystal diffusion model (notebook 08, Chemeleon-style) on mp_mix_20.
+
+    python scripts/train_chameleon.py --kind composition --epochs 30 \\
+        --out crystal_tutorial/weights/chameleon_composition.pt
+    python scripts/train_chameleon.py --kind general --epochs 30 \\
+        --out crystal_tutorial/weights/chameleon_general.pt
+
+Every crystal of the training split gets texts generated from its data (chapter 07's templates: composition forms for
+`--kind composition`, every training template for `--kind general`); each epoch pairs it with one of them, drawn at random.
+The texts go through the shipped Crystal CLIP text side (frozen all-MiniLM-L6-v2, then the learned projection) to unit
+condition vectors, computed once. The denoiser is chapter 06's de novo (DNG) CrystalDiffusion with `cond_dim` set, trained
+with the condition replaced by the null vector with probability `p_uncond`, for classifier-free guidance.
+
+Every field of `CrystalDiffusionConfig` is an option (--hidden 256 --n-layers 4 --batch-size 64 --p-uncond 0.1 ...).
+The run is resumable: after every epoch the training state goes to `<out>.last.pt` (or `--state`), a new run with the same
+`--out` continues from it, and `--max-minutes` stops cleanly after a time budget. `--out` gets a self-contained checkpoint
+for `Chameleon.load`: denoiser weights and configuration, the Crystal CLIP used for the texts, the templates, history,
+training time, hardware, data and command.
+"""
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+
+import torch
+
+from crystal_tutorial.chameleon import PROMPT_TEMPLATES, chameleon_learner, conditioned_pairs, save_chameleon
+from crystal_tutorial.clip import TextEmbeddingCache, dataset_facts, load_crystal_clip
+from crystal_tutorial.core import get_device, load_checkpoint, set_seed
+from crystal_tutorial.crystal_diffusion import CrystalDiffusionConfig, config_for_data
+from crystal_tutorial.crystals import load_dataset
+DATA_FITTED = ('lattice_scale', 'lattice_clip', 'max_atoms')
+DEFAULTS = dict(task='dng', batch_size=64, epochs=30, step_lr=1e-5, p_uncond=0.1)
+
+p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+p.add_argument('--kind', choices=sorted(PROMPT_TEMPLATES), required=True, help='which prompts to train on')
+p.add_argument('--dataset', default='mp_mix_20')
+p.add_argument('--split', default='train')
+p.add_argument('--limit', type=int, default=None, help='use only the first LIMIT crystals of the split (quick runs)')
+p.add_argument('--valid-fraction', type=float, default=0.03, help='fraction of the split held out for the validation loss')
+p.add_argument('--clip', default='mp_mix_20', help='shipped Crystal CLIP name or checkpoint path whose text side makes the conditions')
+p.add_argument('--out', required=True)
+p.add_argument('--state', default=None, help='resumable training state (default: <out>.last.pt)')
+p.add_argument('--max-minutes', type=float, default=None, help='stop after this much training time in this run (resume later)')
+p.add_argument('--device', default=None)
+p.add_argument('--threads', type=int, default=None)
+for f in fields(CrystalDiffusionConfig):
+    p.add_argument('--' + f.name.replace('_', '-'), type=type(f.default), default=None,
+                   help=f'configuration: {f.name} (default {DEFAULTS.get(f.name, "fitted to the data" if f.name in DATA_FITTED else f.default)})')
+args = p.parse_args()
+
+if args.threads: torch.set_num_threads(args.threads)
+out = Path(args.out)
+state_path = Path(args.state) if args.state else out.with_name(out.name + '.last.pt')
+device = get_device(args.device)
+hardware = (torch.cuda.get_device_name(device) if device.type == 'cuda'
+            else f'{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads')
+
+ds = load_dataset(args.dataset, args.split, **({'limit': args.limit} if args.limit else {}))
+facts = dataset_facts(ds)
+perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(1234))
+n_valid = int(round(args.valid_fraction * len(ds)))
+train_idx, valid_idx = perm[n_valid:], perm[:n_valid]
+train_ds, valid_ds = ds.subset(train_idx), (ds.subset(valid_idx) if n_valid else None)
+templates = PROMPT_TEMPLATES[args.kind]
+data = dict(dataset=args.dataset, split=args.split, limit=args.limit, crystals=len(ds), train=len(train_ds), valid=n_valid,
+            templates=list(templates), sha256=getattr(ds, 'info', {}).get('sha256'))
+print(f'{args.dataset}/{args.split}: {len(train_ds):,} training and {n_valid:,} validation crystals; device {device} ({hardware})')
+
+clip = load_crystal_clip(args.clip, device='cpu')
+cache = TextEmbeddingCache()
+t0 = time.time()
+train_pairs = conditioned_pairs(train_ds, [facts[i] for i in train_idx.tolist()], templates, clip, cache, seed=0)
+valid_pairs = conditioned_pairs(valid_ds, [facts[i] for i in valid_idx.tolist()], templates, clip, cache, seed=1) if valid_ds is not None else None
+cache.save()
+print(f'{len(train_pairs.vocab):,} distinct training texts → condition vectors in {time.time() - t0:.0f} s')
+
+overrides = {f.name: getattr(args, f.name) for f in fields(CrystalDiffusionConfig) if getattr(args, f.name) is not None}
+command = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)
+elapsed, resume = 0.0, state_path.exists()
+if resume:
+    config = CrystalDiffusionConfig.from_dict(load_checkpoint(state_path)['config'])
+    if 'epochs' in overrides: config = replace(config, epochs=overrides['epochs'])
+else:
+    set_seed(overrides.get('seed', 0))
+    config = config_for_data(train_ds, **{**DEFAULTS, **overrides, 'cond_dim': clip.embed_dim})
+
+learn = chameleon_learner(config, train_pairs, valid_pairs, device=device)
+model = learn.model
+if resume:
+    extra = learn.load(state_path)
+    learn.lr_schedule.load_state_dict(extra['lr_schedule'])
+    learn.lr_schedule.T_max = max(config.epochs, 1)
+    elapsed = float(extra.get('elapsed', 0.0))
+    print(f'resuming from {state_path} after epoch {learn.epoch} ({elapsed / 60:.1f} min so far)')
+print('configuration:', json.dumps(asdict(config)))
+print(f'{sum(q.numel() for q in model.parameters()):,} parameters')
+
+t0 = time.time()
+budget = args.max_minutes * 60 if args.max_minutes else None
+stop = False
+while learn.epoch < config.epochs and not stop:
+    t1 = time.time()
+    learn.fit(1, progress=False)
+    seconds = elapsed + time.time() - t0
+    learn.save(state_path, config=asdict(config), lr_schedule=learn.lr_schedule.state_dict(), elapsed=seconds)
+    h = learn.history[-1]
+    print(f"epoch {learn.epoch}/{config.epochs} ({seconds / 60:.1f} min, {len(learn.train_dl) / (time.time() - t1):.2f} steps/s): "
+          + '  '.join(f'{k} {v:.4f}' for k, v in h.items() if k != 'epoch'), flush=True)
+    stop = budget is not None and time.time() - t0 > budget
+
+seconds = elapsed + time.time() - t0
+complete = learn.epoch >= config.epochs
+save_chameleon(out, learn.model, clip, args.kind, templates, history=learn.history, epochs_done=learn.epoch, complete=complete, train_seconds=seconds, hardware=hardware,
+                data=data, command=command, torch_version=str(torch.__version__))
+print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB) after {learn.epoch} epochs, {seconds / 60:.1f} min"
+      + ('' if complete else f'; not finished: run the same command again to resume from {state_path}'))
