@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .core import Learner, data_dir, get_device, load_checkpoint, save_checkpoint
+from .core import WEIGHTS_DIR, Learner, data_dir, get_device, load_checkpoint, resolve_weights, save_checkpoint
 from .crystals import CrystalDataset
 from crystal_tutorial.crystal_diffusion import (
-    WEIGHTS_DIR, CrystalDiffusion, CrystalDiffusionConfig, crystal_diffusion_loss, model_from_checkpoint, sample_crystals,
+    CrystalDiffusion, CrystalDiffusionConfig, crystal_diffusion_loss, model_from_checkpoint, sample_crystals,
     trajectory_crystals)
 from .clip import (
     COMPOSITION_TEMPLATES, HELD_OUT_TEMPLATES, TRAIN_TEMPLATES, CrystalCLIP, CrystalTextDataset, TextEmbeddingCache,
@@ -105,16 +105,8 @@ def save_chameleon(path, diffusion: CrystalDiffusion, clip: CrystalCLIP, kind: s
 
 # %% ../nbs/08_chameleon.ipynb #5c940ee2
 def _resolve_chameleon(name_or_path) -> Path:
-    if str(name_or_path) in SHIPPED_CHAMELEON_MODELS:
-        path = WEIGHTS_DIR / SHIPPED_CHAMELEON_MODELS[str(name_or_path)]
-        if not path.exists():
-            raise FileNotFoundError(f"the Chameleon {name_or_path!r} model is not shipped in this version ({path} is missing): train it with "
-                                    f"`python scripts/train_chameleon.py --kind {name_or_path} --out {path}`")
-        return path
-    path = Path(name_or_path).expanduser()
-    if not path.exists():
-        raise ValueError(f"{str(name_or_path)!r} is neither a shipped Chameleon model ({', '.join(SHIPPED_CHAMELEON_MODELS)}) nor an existing checkpoint file")
-    return path
+    return resolve_weights(name_or_path, SHIPPED_CHAMELEON_MODELS, 'Chameleon model',
+                           lambda name, path: f"python scripts/train_chameleon.py --kind {name} --out {path}")
 
 class Chameleon:
     "Text-guided crystal generation: Crystal CLIP turns a prompt into a condition vector, a conditional crystal diffusion model (chapter 06, DNG) samples crystals with classifier-free guidance."
@@ -215,7 +207,7 @@ def _sample_batch(self: Chameleon, prompts: list, num_atoms, guidance_scale: flo
     allowed = [[atomic_numbers[s] for s in checked[p, n]] if restrict_elements and checked[p, n] else None for p, n in zip(prompts, num_atoms)]
     gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
     out = sample_crystals(self.diffusion, num_atoms=torch.tensor(num_atoms), steps=steps, cond=self.embed(list(prompts)).to(self.device),
-                          guidance_scale=float(guidance_scale), generator=gen, allowed_types=allowed if any(a is not None for a in allowed) else None,
+                          guidance_scale=float(guidance_scale), generator=gen, allowed_types=allowed if any(a is not None for a in allowed) else None, require_allowed=True,
                           trajectory_every=1 if return_trajectory else None, progress=progress)
     crystals, trajectory = out if return_trajectory else (out, None)
     atoms_list = []

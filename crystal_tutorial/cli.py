@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument('--guidance-scale', type=float, default=1.0, metavar='W', help='classifier-free guidance: 0 unconditional, 1 conditional (default), >1 stronger')
     ge.add_argument('--steps', type=int, metavar='S', help="denoising steps (default: all the model's 1000)")
     ge.add_argument('--seed', type=int, help='random seed, for reproducible crystals')
-    ge.add_argument('--any-elements', action='store_true', help="do not restrict atom types to the prompt's elements (guidance only)")
+    ge.add_argument('--any-elements', action='store_true', help="leave the elements to guidance alone (default: exactly the prompt's elements, each at least once)")
     ge.add_argument('--device', help='cpu, cuda or mps (default: the best available)')
     ge.add_argument('--out', metavar='OUT', help='output folder (default: chameleon_structures, numbered if taken; never overwritten)')
     ge.add_argument('--quiet', action='store_true', help='no progress bar')

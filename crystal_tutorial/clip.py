@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import Learner, data_dir, get_device, load_checkpoint, save_checkpoint
+from .core import WEIGHTS_DIR, Learner, data_dir, get_device, load_checkpoint, resolve_weights, save_checkpoint
 from .crystals import (
     Crystal, CrystalBatch, CrystalDataset, ELEMENT_GROUPS, GROUP_COLORS, element_group, fully_connected_edges, scatter_mean)
-from .crystal_diffusion import N_ELEMENTS, WEIGHTS_DIR, CSPNet, atom_types_to_onehot, lattice_invariants
+from .crystal_diffusion import N_ELEMENTS, CSPNet, atom_types_to_onehot, lattice_invariants
 from .diffusion import timestep_embedding
 
 # %% auto #0
@@ -441,16 +441,10 @@ def save_crystal_clip(path, model: CrystalCLIP, **extra) -> Path:
 
 def load_crystal_clip(name_or_path, device=None) -> CrystalCLIP:
     "A trained Crystal CLIP: one of `SHIPPED_CLIP_MODELS` by name, or a checkpoint written by `save_crystal_clip` or the training script."
-    if str(name_or_path) in SHIPPED_CLIP_MODELS:
-        file, ds, split = SHIPPED_CLIP_MODELS[str(name_or_path)]
-        path = WEIGHTS_DIR / file
-        if not path.exists():
-            raise FileNotFoundError(f"the Crystal CLIP weights {str(name_or_path)!r} are not shipped in this version ({path} is missing): train them with "
-                                    f"`python scripts/train_crystal_clip.py --dataset {ds} --split {split} --out {path}`")
-    else:
-        path = Path(name_or_path)
-        if not path.exists():
-            raise ValueError(f"{str(name_or_path)!r} is neither a shipped Crystal CLIP model ({', '.join(SHIPPED_CLIP_MODELS)}) nor an existing checkpoint file")
+    def train_command(name, path):
+        ds, split = SHIPPED_CLIP_MODELS[name][1:]
+        return f"python scripts/train_crystal_clip.py --dataset {ds} --split {split} --out {path}"
+    path = resolve_weights(name_or_path, {k: v[0] for k, v in SHIPPED_CLIP_MODELS.items()}, 'Crystal CLIP model', train_command)
     return clip_from_checkpoint(load_checkpoint(path)).to(get_device(device)).eval()
 
 @torch.no_grad()

@@ -17,10 +17,12 @@ import torch
 from fastprogress.fastprogress import master_bar, progress_bar
 from torch import nn
 
+import crystal_tutorial
+
 # %% auto #0
-__all__ = ['DEVICE_ENV', 'MODE_ENV', 'DATA_ENV', 'CHECKPOINT_FORMAT', 'get_device', 'set_seed', 'run_mode', 'is_fast',
-           'fast_or_full', 'project_root', 'data_dir', 'Learner', 'loss_drops_on_batch', 'CheckpointError',
-           'save_checkpoint', 'load_checkpoint']
+__all__ = ['DEVICE_ENV', 'MODE_ENV', 'DATA_ENV', 'CHECKPOINT_FORMAT', 'WEIGHTS_DIR', 'get_device', 'set_seed', 'run_mode',
+           'is_fast', 'fast_or_full', 'project_root', 'data_dir', 'Learner', 'loss_drops_on_batch', 'CheckpointError',
+           'save_checkpoint', 'load_checkpoint', 'resolve_weights']
 
 # %% ../nbs/00_core.ipynb #52ae8bf0
 DEVICE_ENV = 'CRYSTAL_TUTORIAL_DEVICE'
@@ -222,6 +224,22 @@ def load_checkpoint(path, model: nn.Module | None = None, device=None) -> dict:
             raise CheckpointError(f"checkpoint {str(path)!r} was saved from a different model ({first}): "
                                   "build the model with the configuration stored in the checkpoint") from None
     return state
+
+# %% ../nbs/00_core.ipynb #6cbc9ce2
+WEIGHTS_DIR = Path(crystal_tutorial.__file__).parent / 'weights'     # trained weights ship inside the package
+
+def resolve_weights(name_or_path, shipped: dict, what: str, train_command=None) -> Path:
+    "The checkpoint file of a shipped model (`shipped`: name -> file in WEIGHTS_DIR) or of a path; `train_command(name, path)` says how to make a missing shipped file."
+    name = str(name_or_path)
+    if name in shipped:
+        path = WEIGHTS_DIR / shipped[name]
+        if not path.exists():
+            how = f": train it with `{train_command(name, path)}`" if train_command else ""
+            raise FileNotFoundError(f"the {what} {name!r} is not shipped in this version ({path} is missing){how}")
+        return path
+    path = Path(name_or_path).expanduser()
+    if not path.exists(): raise ValueError(f"{name!r} is neither a shipped {what} ({', '.join(shipped)}) nor an existing checkpoint file")
+    return path
 
 # %% ../nbs/00_core.ipynb #b4d92693
 def _learner_save(self, path, **extra) -> Path:

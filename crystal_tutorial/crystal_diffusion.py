@@ -20,7 +20,7 @@ from fastprogress.fastprogress import progress_bar
 from torch import Tensor, nn
 
 import crystal_tutorial
-from .core import Learner, get_device, load_checkpoint, save_checkpoint
+from .core import WEIGHTS_DIR, Learner, get_device, load_checkpoint, resolve_weights, save_checkpoint
 from crystal_tutorial.crystals import (
     Crystal, CrystalBatch, CrystalDataset, collate_crystals, fully_connected_edges, lattice_to_params, owner_index, scatter_mean,
     wrap_frac)
@@ -28,12 +28,12 @@ from .diffusion import (
     NoiseSchedule, cosine_betas, ddim_timesteps, drop_condition, guided_prediction, linear_betas, timestep_embedding)
 
 # %% auto #0
-__all__ = ['N_ELEMENTS', 'WEIGHTS_DIR', 'SHIPPED_MODELS', 'x0_from_eps', 'ddpm_reverse_step', 'wrapped_normal_logpdf',
-           'wrapped_normal_score', 'wrapped_score_norm', 'SigmaSchedule', 'noise_frac_coords', 'corrector_step',
-           'predictor_step', 'check_atom_types', 'atom_types_to_onehot', 'onehot_to_atom_types', 'num_atoms_histogram',
+__all__ = ['N_ELEMENTS', 'SHIPPED_MODELS', 'x0_from_eps', 'ddpm_reverse_step', 'wrapped_normal_logpdf', 'wrapped_normal_score',
+           'wrapped_score_norm', 'SigmaSchedule', 'noise_frac_coords', 'corrector_step', 'predictor_step',
+           'check_atom_types', 'atom_types_to_onehot', 'onehot_to_atom_types', 'num_atoms_histogram',
            'sample_num_atoms', 'fourier_features', 'lattice_invariants', 'CSPLayer', 'CSPNet', 'random_orthogonal',
            'equivariance_errors', 'CrystalDiffusionConfig', 'config_for_data', 'CrystalDiffusion',
-           'crystal_diffusion_loss', 'formula_to_atom_types', 'sample_crystals', 'crystal_loaders',
+           'crystal_diffusion_loss', 'formula_to_atom_types', 'cover_types', 'sample_crystals', 'crystal_loaders',
            'crystal_diffusion_learner', 'save_training_state', 'resume_training', 'model_from_checkpoint',
            'load_crystal_diffusion', 'trajectory_crystals']
 
@@ -421,12 +421,33 @@ def _allowed_mask(allowed, n_types: int) -> Tensor:
     if not len(allowed): raise ValueError("an allowed_types entry is empty: give at least one element, or None for no restriction")
     return torch.isin(torch.arange(1, n_types + 1), allowed)
 
+def cover_types(scores: Tensor, batch: Tensor, required: Tensor) -> Tensor:
+    "Type indices [N]: the argmax of `scores` [N, K], changed as little as needed so that crystal b holds every type where `required` [B, K] is True (greedy: each missing type goes to the atom that loses least score by switching, never the last atom of another required type)."
+    types = scores.argmax(-1)
+    present = torch.zeros_like(required).index_put_((batch, types), torch.ones_like(types, dtype=torch.bool))
+    for b in (required & ~present).any(1).nonzero().flatten().tolist():
+        idx, need = (batch == b).nonzero().flatten(), required[b].nonzero().flatten()
+        if len(need) > len(idx): raise ValueError(f"crystal {b} has {len(idx)} atoms but must hold {len(need)} elements: give it more atoms")
+        for k in need.tolist():
+            cur = types[idx]
+            if (cur == k).any(): continue
+            locked = required[b, cur] & (torch.bincount(cur, minlength=scores.shape[1])[cur] == 1)
+            types[idx[(scores[idx, cur] - scores[idx, k]).masked_fill(locked, torch.inf).argmin()]] = k
+    return types
+
+def _onto_covering(probs: Tensor, batch: Tensor, required: Tensor) -> Tensor:
+    "Type probabilities [N, K] with the atoms that `cover_types` reassigns set to the one-hot of their new type."
+    new = cover_types(probs.log(), batch, required)
+    moved = new != probs.argmax(-1)
+    if moved.any(): probs = probs.clone(); probs[moved] = F.one_hot(new[moved], probs.shape[1]).to(probs.dtype)
+    return probs
+
 @torch.no_grad()
 def sample_crystals(model: CrystalDiffusion, n: int | None = None, compositions=None, num_atoms=None, steps: int | None = None,
                     step_lr: float | None = None, cond: Tensor | None = None, guidance_scale: float = 1.0,
                     generator: torch.Generator | None = None, restrict_types: bool = True, allowed_types=None,
-                    trajectory_every: int | None = None, progress: bool = False):
-    "Generate crystals: CSP from `compositions` (formulas, lists of atomic numbers or Crystals), DNG from `n` or `num_atoms` (types only from `allowed_types`, for all crystals or one list per crystal, if given); returns a list of Crystals (and the trajectory if asked)."
+                    require_allowed: bool = False, trajectory_every: int | None = None, progress: bool = False):
+    "Generate crystals: CSP from `compositions` (formulas, lists of atomic numbers or Crystals), DNG from `n` or `num_atoms` (types only from `allowed_types`, for all crystals or one list per crystal, if given; with `require_allowed`, each of them at least once); returns a list of Crystals (and the trajectory if asked)."
     cfg, dev = model.config, model.device
     model.eval()
     # --- what to generate ---
@@ -465,15 +486,22 @@ def sample_crystals(model: CrystalDiffusion, n: int | None = None, compositions=
     unseen = None
     if atom_types is None and restrict_types and model.type_counts.sum() > 0:
         unseen = model.type_counts[1:] == 0                       # elements never seen in training get no probability
+    required = None                                                 # [B, K]: elements every crystal must hold
     if atom_types is None and allowed_types is not None:           # DNG restricted to given elements (e.g. a prompt's)
         per_crystal = isinstance(allowed_types, (list, tuple)) and any(a is None or torch.as_tensor(a).dim() > 0 for a in allowed_types)
         if per_crystal and len(allowed_types) != B:
             raise ValueError(f"allowed_types has {len(allowed_types)} entries for {B} crystals: give one per crystal (None: no restriction)")
-        ok = (torch.stack([_allowed_mask(a, cfg.n_types) for a in allowed_types]).to(dev)[batch] if per_crystal
-              else _allowed_mask(allowed_types, cfg.n_types).to(dev))             # [N, K] or [K]: True where allowed
-        unseen = ~ok if unseen is None else unseen | ~ok
+        entries = allowed_types if per_crystal else [allowed_types] * B
+        masks = torch.stack([_allowed_mask(a, cfg.n_types) for a in entries]).to(dev)             # [B, K]: True where allowed
+        unseen = ~masks[batch] if unseen is None else unseen | ~masks[batch]
+        if require_allowed:
+            required = masks & torch.tensor([a is not None for a in entries], device=dev)[:, None]
+            short = (required.sum(1) > num_atoms).nonzero().flatten()
+            if len(short): raise ValueError(f"crystal {int(short[0])} has {int(num_atoms[short[0]])} atoms but must hold {int(required[short[0]].sum())} elements: give it more atoms")
     restrict = lambda x: x.masked_fill(unseen, -torch.inf) if unseen is not None else x
-    current_types = lambda: onehot_to_atom_types(restrict(types)) if atom_types is None else atom_types
+    def decode(scores):                                            # atomic numbers: argmax, or covering the required elements
+        return onehot_to_atom_types(scores) if required is None else cover_types(scores, batch, required) + 1
+    current_types = lambda: decode(restrict(types)) if atom_types is None else atom_types
     sig, norms = model.sigmas.sigmas.tolist(), model.sigmas.score_norms.tolist()
     trajectory = []
     def record(label):                                              # label: steps of noise left (T at the prior, 0 at the end)
@@ -494,7 +522,9 @@ def sample_crystals(model: CrystalDiffusion, n: int | None = None, compositions=
         lattice_0 = x0_from_eps(model.schedule, lattice, t, out['lattice']).clamp(-cfg.lattice_clip, cfg.lattice_clip)
         lattice = ddpm_reverse_step(model.schedule, lattice, t, lattice_0, s, rand(B, 3, 3))
         if atom_types is None:
-            types = ddpm_reverse_step(model.schedule, types, t, restrict(out['types']).softmax(-1), s, rand(N, cfg.n_types))
+            types_0 = restrict(out['types']).softmax(-1)                # Â_0; with required elements, moved onto a covering
+            if required is not None: types_0 = _onto_covering(types_0, batch, required)
+            types = ddpm_reverse_step(model.schedule, types, t, types_0, s, rand(N, cfg.n_types))
         if trajectory_every and (s + 1) % trajectory_every == 0: record(s + 1)
     crystals = _crystals_from_tensors(lattice * cfg.lattice_scale, frac, current_types(), num_atoms)
     return (crystals, trajectory) if trajectory_every else crystals
@@ -538,7 +568,6 @@ def resume_training(path, train_ds: CrystalDataset, valid_ds: CrystalDataset | N
     return learn, extra
 
 # %% ../nbs/06_crystal_diffusion.ipynb #73ac8d61
-WEIGHTS_DIR = Path(crystal_tutorial.__file__).parent / 'weights'
 SHIPPED_MODELS = {                       # name: (file in WEIGHTS_DIR, dataset, split, task)
     'perov5_csp': ('crystal_diffusion_perov5_csp.pt', 'perov_5', 'val', 'csp'),
     'carbon24_dng': ('crystal_diffusion_carbon24_dng.pt', 'carbon_24', 'val', 'dng'),
@@ -555,16 +584,10 @@ def model_from_checkpoint(state: dict) -> CrystalDiffusion:
 
 def load_crystal_diffusion(name_or_path, device=None) -> CrystalDiffusion:
     "A trained model: one of `SHIPPED_MODELS` by name, or any checkpoint written by the training script or `save_training_state`."
-    if str(name_or_path) in SHIPPED_MODELS:
-        file, ds, split, task = SHIPPED_MODELS[str(name_or_path)]
-        path = WEIGHTS_DIR / file
-        if not path.exists():
-            raise FileNotFoundError(f"the weights {str(name_or_path)!r} are not shipped in this version ({path} is missing): train them with "
-                                    f"`python scripts/train_crystal_diffusion.py --dataset {ds} --split {split} --task {task} --out {path}`")
-    else:
-        path = Path(name_or_path)
-        if not path.exists():
-            raise ValueError(f"{str(name_or_path)!r} is neither a shipped model ({', '.join(SHIPPED_MODELS)}) nor an existing checkpoint file")
+    def train_command(name, path):
+        ds, split, task = SHIPPED_MODELS[name][1:]
+        return f"python scripts/train_crystal_diffusion.py --dataset {ds} --split {split} --task {task} --out {path}"
+    path = resolve_weights(name_or_path, {k: v[0] for k, v in SHIPPED_MODELS.items()}, 'crystal diffusion model', train_command)
     return model_from_checkpoint(load_checkpoint(path)).to(get_device(device)).eval()
 
 # %% ../nbs/06_crystal_diffusion.ipynb #c9be8cc3

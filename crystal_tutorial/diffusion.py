@@ -16,10 +16,10 @@ from fastprogress.fastprogress import progress_bar
 from torch import nn
 
 import crystal_tutorial
-from .core import get_device, load_checkpoint, save_checkpoint
+from .core import WEIGHTS_DIR, get_device, load_checkpoint, save_checkpoint
 
 # %% auto #0
-__all__ = ['WEIGHTS_DIR', 'MNIST_DIFFUSION', 'to_model_range', 'to_pixel_range', 'NoiseSchedule', 'linear_betas', 'cosine_betas',
+__all__ = ['MNIST_DIFFUSION', 'to_model_range', 'to_pixel_range', 'NoiseSchedule', 'linear_betas', 'cosine_betas',
            'forward_chain', 'timestep_embedding', 'ResBlock', 'UNet', 'drop_condition', 'Diffusion', 'diffusion_loss',
            'combine_guidance', 'guided_prediction', 'ddpm_sample', 'mnist_diffusion', 'mnist_diffusion_learner',
            'load_mnist_diffusion', 'ddim_timesteps', 'ddim_sample', 'digit_classifier', 'classifier_loss',
@@ -260,7 +260,6 @@ def ddpm_sample(model: Diffusion, n: int, labels: torch.Tensor | None = None, gu
     return (x, trajectory) if trajectory_every else x
 
 # %% ../nbs/03_diffusion.ipynb #d01e97a4
-WEIGHTS_DIR = Path(crystal_tutorial.__file__).parent / 'weights'     # pretrained weights ship inside the package
 MNIST_DIFFUSION = 'mnist_diffusion.pt'
 
 def mnist_diffusion(channels=(32, 64, 128), n_steps: int = 1000, p_uncond: float = 0.1) -> Diffusion:

@@ -46,7 +46,9 @@ def test_checkpoint_round_trip_and_sampling(tiny):
     a = model.sample('Na Cl', n_atoms=4, n_samples=3, steps=5, seed=1)
     b = model.sample('Na Cl', n_atoms=4, n_samples=3, steps=5, seed=1)
     assert len(a) == 3 and all(len(x) == 4 for x in a)
-    assert all(set(x.get_chemical_symbols()) <= {'Na', 'Cl'} for x in a)          # restricted to the prompt's elements
+    assert all(set(x.get_chemical_symbols()) == {'Na', 'Cl'} for x in a)          # exactly the prompt's elements, each at least once
+    three = model.sample('Na Cl O', n_atoms=3, n_samples=4, steps=5, seed=3)     # as many elements as atoms: one of each
+    assert all(sorted(x.get_chemical_symbols()) == ['Cl', 'Na', 'O'] for x in three)
     assert [x.get_chemical_symbols() for x in a] == [x.get_chemical_symbols() for x in b]
     np.testing.assert_allclose([x.cell[:] for x in a], [x.cell[:] for x in b], atol=1e-5)
     atoms, frames = model.sample('Na Cl', n_atoms=4, n_samples=2, steps=5, seed=1, return_trajectory=True)

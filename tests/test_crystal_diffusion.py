@@ -193,7 +193,7 @@ def test_bad_dng_arguments(models, kwargs, message):
 def test_bad_configuration_and_names():
     with pytest.raises(ValueError, match="task must be 'csp'"): CrystalDiffusionConfig(task='both')
     with pytest.raises(ValueError, match='unknown configuration keys'): CrystalDiffusionConfig.from_dict({'layers': 3})
-    with pytest.raises(ValueError, match='neither a shipped model'): load_crystal_diffusion('no_such_model')
+    with pytest.raises(ValueError, match='neither a shipped crystal diffusion model'): load_crystal_diffusion('no_such_model')
     with pytest.raises(ValueError, match='unknown element'): formula_to_atom_types('Qq2')
 
 
