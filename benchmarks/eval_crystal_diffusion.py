@@ -1,45 +1,68 @@
-"""Quality of a trained crystal diffusion model for structure prediction (CSP): match rate and RMSE on a test split.
+"""Quality of a trained crystal diffusion model: CSP match rate and RMSE, or DNG validity, uniqueness, novelty, coverage, EMDs.
 
     python benchmarks/eval_crystal_diffusion.py perov5_csp --dataset perov_5 --split test --n 200 --steps 1000 [--k 1]
+    python benchmarks/eval_crystal_diffusion.py carbon24_dng --dataset carbon_24 --split test --n 200 [--relax 100]
 
-Samples one structure (or k) per test composition with `sample_crystals`, matches it against the known structure with
-pymatgen's StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3) as DiffCSP does, and prints the match rate, the RMSE
-(normalised RMS distance averaged over matched pairs) and the sampling speed. The first `--n` crystals of the split.
+CSP (`csp_benchmark`, notebook 06): one structure (or k) per composition of the first `--n` test crystals, matched against the
+known structure with pymatgen's StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3) as DiffCSP does: match rate, RMSE
+(normalised RMS distance averaged over matched pairs) and sampling speed.
+
+DNG (`dng_benchmark`, notebook 06): `--n` samples (cell sizes drawn from the training data): structural and compositional
+validity, uniqueness, novelty against `--train-split` (skipped for single-element data such as Carbon-24, where every sample
+would be matched against thousands of same-formula references), CDVAE's coverage (COV-R, COV-P) and the Wasserstein
+distances of density and number of elements against the first `--n` crystals of `--split`. With `--relax N`: N CHGNet
+relaxation steps per valid sample and the share within 0.1 eV/atom of the Materials Project hull (needs the hull data).
+`--json` also writes the figures to a file (for model cards).
 """
 import argparse
+import json
 import time
 
-import torch
-
-from crystal_tutorial.crystal_diffusion import load_crystal_diffusion, sample_crystals
+from crystal_tutorial.crystal_diffusion import csp_benchmark, dng_benchmark, load_crystal_diffusion
 from crystal_tutorial.crystals import load_dataset
-from crystal_tutorial.evaluation import csp_metrics, match_targets
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument('model', help='a shipped model name (perov5_csp, ...) or a checkpoint path')
 p.add_argument('--dataset', default='perov_5')
 p.add_argument('--split', default='test')
-p.add_argument('--n', type=int, default=200, help='test crystals (the first n of the split)')
-p.add_argument('--k', type=int, default=1, help='samples per composition (match rate @1 and @k)')
+p.add_argument('--n', type=int, default=200, help='CSP: test crystals (the first n of the split); DNG: samples and references')
+p.add_argument('--k', type=int, default=1, help='CSP: samples per composition (match rate @1 and @k)')
 p.add_argument('--steps', type=int, default=None, help='sampling steps (default: all training steps)')
 p.add_argument('--bs', type=int, default=100, help='crystals sampled at once')
 p.add_argument('--seed', type=int, default=0)
+p.add_argument('--train-split', default='train', help="DNG: the split for novelty ('none' to skip)")
+p.add_argument('--relax', type=int, default=0, help='DNG: CHGNet relaxation steps per valid sample (0: no stability)')
+p.add_argument('--json', default=None, help='also write the figures here')
 args = p.parse_args()
 
 model = load_crystal_diffusion(args.model)
 ds = load_dataset(args.dataset, args.split)
-targets = [ds[i] for i in range(min(args.n, len(ds)))]
-g = torch.Generator().manual_seed(args.seed)
+reference = [ds[i] for i in range(min(args.n, len(ds)))]
+steps = args.steps or model.config.n_steps
 t0 = time.time()
-candidates = [[] for _ in targets]
-for _ in range(args.k):
-    for start in range(0, len(targets), args.bs):
-        chunk = targets[start:start + args.bs]
-        for j, c in enumerate(sample_crystals(model, compositions=chunk, steps=args.steps, generator=g)):
-            candidates[start + j].append(None if c is None else c.to_structure())
-seconds = time.time() - t0
-n_samples = len(targets) * args.k
-metrics = csp_metrics(match_targets(candidates, [t.to_structure() for t in targets]))
-print(f'{args.model} on {args.dataset}/{args.split}, first {len(targets)} crystals, k={args.k}, steps={args.steps or model.config.n_steps}')
-print(f'sampling: {n_samples} crystals in {seconds:.0f} s ({n_samples / seconds:.2f} crystals/s) on {model.device}')
-for key, value in metrics.items(): print(f'{key:14s} {value:.4f}')
+if model.task == 'csp':
+    figures = csp_benchmark(model, reference, k=args.k, steps=args.steps, bs=args.bs, seed=args.seed)
+    print(f'{args.model} on {args.dataset}/{args.split}, first {len(reference)} crystals, k={args.k}, steps={steps}')
+else:
+    single_element = len({c.formula for c in reference}) == 1
+    train = None if single_element or args.train_split == 'none' else load_dataset(args.dataset, args.train_split)
+    figures, samples = dng_benchmark(model, args.n, reference, train=train, steps=args.steps, bs=args.bs, seed=args.seed,
+                                     return_samples=True)
+    print(f'{args.model}: {args.n} DNG samples, steps={steps}; references: the first {len(reference)} of {args.dataset}/{args.split}'
+          + ('' if train is not None else '; novelty not measured'))
+    if args.relax:
+        import numpy as np
+        from crystal_tutorial.evaluation import ConvexHull, relax_structures, structure_validity
+        valid = [c.to_structure() for c in samples if c is not None and structure_validity(c.to_structure())]
+        rdf, _ = relax_structures(valid, steps=args.relax)
+        figures['mean_energy_per_atom'] = float(np.nanmean(rdf.energy_per_atom))
+        try:
+            hull = ConvexHull()
+            e = [hull.e_above_hull(s.composition, x) for s, x in zip(valid, rdf.energy_per_atom) if np.isfinite(x)]
+            figures['stable_rate'] = sum(v < 0.1 for v in e) / args.n
+        except Exception as err:                                  # no hull reference data here
+            print(f'stability not measured: {err}')
+print(f'{time.time() - t0:.0f} s on {model.device}')
+for key, value in figures.items(): print(f'{key:22s} {value:.4f}' if isinstance(value, float) else f'{key:22s} {value}')
+if args.json:
+    with open(args.json, 'w') as f: f.write(json.dumps({'model': args.model, 'dataset': args.dataset, 'split': args.split, 'steps': steps, **figures}, indent=2) + '\n')

@@ -19,7 +19,7 @@ p.add_argument('--mode', choices=['fast', 'full'], default='fast')
 p.add_argument('--budget', type=float, default=180, help='seconds allowed per notebook in fast mode')
 args = p.parse_args()
 
-notebooks = [Path(n).resolve() for n in args.notebooks] or sorted((ROOT / 'nbs').glob('[0-9][0-9]_*.ipynb'))
+notebooks = [Path(n).resolve() for n in args.notebooks] or sorted((ROOT / 'nbs').glob('[0-9][0-9]*_*.ipynb'))
 nbdev_test = Path(sys.executable).parent / 'nbdev_test'
 env = {**os.environ, 'CRYSTAL_TUTORIAL_MODE': args.mode, 'MPLBACKEND': 'Agg'}
 print(f'{os.cpu_count()} CPUs visible, mode {args.mode}')

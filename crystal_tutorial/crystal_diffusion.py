@@ -35,7 +35,7 @@ __all__ = ['N_ELEMENTS', 'SHIPPED_MODELS', 'x0_from_eps', 'ddpm_reverse_step', '
            'equivariance_errors', 'CrystalDiffusionConfig', 'config_for_data', 'CrystalDiffusion',
            'crystal_diffusion_loss', 'formula_to_atom_types', 'cover_types', 'sample_crystals', 'crystal_loaders',
            'crystal_diffusion_learner', 'save_training_state', 'resume_training', 'model_from_checkpoint',
-           'load_crystal_diffusion', 'trajectory_crystals']
+           'load_crystal_diffusion', 'trajectory_crystals', 'csp_benchmark', 'dng_benchmark']
 
 # %% ../nbs/06_crystal_diffusion.ipynb #cebd1159
 def x0_from_eps(schedule: NoiseSchedule, x_t: Tensor, t: int, eps: Tensor) -> Tensor:
@@ -603,3 +603,37 @@ def trajectory_crystals(trajectory: list, i: int = 0) -> list:
                                    frame['atom_types'][ptr[i]:ptr[i + 1]], frame['num_atoms'][i:i + 1])[0]
         out.append((frame['t'], c))
     return out
+
+# %% ../nbs/06_crystal_diffusion.ipynb #c25fcf49
+def csp_benchmark(model: CrystalDiffusion, targets, k: int = 1, steps: int | None = None, bs: int = 100, seed: int = 0) -> dict:
+    "DiffCSP's CSP measure: `k` samples for each target crystal's composition, matched against it (chapter 05): match rate and RMSE at 1 and k, crystals sampled per second."
+    from crystal_tutorial.evaluation import csp_metrics, match_targets
+    targets, g = list(targets), torch.Generator().manual_seed(seed)
+    if not targets: raise ValueError("no target crystals: give at least one")
+    candidates, t0 = [[] for _ in targets], time.time()
+    for _ in range(k):
+        for start in range(0, len(targets), bs):
+            for j, c in enumerate(sample_crystals(model, compositions=targets[start:start + bs], steps=steps, generator=g)):
+                candidates[start + j].append(None if c is None else c.to_structure())
+    seconds = time.time() - t0
+    return {'n': len(targets), 'k': k, **csp_metrics(match_targets(candidates, [t.to_structure() for t in targets])),
+            'crystals_per_s': len(targets) * k / seconds}
+
+def dng_benchmark(model: CrystalDiffusion, n: int, reference, train=None, steps: int | None = None, bs: int = 100, seed: int = 0,
+                  return_samples: bool = False):
+    "CDVAE's DNG measures of `n` samples: validity, uniqueness, novelty against `train` (crystals or a CrystalDataset, if given), coverage and EMDs against `reference` crystals; crystals sampled per second."
+    from crystal_tutorial.evaluation import (composition_validity, coverage, novel_mask, structure_validity, unique_mask,
+                                            wasserstein_metrics)
+    g, crystals, t0 = torch.Generator().manual_seed(seed), [], time.time()
+    for start in range(0, n, bs): crystals += sample_crystals(model, n=min(bs, n - start), steps=steps, generator=g)
+    seconds = time.time() - t0
+    gen = [None if c is None else c.to_structure() for c in crystals]
+    valid = [s if s is not None and structure_validity(s) else None for s in gen]        # StructureMatcher only on sane cells
+    ref = [c.to_structure() for c in reference]
+    out = {'n': n, 'struct_validity': sum(s is not None for s in valid) / n,
+           'comp_validity': sum(s is not None and composition_validity(s) for s in gen) / n,
+           'uniqueness': float(unique_mask(valid).sum()) / n}
+    if train is not None: out['novelty'] = float(novel_mask(valid, train).sum()) / n
+    out.update(coverage(gen, ref)); out.update(wasserstein_metrics(gen, ref))
+    out['crystals_per_s'] = n / seconds
+    return (out, crystals) if return_samples else out
