@@ -3,8 +3,8 @@
     python benchmarks/eval_chameleon.py --n-prompts 50 --n-per 4 --steps 1000 --scales 0 1 2 4
 
 Composition model: the prompt is the element list of a held-out test crystal ("Ti O S"), n_atoms its cell size. For each
-guidance scale (types not restricted, so that guidance alone is measured) and once more at --restricted-scale (default 1) with
-the types restricted to the prompt's elements: prompt adherence (set of elements equal to the prompt's), structural and
+guidance scale (types not restricted, so that guidance alone is measured) and once more at --restricted-scale (default 1) as
+`sample` does by default, with exactly the prompt's elements (others masked, each at least once): prompt adherence (set of elements equal to the prompt's), structural and
 compositional validity and uniqueness (chapter 05), and crystals sampled per second.
 General-text model: the held-out sentence "{System} crystal structure of {formula} compound" for the same crystals;
 crystal-system adherence (spglib, symprec 0.1) besides the same measures. Needs the local datasets (mp_mix_20).
