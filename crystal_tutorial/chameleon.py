@@ -195,7 +195,8 @@ def _frame_atoms(frame):
 
 @torch.no_grad()
 def _sample_batch(self: Chameleon, prompts: list, num_atoms, guidance_scale: float = 1.0, steps: int | None = None,
-                  seed: int | None = None, restrict_elements: bool = True, return_trajectory: bool = False, progress: bool = False):
+                  seed: int | None = None, restrict_elements: bool = True, return_trajectory: bool = False, progress: bool = False,
+                  charge_balanced: bool = True):
     "One crystal per (prompt, cell size) pair, all in one batched chain: a list of `ase.Atoms` (None where the lattice came out degenerate), and the trajectories if asked."
     num_atoms = [int(n) for n in (num_atoms.tolist() if isinstance(num_atoms, Tensor) else num_atoms)]
     if len(prompts) != len(num_atoms): raise PromptError(f"got {len(prompts)} prompts and {len(num_atoms)} cell sizes: give one of each per crystal")
@@ -208,7 +209,7 @@ def _sample_batch(self: Chameleon, prompts: list, num_atoms, guidance_scale: flo
     gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
     out = sample_crystals(self.diffusion, num_atoms=torch.tensor(num_atoms), steps=steps, cond=self.embed(list(prompts)).to(self.device),
                           guidance_scale=float(guidance_scale), generator=gen, allowed_types=allowed if any(a is not None for a in allowed) else None, require_allowed=True,
-                          trajectory_every=1 if return_trajectory else None, progress=progress)
+                          charge_balanced=charge_balanced, trajectory_every=1 if return_trajectory else None, progress=progress)
     crystals, trajectory = out if return_trajectory else (out, None)
     atoms_list = []
     for i, (c, p) in enumerate(zip(crystals, prompts)):
@@ -224,14 +225,15 @@ def _sample_batch(self: Chameleon, prompts: list, num_atoms, guidance_scale: flo
 
 def _sample(self: Chameleon, prompt: str, n_atoms: int | None = None, n_samples: int = 1, guidance_scale: float = 1.0,
             steps: int | None = None, seed: int | None = None, device=None, return_trajectory: bool = False,
-            restrict_elements: bool = True, progress: bool = False):
-    "`n_samples` crystals for a prompt as a list of `ase.Atoms` (and, with return_trajectory, a list of 21 `ase.Atoms` frames per crystal, frame.info['t'] = steps left)."
+            restrict_elements: bool = True, progress: bool = False, charge_balanced: bool = True):
+    "`n_samples` crystals for a prompt as a list of `ase.Atoms` (and, with return_trajectory, a list of 21 `ase.Atoms` frames per crystal, frame.info['t'] = steps left); by default with exactly the prompt's elements (`restrict_elements`) in charge-balanced proportions where SMACT allows any (`charge_balanced`)."
     elements = self.check_request(prompt, n_atoms, n_samples, guidance_scale)
     if device is not None: self.to(device)
     num_atoms = ([int(n_atoms)] * int(n_samples) if n_atoms is not None else
                  _draw_num_atoms(self.diffusion.num_atoms_counts, int(n_samples), len(elements or []) or 1,
                                  torch.Generator().manual_seed(int(seed)) if seed is not None else None).tolist())
-    out = self.sample_batch([prompt] * len(num_atoms), num_atoms, guidance_scale, steps, seed, restrict_elements, return_trajectory, progress)
+    out = self.sample_batch([prompt] * len(num_atoms), num_atoms, guidance_scale, steps, seed, restrict_elements, return_trajectory, progress,
+                            charge_balanced)
     atoms_list, frames = out if return_trajectory else (out, None)
     keep = [i for i, a in enumerate(atoms_list) if a is not None]       # degenerate lattices: sample_crystals warned
     atoms_list = [atoms_list[i] for i in keep]

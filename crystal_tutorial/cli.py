@@ -120,7 +120,7 @@ def cmd_generate(args) -> int:
     out = generate_dir(args.out)
     if not args.quiet: print(f"{model}: {args.n_samples} crystal(s) for {args.prompt!r}", file=sys.stderr)
     atoms_list = model.sample(args.prompt, n_atoms=args.n_atoms, n_samples=args.n_samples, guidance_scale=args.guidance_scale,
-                              steps=args.steps, seed=args.seed, restrict_elements=not args.any_elements,
+                              steps=args.steps, seed=args.seed, restrict_elements=not args.any_elements, charge_balanced=not args.no_charge_balance,
                               progress=not args.quiet and sys.stdout.isatty())     # a bar in a terminal, not in logs
     out.mkdir(parents=True, exist_ok=True)
     from ase.io import write
@@ -139,6 +139,7 @@ def cmd_generate(args) -> int:
         plt.close(fig)
     summary = {'prompt': args.prompt, 'model': model.kind, 'n_atoms': args.n_atoms, 'guidance_scale': args.guidance_scale,
                'steps': args.steps or model.diffusion.n_steps, 'seed': args.seed, 'restricted_to_prompt_elements': bool(elements) and not args.any_elements,
+               'charge_balanced': not args.no_charge_balance,
                **generation_summary(atoms_list, elements, n_requested=args.n_samples), 'files': names, 'seconds': round(time.time() - t0, 1)}
     _write_atomic(out / 'summary.json', json.dumps(summary, indent=2) + '\n')
     for k in ('n_generated', 'struct_valid', 'comp_valid', 'unique', 'prompt_adherence'):
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument('--steps', type=int, metavar='S', help="denoising steps (default: all the model's 1000)")
     ge.add_argument('--seed', type=int, help='random seed, for reproducible crystals')
     ge.add_argument('--any-elements', action='store_true', help="leave the elements to guidance alone (default: exactly the prompt's elements, each at least once)")
+    ge.add_argument('--no-charge-balance', action='store_true', help="leave the proportions to the model (default: moved to charge-balanced ones, by SMACT, where the elements allow)")
     ge.add_argument('--device', help='cpu, cuda or mps (default: the best available)')
     ge.add_argument('--out', metavar='OUT', help='output folder (default: chameleon_structures, numbered if taken; never overwritten)')
     ge.add_argument('--quiet', action='store_true', help='no progress bar')

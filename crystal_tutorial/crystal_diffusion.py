@@ -5,17 +5,20 @@
 # %% ../nbs/06_crystal_diffusion.ipynb #cc2c2967
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import time
 import warnings
 from dataclasses import asdict, dataclass, fields, replace
+from functools import lru_cache
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from ase.data import chemical_symbols
 from fastprogress.fastprogress import progress_bar
 from torch import Tensor, nn
 
@@ -33,9 +36,9 @@ __all__ = ['N_ELEMENTS', 'SHIPPED_MODELS', 'x0_from_eps', 'ddpm_reverse_step', '
            'check_atom_types', 'atom_types_to_onehot', 'onehot_to_atom_types', 'num_atoms_histogram',
            'sample_num_atoms', 'fourier_features', 'lattice_invariants', 'CSPLayer', 'CSPNet', 'random_orthogonal',
            'equivariance_errors', 'CrystalDiffusionConfig', 'config_for_data', 'CrystalDiffusion',
-           'crystal_diffusion_loss', 'formula_to_atom_types', 'cover_types', 'sample_crystals', 'crystal_loaders',
-           'crystal_diffusion_learner', 'save_training_state', 'resume_training', 'model_from_checkpoint',
-           'load_crystal_diffusion', 'trajectory_crystals', 'csp_benchmark', 'dng_benchmark']
+           'crystal_diffusion_loss', 'formula_to_atom_types', 'cover_types', 'sample_crystals', 'balanced_counts',
+           'balance_types', 'crystal_loaders', 'crystal_diffusion_learner', 'save_training_state', 'resume_training',
+           'model_from_checkpoint', 'load_crystal_diffusion', 'trajectory_crystals', 'csp_benchmark', 'dng_benchmark']
 
 # %% ../nbs/06_crystal_diffusion.ipynb #cebd1159
 def x0_from_eps(schedule: NoiseSchedule, x_t: Tensor, t: int, eps: Tensor) -> Tensor:
@@ -435,9 +438,14 @@ def cover_types(scores: Tensor, batch: Tensor, required: Tensor) -> Tensor:
             types[idx[(scores[idx, cur] - scores[idx, k]).masked_fill(locked, torch.inf).argmin()]] = k
     return types
 
-def _onto_covering(probs: Tensor, batch: Tensor, required: Tensor) -> Tensor:
-    "Type probabilities [N, K] with the atoms that `cover_types` reassigns set to the one-hot of their new type."
-    new = cover_types(probs.log(), batch, required)
+def _decode_types(scores: Tensor, batch: Tensor, required: Tensor | None, charge_balanced: bool) -> Tensor:
+    "Type indices [N]: the argmax of `scores`, covering the `required` elements (if given), charge-balanced (if asked)."
+    types = scores.argmax(-1) if required is None else cover_types(scores, batch, required)
+    return balance_types(scores, batch, types) if charge_balanced else types
+
+def _onto_covering(probs: Tensor, batch: Tensor, required: Tensor | None, charge_balanced: bool = False) -> Tensor:
+    "Type probabilities [N, K] with the atoms that `cover_types` (and `balance_types`) reassign set to the one-hot of their new type."
+    new = _decode_types(probs.log(), batch, required, charge_balanced)
     moved = new != probs.argmax(-1)
     if moved.any(): probs = probs.clone(); probs[moved] = F.one_hot(new[moved], probs.shape[1]).to(probs.dtype)
     return probs
@@ -446,8 +454,9 @@ def _onto_covering(probs: Tensor, batch: Tensor, required: Tensor) -> Tensor:
 def sample_crystals(model: CrystalDiffusion, n: int | None = None, compositions=None, num_atoms=None, steps: int | None = None,
                     step_lr: float | None = None, cond: Tensor | None = None, guidance_scale: float = 1.0,
                     generator: torch.Generator | None = None, restrict_types: bool = True, allowed_types=None,
-                    require_allowed: bool = False, trajectory_every: int | None = None, progress: bool = False):
-    "Generate crystals: CSP from `compositions` (formulas, lists of atomic numbers or Crystals), DNG from `n` or `num_atoms` (types only from `allowed_types`, for all crystals or one list per crystal, if given; with `require_allowed`, each of them at least once); returns a list of Crystals (and the trajectory if asked)."
+                    require_allowed: bool = False, charge_balanced: bool = False, trajectory_every: int | None = None,
+                    progress: bool = False):
+    "Generate crystals: CSP from `compositions` (formulas, lists of atomic numbers or Crystals), DNG from `n` or `num_atoms` (types only from `allowed_types`, for all crystals or one list per crystal, if given; with `require_allowed`, each of them at least once; with `charge_balanced`, in proportions that pass SMACT's charge balance where the elements allow it); returns a list of Crystals (and the trajectory if asked)."
     cfg, dev = model.config, model.device
     model.eval()
     # --- what to generate ---
@@ -499,8 +508,9 @@ def sample_crystals(model: CrystalDiffusion, n: int | None = None, compositions=
             short = (required.sum(1) > num_atoms).nonzero().flatten()
             if len(short): raise ValueError(f"crystal {int(short[0])} has {int(num_atoms[short[0]])} atoms but must hold {int(required[short[0]].sum())} elements: give it more atoms")
     restrict = lambda x: x.masked_fill(unseen, -torch.inf) if unseen is not None else x
-    def decode(scores):                                            # atomic numbers: argmax, or covering the required elements
-        return onehot_to_atom_types(scores) if required is None else cover_types(scores, batch, required) + 1
+    balance = charge_balanced and atom_types is None
+    def decode(scores):                                            # atomic numbers: argmax, covering the required elements, balanced
+        return _decode_types(scores, batch, required, balance) + 1
     current_types = lambda: decode(restrict(types)) if atom_types is None else atom_types
     sig, norms = model.sigmas.sigmas.tolist(), model.sigmas.score_norms.tolist()
     trajectory = []
@@ -522,12 +532,47 @@ def sample_crystals(model: CrystalDiffusion, n: int | None = None, compositions=
         lattice_0 = x0_from_eps(model.schedule, lattice, t, out['lattice']).clamp(-cfg.lattice_clip, cfg.lattice_clip)
         lattice = ddpm_reverse_step(model.schedule, lattice, t, lattice_0, s, rand(B, 3, 3))
         if atom_types is None:
-            types_0 = restrict(out['types']).softmax(-1)                # Â_0; with required elements, moved onto a covering
-            if required is not None: types_0 = _onto_covering(types_0, batch, required)
+            types_0 = restrict(out['types']).softmax(-1)                # Â_0; moved onto a covering / a balanced composition if asked
+            if required is not None or balance: types_0 = _onto_covering(types_0, batch, required, balance)
             types = ddpm_reverse_step(model.schedule, types, t, types_0, s, rand(N, cfg.n_types))
         if trajectory_every and (s + 1) % trajectory_every == 0: record(s + 1)
     crystals = _crystals_from_tensors(lattice * cfg.lattice_scale, frac, current_types(), num_atoms)
     return (crystals, trajectory) if trajectory_every else crystals
+
+# %% ../nbs/06_crystal_diffusion.ipynb #65c59523
+@lru_cache(maxsize=None)
+def _formula_balanced(formula: str) -> bool:
+    from crystal_tutorial.evaluation import composition_validity      # chapter 05: SMACT charge neutrality + electronegativity
+    return composition_validity(formula)
+
+@lru_cache(maxsize=None)
+def balanced_counts(atomic_numbers: tuple, n_atoms: int, max_candidates: int = 5000) -> np.ndarray:
+    "[M, k] every way to share `n_atoms` atoms among the k elements `atomic_numbers`, each at least once, that passes SMACT's charge balance (chapter 05's `composition_validity`); empty if none does or there are more than `max_candidates` to check."
+    k = len(atomic_numbers)
+    if k == 0 or k > n_atoms or math.comb(n_atoms - 1, k - 1) > max_candidates: return np.zeros((0, k), dtype=int)
+    symbols = [chemical_symbols[z] for z in atomic_numbers]
+    out = [np.diff((0, *cuts, n_atoms)) for cuts in itertools.combinations(range(1, n_atoms), k - 1)]   # compositions of n into k parts
+    return np.array([c for c in out if _formula_balanced(''.join(f'{s}{n}' for s, n in zip(symbols, c)))], dtype=int).reshape(-1, k)
+
+def balance_types(scores: Tensor, batch: Tensor, types: Tensor, n_nearest: int = 8) -> Tensor:
+    "Type indices [N] (atomic number − 1): `types`, with each crystal whose composition fails SMACT's charge balance moved to the balanced composition of the same elements that loses the least total score (`scores` [N, K]; of the `n_nearest` balanced compositions in atom counts, each placed by an optimal assignment); crystals with no balanced option stay as they are."
+    from scipy.optimize import linear_sum_assignment
+    types, sizes = types.clone(), torch.bincount(batch).tolist()
+    for lo, n in zip(np.cumsum([0] + sizes[:-1]).tolist(), sizes):
+        elements, counts = types[lo:lo + n].unique(return_counts=True)
+        z = tuple((elements + 1).tolist())
+        if _formula_balanced(''.join(f'{chemical_symbols[e]}{c}' for e, c in zip(z, counts.tolist()))): continue
+        options = balanced_counts(z, n)
+        if not len(options): continue
+        options = options[np.argsort(np.abs(options - counts.cpu().numpy()).sum(1), kind='stable')[:n_nearest]]
+        s = scores[lo:lo + n][:, elements].double().cpu().numpy().clip(-1e4)          # [n, k]; -inf (masked) as a large loss
+        best, best_score = None, -np.inf
+        for c in options:
+            slots = np.repeat(np.arange(len(z)), c)                                    # one column per atom of the composition
+            rows, cols = linear_sum_assignment(s[:, slots], maximize=True)
+            if s[rows, slots[cols]].sum() > best_score: best, best_score = slots[cols[np.argsort(rows)]], s[rows, slots[cols]].sum()
+        types[lo:lo + n] = elements[torch.as_tensor(best, device=elements.device)]
+    return types
 
 # %% ../nbs/06_crystal_diffusion.ipynb #38ab4837
 def _as_tuple(batch) -> tuple: return (collate_crystals(batch),)

@@ -31,7 +31,7 @@ __all__ = ['MAX_SMACT_ELEMENTS', 'EvaluationError', 'to_structure', 'read_cif_te
            'lattice_in_range', 'make_matcher', 'rms_dist', 'reduced_formula', 'group_by_formula', 'unique_mask',
            'ReferenceSet', 'novel_mask', 'match_targets', 'csp_metrics', 'perturb', 'random_structures',
            'structure_fingerprint', 'composition_fingerprint', 'coverage', 'wasserstein_metrics', 'load_chgnet',
-           'relax_rmsd', 'relax_structures', 'ConvexHull', 'evaluate', 'plot_summary']
+           'relax_rmsd', 'CellCollapse', 'relax_structures', 'ConvexHull', 'evaluate', 'plot_summary']
 
 # %% ../nbs/05_evaluation.ipynb #629064c9
 class EvaluationError(ValueError):
@@ -360,42 +360,60 @@ def relax_rmsd(initial, relaxed) -> float:
     d -= np.round(d)
     return float(np.sqrt(((d @ relaxed.lattice.matrix) ** 2).sum(1).mean()))
 
+class CellCollapse(RuntimeError): "A relaxation whose cell shrank below the allowed fraction of its starting volume."
+
+def _guarded_fire(min_volume_ratio: float):
+    "ASE's FIRE, stopping with CellCollapse when the cell shrinks below `min_volume_ratio` of its starting volume."
+    from ase.optimize import FIRE
+    class GuardedFIRE(FIRE):
+        def __init__(self, atoms, **kwargs):
+            super().__init__(atoms, **kwargs)
+            inner = getattr(atoms, 'atoms', atoms)                 # the Atoms inside a cell filter
+            v0 = inner.get_volume()
+            def check():
+                if inner.get_volume() < min_volume_ratio * v0:
+                    raise CellCollapse(f'cell collapsed below {min_volume_ratio:.0%} of its starting volume: not a physical crystal')
+            self.attach(check)
+    return GuardedFIRE
+
 def relax_structures(structures, steps: int = 100, fmax: float = 0.1, device=None, relax_cell: bool = True,
-                     cpu_threads: int | None = 1) -> tuple[pd.DataFrame, list]:
-    "Relax each structure with CHGNet (FIRE, at most `steps` steps, until forces < `fmax` eV/Å; `steps=0`: energy of the structure as given). Returns a table (energy_per_atom eV/atom, initial_energy_per_atom, rmsd Å, steps, converged, error) and the relaxed structures."
+                     cpu_threads: int | None = 1, min_volume_ratio: float = 0.5) -> tuple[pd.DataFrame, list]:
+    "Relax each structure with CHGNet (FIRE, at most `steps` steps, until forces < `fmax` eV/Å; `steps=0`: energy of the structure as given; a cell that shrinks below `min_volume_ratio` of its volume is stopped and counts as failed). Returns a table (energy_per_atom eV/atom, initial_energy_per_atom, rmsd Å, steps, converged, error) and the relaxed structures."
     if steps < 0: raise EvaluationError(f"steps must be 0 or more, got {steps}")
     model, dev = load_chgnet(device)
     threads = torch.get_num_threads()
     if dev == 'cpu' and cpu_threads: torch.set_num_threads(cpu_threads)   # small graphs: one thread is faster, much faster on a busy CPU
-    try: return _relax(model, dev, structures, steps, fmax, relax_cell)
+    try: return _relax(model, dev, structures, steps, fmax, relax_cell, min_volume_ratio)
     finally: torch.set_num_threads(threads)
 
-def _relax(model, dev, structures, steps, fmax, relax_cell):
+def _relax(model, dev, structures, steps, fmax, relax_cell, min_volume_ratio=0.5):
     import contextlib, io
     from chgnet.model import StructOptimizer
-    with contextlib.redirect_stdout(io.StringIO()): opt = StructOptimizer(model=model, optimizer_class='FIRE', use_device=dev)
+    # a generated crystal can implode under the potential; its neighbour graph then grows without bound (GBs of memory)
+    with contextlib.redirect_stdout(io.StringIO()): opt = StructOptimizer(model=model, optimizer_class=_guarded_fire(min_volume_ratio), use_device=dev)
     rows, relaxed = [], []
     for s in structures:
         row = {'energy_per_atom': np.nan, 'initial_energy_per_atom': np.nan, 'rmsd': np.nan, 'steps': 0, 'converged': False, 'error': None}
-        if s is None: rows.append({**row, 'error': 'no structure'}); relaxed.append(None); continue
-        try:
-            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-                warnings.simplefilter('ignore')
-                if steps == 0:
-                    e = float(model.predict_structure(s, task='e')['e'])
-                    row.update(energy_per_atom=e, initial_energy_per_atom=e, rmsd=0.0, converged=True); relaxed.append(s)
-                else:
-                    r = opt.relax(s, fmax=fmax, steps=steps, relax_cell=relax_cell, verbose=False)
-                    traj, final = r['trajectory'], r['final_structure']
-                    fmax_last = float(np.linalg.norm(traj.forces[-1], axis=1).max()) if len(traj.forces) else np.inf
-                    row.update(energy_per_atom=float(traj.energies[-1]) / len(s), initial_energy_per_atom=float(traj.energies[0]) / len(s),
-                               rmsd=relax_rmsd(s, final), steps=len(traj.energies) - 1, converged=fmax_last < fmax)
-                    relaxed.append(final)
-            if not np.isfinite(row['energy_per_atom']): raise ValueError('energy is not finite')
-        except Exception as e:
-            row.update(energy_per_atom=np.nan, error=f'CHGNet failed: {" ".join(str(e).split())[:100] or type(e).__name__}')
-            relaxed.append(None)
-        rows.append(row)
+        final = None
+        if s is None: row['error'] = 'no structure'
+        else:
+            try:
+                with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                    warnings.simplefilter('ignore')
+                    if steps == 0:
+                        e = float(model.predict_structure(s, task='e')['e'])
+                        row.update(energy_per_atom=e, initial_energy_per_atom=e, rmsd=0.0, converged=True); final = s
+                    else:
+                        r = opt.relax(s, fmax=fmax, steps=steps, relax_cell=relax_cell, verbose=False)
+                        traj, final = r['trajectory'], r['final_structure']
+                        fmax_last = float(np.linalg.norm(traj.forces[-1], axis=1).max()) if len(traj.forces) else np.inf
+                        row.update(energy_per_atom=float(traj.energies[-1]) / len(s), initial_energy_per_atom=float(traj.energies[0]) / len(s),
+                                   rmsd=relax_rmsd(s, final), steps=len(traj.energies) - 1, converged=fmax_last < fmax)
+                if not np.isfinite(row['energy_per_atom']): raise ValueError('energy is not finite')
+            except CellCollapse as e: row.update(energy_per_atom=np.nan, error=str(e)); final = None
+            except Exception as e:
+                row.update(energy_per_atom=np.nan, error=f'CHGNet failed: {" ".join(str(e).split())[:100] or type(e).__name__}'); final = None
+        rows.append(row); relaxed.append(final)
     return pd.DataFrame(rows), relaxed
 
 # %% ../nbs/05_evaluation.ipynb #c4730cbc

@@ -47,6 +47,8 @@ def test_checkpoint_round_trip_and_sampling(tiny):
     b = model.sample('Na Cl', n_atoms=4, n_samples=3, steps=5, seed=1)
     assert len(a) == 3 and all(len(x) == 4 for x in a)
     assert all(set(x.get_chemical_symbols()) == {'Na', 'Cl'} for x in a)          # exactly the prompt's elements, each at least once
+    from crystal_tutorial.evaluation import composition_validity
+    assert all(composition_validity(x.get_chemical_formula()) for x in a)        # charge-balanced by default: Na2Cl2
     three = model.sample('Na Cl O', n_atoms=3, n_samples=4, steps=5, seed=3)     # as many elements as atoms: one of each
     assert all(sorted(x.get_chemical_symbols()) == ['Cl', 'Na', 'O'] for x in three)
     assert [x.get_chemical_symbols() for x in a] == [x.get_chemical_symbols() for x in b]
@@ -59,7 +61,7 @@ def test_guidance_scale_zero_is_the_unconditional_model(tiny):
     model = Chameleon.load(tiny)
     torch.manual_seed(0)
     for p in model.diffusion.net.cond_in.parameters(): p.data.normal_()          # make the condition matter
-    u = model.sample('Na Cl', n_atoms=4, n_samples=2, steps=5, seed=2, guidance_scale=0, restrict_elements=False)
+    u = model.sample('Na Cl', n_atoms=4, n_samples=2, steps=5, seed=2, guidance_scale=0, restrict_elements=False, charge_balanced=False)
     null = sample_crystals(model.diffusion, num_atoms=[4, 4], steps=5, generator=torch.Generator().manual_seed(2))
     np.testing.assert_allclose([x.cell[:] for x in u], [c.lattice.numpy() for c in null], atol=1e-4)
     assert [x.get_chemical_symbols() for x in u] == [c.to_atoms().get_chemical_symbols() for c in null]
@@ -127,7 +129,12 @@ def test_cli_generate_end_to_end(tmp_path):
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['n_samples'] == 2 and summary['prompt'] == 'Ti O S'
     from ase.io import read
-    assert set(read(out / 'structure_1.cif').get_chemical_symbols()) <= {'Ti', 'O', 'S'}
+    assert set(read(out / 'structure_1.cif').get_chemical_symbols()) == {'Ti', 'O', 'S'}
+    assert summary['charge_balanced'] is True and summary['comp_valid'] == 1.0           # Ti O S balances in 6 atoms
+    r = subprocess.run(CLI + ['generate', 'Ti O S', '--n-atoms', '6', '--n-samples', '1', '--steps', '5', '--seed', '0',
+                              '--out', str(tmp_path / 'free'), '--device', 'cpu', '--quiet', '--no-charge-balance'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / 'free' / 'summary.json').read_text())['charge_balanced'] is False
 
 
 @pytest.mark.skipif(not SHIPPED, reason='the Chameleon weights are not shipped in this checkout')

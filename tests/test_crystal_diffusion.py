@@ -12,7 +12,7 @@ import torch
 from crystal_tutorial.core import get_device, loss_drops_on_batch
 from crystal_tutorial.crystal_diffusion import (
     SHIPPED_MODELS, WEIGHTS_DIR, CrystalDiffusion, CrystalDiffusionConfig, CSPNet, atom_types_to_onehot, config_for_data,
-    crystal_diffusion_learner, equivariance_errors, formula_to_atom_types, load_crystal_diffusion, resume_training,
+    balance_types, balanced_counts, crystal_diffusion_learner, equivariance_errors, formula_to_atom_types, load_crystal_diffusion, resume_training,
     sample_crystals, save_training_state, wrapped_normal_logpdf, wrapped_normal_score, wrapped_score_norm)
 from crystal_tutorial.crystals import collate_crystals, toy_dataset, wrap_frac
 
@@ -121,6 +121,25 @@ def test_dng_samples_use_the_training_cell_sizes_and_elements(models, toy):
     sizes, elements = set(toy.num_atoms.tolist()), set(toy.atom_types.tolist())
     for c in out:
         assert c.num_atoms in sizes and set(c.atom_types.tolist()) <= elements
+
+
+def test_charge_balance(models, toy):
+    from crystal_tutorial.evaluation import composition_validity
+    assert balanced_counts((11, 17), 4).tolist() == [[2, 2]]                   # Na2Cl2 is the only balanced share of 4 atoms
+    assert balanced_counts((2, 10), 4).shape == (0, 2)                         # He and Ne never balance
+    scores = torch.zeros(4, 100)
+    scores[:, 10] = torch.tensor([3., 2., 1., 0.])                              # all prefer Na (column 10) ...
+    scores[:, 16] = 0.5                                                         # ... atom 3 least: Na3Cl -> Na2Cl2 moves atom 2
+    batch = torch.zeros(4, dtype=torch.long)
+    assert balance_types(scores, batch, scores.argmax(-1)).tolist() == [10, 10, 16, 16]
+    noble = torch.tensor([1, 1, 1, 9])                                          # He3Ne: no balanced option, left as it is
+    assert balance_types(torch.randn(4, 100), batch, noble).tolist() == noble.tolist()
+    na_cl = [11, 17] if {11, 17} <= set(toy.atom_types.tolist()) else toy[0].atom_types.unique().tolist()
+    out = sample_crystals(models['dng'], num_atoms=[4] * 6, steps=5, generator=torch.Generator().manual_seed(0),
+                          allowed_types=na_cl, require_allowed=True, charge_balanced=True)
+    assert all(set(c.atom_types.tolist()) == set(na_cl) for c in out)
+    if balanced_counts(tuple(sorted(na_cl)), 4).size:
+        assert all(composition_validity(c.to_structure()) for c in out)
 
 
 def test_sampling_on_the_available_device(models):

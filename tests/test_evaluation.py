@@ -99,6 +99,16 @@ def test_chgnet_relaxation_lowers_the_energy():
     assert df.error[1] == 'no structure' and np.isnan(df.energy_per_atom[1])
 
 
+def test_a_collapsing_cell_is_stopped():
+    from pymatgen.core import Lattice, Structure
+    loose = Structure(Lattice.cubic(4.0), ['Na', 'Cl'], [[0, 0, 0], [0.5, 0.5, 0.5]])   # CsCl-type NaCl, far too large: it shrinks
+    df, relaxed = relax_structures([loose, loose], steps=20, device='cpu', min_volume_ratio=0.99)
+    assert len(df) == len(relaxed) == 2 and relaxed == [None, None]
+    assert df.error[0].startswith('cell collapsed below 99%') and np.isnan(df.energy_per_atom[0])
+    df, relaxed = relax_structures([loose], steps=20, device='cpu')                      # the default allows shrinking to half
+    assert df.error[0] is None and relaxed[0].volume < loose.volume
+
+
 @pytest.mark.skipif(datasets_root() is None or not (datasets_root() / 'mp_hull').is_dir(), reason='needs ../shared/datasets/mp_hull')
 def test_hull_puts_elements_at_their_reference_on_the_hull():
     hull = ConvexHull()
