@@ -9,6 +9,7 @@ import math
 import os
 import random
 import tempfile
+import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -22,7 +23,7 @@ import crystal_tutorial
 # %% auto #0
 __all__ = ['DEVICE_ENV', 'MODE_ENV', 'DATA_ENV', 'CHECKPOINT_FORMAT', 'WEIGHTS_DIR', 'get_device', 'set_seed', 'run_mode',
            'is_fast', 'fast_or_full', 'project_root', 'data_dir', 'Learner', 'loss_drops_on_batch', 'CheckpointError',
-           'save_checkpoint', 'load_checkpoint', 'resolve_weights']
+           'save_checkpoint', 'load_checkpoint', 'resolve_weights', 'fit_with_budget']
 
 # %% ../nbs/00_core.ipynb #52ae8bf0
 DEVICE_ENV = 'CRYSTAL_TUTORIAL_DEVICE'
@@ -255,3 +256,18 @@ def _learner_load(self, path) -> dict:
     return state
 
 Learner.save, Learner.load = _learner_save, _learner_load
+
+# %% ../nbs/00_core.ipynb #8aa77764
+def fit_with_budget(learn: Learner, epochs: int, save_state, max_seconds: float | None = None, elapsed: float = 0.0, log=print) -> float:
+    "Train `learn` an epoch at a time until it has done `epochs` in all, calling `save_state(seconds)` after each (seconds: `elapsed` plus this run's time) and logging its losses; stop after the epoch in which this run passes `max_seconds`. Returns the total seconds."
+    t0 = time.time()
+    while learn.epoch < epochs:
+        t1 = time.time()
+        learn.fit(1, progress=False)
+        seconds = elapsed + time.time() - t0
+        save_state(seconds)
+        h = learn.history[-1]
+        log(f"epoch {learn.epoch}/{epochs} ({seconds / 60:.1f} min, {len(learn.train_dl) / (time.time() - t1):.2f} steps/s): "
+            + '  '.join(f'{k} {v:.4f}' for k, v in h.items() if k != 'epoch'))
+        if max_seconds is not None and time.time() - t0 > max_seconds: break
+    return elapsed + time.time() - t0

@@ -19,20 +19,18 @@ training time, hardware, data and command.
 """
 import argparse
 import json
-import platform
 import shlex
 import sys
 import time
 from dataclasses import asdict, fields, replace
-from pathlib import Path
 
 import torch
 
 from crystal_tutorial.chameleon import PROMPT_TEMPLATES, chameleon_learner, conditioned_pairs, save_chameleon
 from crystal_tutorial.clip import TextEmbeddingCache, dataset_facts, load_crystal_clip
-from crystal_tutorial.core import get_device, load_checkpoint, set_seed
+from crystal_tutorial.core import fit_with_budget, load_checkpoint, set_seed
 from crystal_tutorial.crystal_diffusion import CrystalDiffusionConfig, config_for_data
-from crystal_tutorial.crystals import load_dataset
+from _run import load_split, resume_learner, run_setup
 DATA_FITTED = ('lattice_scale', 'lattice_clip', 'max_atoms')
 DEFAULTS = dict(task='dng', batch_size=64, epochs=30, step_lr=1e-5, p_uncond=0.1)
 
@@ -53,14 +51,8 @@ for f in fields(CrystalDiffusionConfig):
                    help=f'configuration: {f.name} (default {DEFAULTS.get(f.name, "fitted to the data" if f.name in DATA_FITTED else f.default)})')
 args = p.parse_args()
 
-if args.threads: torch.set_num_threads(args.threads)
-out = Path(args.out)
-state_path = Path(args.state) if args.state else out.with_name(out.name + '.last.pt')
-device = get_device(args.device)
-hardware = (torch.cuda.get_device_name(device) if device.type == 'cuda'
-            else f'{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads')
-
-ds = load_dataset(args.dataset, args.split, **({'limit': args.limit} if args.limit else {}))
+out, state_path, device, hardware = run_setup(args)
+ds = load_split(args)
 facts = dataset_facts(ds)
 perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(1234))
 n_valid = int(round(args.valid_fraction * len(ds)))
@@ -92,28 +84,13 @@ else:
 learn = chameleon_learner(config, train_pairs, valid_pairs, device=device)
 model = learn.model
 if resume:
-    extra = learn.load(state_path)
-    learn.lr_schedule.load_state_dict(extra['lr_schedule'])
-    learn.lr_schedule.T_max = max(config.epochs, 1)
-    elapsed = float(extra.get('elapsed', 0.0))
-    print(f'resuming from {state_path} after epoch {learn.epoch} ({elapsed / 60:.1f} min so far)')
+    elapsed = resume_learner(learn, state_path, config.epochs)
 print('configuration:', json.dumps(asdict(config)))
 print(f'{sum(q.numel() for q in model.parameters()):,} parameters')
 
-t0 = time.time()
-budget = args.max_minutes * 60 if args.max_minutes else None
-stop = False
-while learn.epoch < config.epochs and not stop:
-    t1 = time.time()
-    learn.fit(1, progress=False)
-    seconds = elapsed + time.time() - t0
-    learn.save(state_path, config=asdict(config), lr_schedule=learn.lr_schedule.state_dict(), elapsed=seconds)
-    h = learn.history[-1]
-    print(f"epoch {learn.epoch}/{config.epochs} ({seconds / 60:.1f} min, {len(learn.train_dl) / (time.time() - t1):.2f} steps/s): "
-          + '  '.join(f'{k} {v:.4f}' for k, v in h.items() if k != 'epoch'), flush=True)
-    stop = budget is not None and time.time() - t0 > budget
-
-seconds = elapsed + time.time() - t0
+budget = args.max_minutes * 60 if args.max_minutes is not None else None
+seconds = fit_with_budget(learn, config.epochs, lambda sec: learn.save(state_path, config=asdict(config), lr_schedule=learn.lr_schedule.state_dict(),
+                                                                       elapsed=sec), budget, elapsed, log=lambda m: print(m, flush=True))
 complete = learn.epoch >= config.epochs
 save_chameleon(out, learn.model, clip, args.kind, templates, history=learn.history, epochs_done=learn.epoch, complete=complete, train_seconds=seconds, hardware=hardware,
                 data=data, command=command, torch_version=str(torch.__version__))

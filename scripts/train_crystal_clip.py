@@ -16,19 +16,17 @@ cleanly after a time budget. At the end (or when the budget is spent) `--out` ge
 """
 import argparse
 import json
-import platform
 import shlex
 import sys
 import time
 from dataclasses import asdict, fields, replace
-from pathlib import Path
 
 import torch
 
 from crystal_tutorial.clip import (CrystalCLIPConfig, CrystalTextDataset, TextEmbeddingCache, crystal_clip_learner, dataset_facts,
                                    fit_config, pair_texts, save_crystal_clip)
-from crystal_tutorial.core import get_device, load_checkpoint, set_seed
-from crystal_tutorial.crystals import load_dataset
+from crystal_tutorial.core import fit_with_budget, load_checkpoint, set_seed
+from _run import load_split, resume_learner, run_setup
 
 DATA_FITTED = ('lattice_scale', 'max_atoms')
 
@@ -51,16 +49,8 @@ for f in fields(CrystalCLIPConfig):
                    help=f'configuration: {f.name} (default {"fitted to the data" if f.name in DATA_FITTED else f.default})')
 args = p.parse_args()
 
-if args.threads: torch.set_num_threads(args.threads)
-if not 0 <= args.valid_fraction < 1: sys.exit(f'--valid-fraction must be in [0, 1), got {args.valid_fraction}')
-out = Path(args.out)
-state_path = Path(args.state) if args.state else out.with_name(out.name + '.last.pt')
-device = get_device(args.device)
-hardware = (torch.cuda.get_device_name(device) if device.type == 'cuda'
-            else f'{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads')
-
-ds = load_dataset(args.dataset, args.split, **({'limit': args.limit} if args.limit and args.dataset != 'toy' else {}))
-if args.limit and args.dataset == 'toy': ds = ds.subset(range(min(args.limit, len(ds))))
+out, state_path, device, hardware = run_setup(args)
+ds = load_split(args)
 t0 = time.time()
 facts = dataset_facts(ds)
 print(f'facts of {len(ds):,} crystals in {time.time() - t0:.0f} s')
@@ -97,28 +87,14 @@ print(f'{len(train_pairs.vocab):,} distinct training texts embedded (or read fro
 
 learn = crystal_clip_learner(config, train_pairs, valid_pairs, device=device)
 if resume:
-    extra = learn.load(state_path)
-    if 'lr_schedule' in extra:
-        learn.lr_schedule.load_state_dict(extra['lr_schedule'])
-        learn.lr_schedule.T_max = max(config.epochs, 1)
-    elapsed = float(extra.get('elapsed', 0.0))
-    print(f'resuming from {state_path} after epoch {learn.epoch} ({elapsed / 60:.1f} min so far)')
+    elapsed = resume_learner(learn, state_path, config.epochs)
 print('configuration:', json.dumps(asdict(config)))
 print(f'{sum(q.numel() for q in learn.model.parameters() if q.requires_grad):,} trainable parameters')
 
-t0 = time.time()
-budget = args.max_minutes * 60 if args.max_minutes else None
-stop = False
-while learn.epoch < config.epochs and not stop:
-    learn.fit(1, progress=False)
-    seconds = elapsed + time.time() - t0
-    learn.save(state_path, config=asdict(config), lr_schedule=learn.lr_schedule.state_dict(), elapsed=seconds, data=data,
-               command=command, hardware=hardware)
-    h = learn.history[-1]
-    print(f"epoch {learn.epoch}/{config.epochs} ({seconds / 60:.1f} min): " + '  '.join(f'{k} {v:.4f}' for k, v in h.items() if k != 'epoch'), flush=True)
-    stop = budget is not None and time.time() - t0 > budget
-
-seconds = elapsed + time.time() - t0
+budget = args.max_minutes * 60 if args.max_minutes is not None else None
+seconds = fit_with_budget(learn, config.epochs, lambda sec: learn.save(state_path, config=asdict(config), lr_schedule=learn.lr_schedule.state_dict(),
+                                                                       elapsed=sec, data=data, command=command, hardware=hardware),
+                          budget, elapsed, log=lambda m: print(m, flush=True))
 complete = learn.epoch >= config.epochs
 save_crystal_clip(out, learn.model, history=learn.history, epochs_done=learn.epoch, complete=complete, train_seconds=seconds,
                   hardware=hardware, data=data, command=command, torch_version=str(torch.__version__))

@@ -14,19 +14,16 @@ compact checkpoint for `load_crystal_diffusion`: weights, configuration, history
 """
 import argparse
 import json
-import platform
 import shlex
 import sys
-import time
 from dataclasses import asdict, fields
-from pathlib import Path
 
 import torch
 
-from crystal_tutorial.core import get_device, save_checkpoint, set_seed
+from crystal_tutorial.core import fit_with_budget, save_checkpoint, set_seed
 from crystal_tutorial.crystal_diffusion import (CrystalDiffusionConfig, config_for_data, crystal_diffusion_learner,
                                                 resume_training, save_training_state)
-from crystal_tutorial.crystals import load_dataset
+from _run import load_split, run_setup
 
 DATA_FITTED = ('lattice_scale', 'lattice_clip', 'max_atoms')
 
@@ -45,16 +42,8 @@ for f in fields(CrystalDiffusionConfig):
                    help=f'configuration: {f.name} (default {"fitted to the data" if f.name in DATA_FITTED else f.default})')
 args = p.parse_args()
 
-if args.threads: torch.set_num_threads(args.threads)
-if not 0 <= args.valid_fraction < 1: sys.exit(f'--valid-fraction must be in [0, 1), got {args.valid_fraction}')
-out = Path(args.out)
-state_path = Path(args.state) if args.state else out.with_name(out.name + '.last.pt')
-device = get_device(args.device)
-hardware = (torch.cuda.get_device_name(device) if device.type == 'cuda'
-            else f'{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads')
-
-ds = load_dataset(args.dataset, args.split, **({'limit': args.limit} if args.limit and args.dataset != 'toy' else {}))
-if args.limit and args.dataset == 'toy': ds = ds.subset(range(min(args.limit, len(ds))))
+out, state_path, device, hardware = run_setup(args)
+ds = load_split(args)
 perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(1234))
 n_valid = int(round(args.valid_fraction * len(ds)))
 train_ds, valid_ds = ds.subset(perm[n_valid:]), (ds.subset(perm[:n_valid]) if n_valid else None)
@@ -79,18 +68,9 @@ config = learn.config
 print('configuration:', json.dumps(asdict(config)))
 print(f'{sum(q.numel() for q in learn.model.parameters()):,} parameters')
 
-t0 = time.time()
-budget = args.max_minutes * 60 if args.max_minutes else None
-stop = False
-while learn.epoch < config.epochs and not stop:
-    learn.fit(1, progress=False)
-    seconds = elapsed + time.time() - t0
-    save_training_state(learn, state_path, elapsed=seconds, data=data, command=command, hardware=hardware)
-    h = learn.history[-1]
-    print(f"epoch {learn.epoch}/{config.epochs} ({seconds / 60:.1f} min): " + '  '.join(f'{k} {v:.4f}' for k, v in h.items() if k != 'epoch'), flush=True)
-    stop = budget is not None and time.time() - t0 > budget
-
-seconds = elapsed + time.time() - t0
+budget = args.max_minutes * 60 if args.max_minutes is not None else None
+seconds = fit_with_budget(learn, config.epochs, lambda sec: save_training_state(learn, state_path, elapsed=sec, data=data, command=command,
+                                                                                hardware=hardware), budget, elapsed, log=lambda m: print(m, flush=True))
 complete = learn.epoch >= config.epochs
 save_checkpoint(out, learn.model, config=asdict(config), history=learn.history, epochs_done=learn.epoch, complete=complete,
                 train_seconds=seconds, hardware=hardware, data=data, command=command, torch_version=str(torch.__version__))

@@ -171,3 +171,19 @@ def test_cli_generate_never_overwrites(tmp_path):
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0 and (tmp_path / 'chameleon_structures-2' / 'structure_1.cif').exists()
     assert (tmp_path / 'chameleon_structures' / 'keep.txt').read_text() == 'x'
+
+
+@pytest.mark.skipif(not SHIPPED, reason='the shipped Crystal CLIP makes the conditions')
+def test_training_script_runs_stops_on_budget_and_resumes(tmp_path):
+    from pathlib import Path
+    out = tmp_path / 'chameleon.pt'
+    cmd = [sys.executable, str(Path(__file__).resolve().parents[1] / 'scripts' / 'train_chameleon.py'), '--kind', 'composition',
+           '--dataset', 'toy', '--limit', '40', '--epochs', '3', '--hidden', '16', '--n-layers', '1', '--device', 'cpu',
+           '--max-minutes', '0', '--out', str(out)]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert 'after 1 epochs' in first.stdout and 'not finished' in first.stdout                # the budget stops it after one epoch
+    second = subprocess.run([a for a in cmd if a not in ('--max-minutes', '0')], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0 and 'resuming' in second.stdout, second.stderr[-3000:]
+    assert 'epoch 3/3' in second.stdout and torch.load(out, weights_only=True)['epochs_done'] == 3
+    assert Chameleon.load(out).sample('Na Cl', n_atoms=2, steps=2, seed=0)[0].get_chemical_symbols() in (['Na', 'Cl'], ['Cl', 'Na'])

@@ -1,0 +1,41 @@
+"""What the training scripts share: the run's paths, device and hardware line, the training split, and resuming a Learner.
+
+Imported by the scripts beside it (`python scripts/train_*.py` puts this folder on the path); not part of the library.
+"""
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from crystal_tutorial.core import get_device
+from crystal_tutorial.crystals import load_dataset
+
+
+def run_setup(args) -> tuple:
+    "Threads, the output and state paths, the device and a hardware line, from the options every script has (--threads, --out, --state, --device, --valid-fraction)."
+    if args.threads: torch.set_num_threads(args.threads)
+    if not 0 <= args.valid_fraction < 1: sys.exit(f'--valid-fraction must be in [0, 1), got {args.valid_fraction}')
+    out = Path(args.out)
+    state_path = Path(args.state) if args.state else out.with_name(out.name + '.last.pt')
+    device = get_device(args.device)
+    hardware = (torch.cuda.get_device_name(device) if device.type == 'cuda'
+                else f'{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads')
+    return out, state_path, device, hardware
+
+
+def load_split(args):
+    "The crystals of --dataset/--split, only the first --limit of them if given (the toy set included)."
+    ds = load_dataset(args.dataset, args.split, **({'limit': args.limit} if args.limit and args.dataset != 'toy' else {}))
+    return ds.subset(range(min(args.limit, len(ds)))) if args.limit and args.dataset == 'toy' else ds
+
+
+def resume_learner(learn, state_path, epochs: int) -> float:
+    "Restore a Learner's training state and its learning-rate schedule (stretched over `epochs`); returns the seconds already spent."
+    extra = learn.load(state_path)
+    if 'lr_schedule' in extra:
+        learn.lr_schedule.load_state_dict(extra['lr_schedule'])
+        learn.lr_schedule.T_max = max(epochs, 1)
+    elapsed = float(extra.get('elapsed', 0.0))
+    print(f'resuming from {state_path} after epoch {learn.epoch} ({elapsed / 60:.1f} min so far)')
+    return elapsed
