@@ -26,10 +26,10 @@ from .core import get_device
 from .crystals import Crystal, CrystalBatch, CrystalDataset, datasets_root, lattice_to_params
 
 # %% auto #0
-__all__ = ['MAX_SMACT_ELEMENTS', 'EvaluationError', 'to_structure', 'read_cif_text', 'load_structures', 'shortest_lattice_vector',
-           'min_interatomic_distance', 'structure_validity', 'composition_validity', 'lattice_ranges',
-           'lattice_in_range', 'make_matcher', 'rms_dist', 'reduced_formula', 'group_by_formula', 'unique_mask',
-           'ReferenceSet', 'novel_mask', 'match_targets', 'csp_metrics', 'perturb', 'random_structures',
+__all__ = ['MAX_SMACT_ELEMENTS', 'MIN_VOLUME_PER_ATOM', 'EvaluationError', 'to_structure', 'read_cif_text', 'load_structures',
+           'shortest_lattice_vector', 'min_interatomic_distance', 'structure_validity', 'composition_validity',
+           'lattice_ranges', 'lattice_in_range', 'make_matcher', 'rms_dist', 'reduced_formula', 'group_by_formula',
+           'unique_mask', 'ReferenceSet', 'novel_mask', 'match_targets', 'csp_metrics', 'perturb', 'random_structures',
            'structure_fingerprint', 'composition_fingerprint', 'coverage', 'wasserstein_metrics', 'load_chgnet',
            'relax_rmsd', 'CellCollapse', 'relax_structures', 'ConvexHull', 'evaluate', 'plot_summary']
 
@@ -360,37 +360,45 @@ def relax_rmsd(initial, relaxed) -> float:
     d -= np.round(d)
     return float(np.sqrt(((d @ relaxed.lattice.matrix) ** 2).sum(1).mean()))
 
-class CellCollapse(RuntimeError): "A relaxation whose cell shrank below the allowed fraction of its starting volume."
+MIN_VOLUME_PER_ATOM = 3.0   # Å³: no real solid is this dense (diamond 5.7; the densest crystal of mp_mix_20 train 4.8)
 
-def _guarded_fire(min_volume_ratio: float):
-    "ASE's FIRE, stopping with CellCollapse when the cell shrinks below `min_volume_ratio` of its starting volume."
+class CellCollapse(RuntimeError): "A structure denser than any real solid, or a relaxation whose cell collapsed."
+
+def _check_density(volume: float, n_atoms: int, v0: float | None, min_volume_ratio: float, min_volume_per_atom: float):
+    "CellCollapse if `volume` (Å³) is below `min_volume_per_atom` per atom or, during a relaxation from `v0`, below `min_volume_ratio` of it."
+    if v0 is None and volume / n_atoms < min_volume_per_atom:
+        raise CellCollapse(f'denser than any real solid ({volume / n_atoms:.1f} Å³/atom, below {min_volume_per_atom:g}): not relaxed')
+    if v0 is not None and (volume / n_atoms < min_volume_per_atom or volume < min_volume_ratio * v0):
+        raise CellCollapse(f'cell collapsed during relaxation to {volume / n_atoms:.1f} Å³/atom, {volume / v0:.0%} of its starting volume: not a physical crystal')
+
+def _guarded_fire(min_volume_ratio: float, min_volume_per_atom: float):
+    "ASE's FIRE, stopping with CellCollapse when the cell gets below `min_volume_ratio` of its starting volume or `min_volume_per_atom`."
     from ase.optimize import FIRE
     class GuardedFIRE(FIRE):
         def __init__(self, atoms, **kwargs):
             super().__init__(atoms, **kwargs)
             inner = getattr(atoms, 'atoms', atoms)                 # the Atoms inside a cell filter
             v0 = inner.get_volume()
-            def check():
-                if inner.get_volume() < min_volume_ratio * v0:
-                    raise CellCollapse(f'cell collapsed below {min_volume_ratio:.0%} of its starting volume: not a physical crystal')
-            self.attach(check)
+            self.attach(lambda: _check_density(inner.get_volume(), len(inner), v0, min_volume_ratio, min_volume_per_atom))
     return GuardedFIRE
 
 def relax_structures(structures, steps: int = 100, fmax: float = 0.1, device=None, relax_cell: bool = True,
-                     cpu_threads: int | None = 1, min_volume_ratio: float = 0.5) -> tuple[pd.DataFrame, list]:
-    "Relax each structure with CHGNet (FIRE, at most `steps` steps, until forces < `fmax` eV/Å; `steps=0`: energy of the structure as given; a cell that shrinks below `min_volume_ratio` of its volume is stopped and counts as failed). Returns a table (energy_per_atom eV/atom, initial_energy_per_atom, rmsd Å, steps, converged, error) and the relaxed structures."
+                     cpu_threads: int | None = 1, min_volume_ratio: float = 0.5,
+                     min_volume_per_atom: float = MIN_VOLUME_PER_ATOM) -> tuple[pd.DataFrame, list]:
+    "Relax each structure with CHGNet (FIRE, at most `steps` steps, until forces < `fmax` eV/Å; `steps=0`: energy of the structure as given). A structure denser than `min_volume_per_atom` Å³/atom, or whose cell shrinks below that or below `min_volume_ratio` of its volume, is stopped and counts as failed: its neighbour graph, and the memory CHGNet needs, grow without bound. Returns a table (energy_per_atom eV/atom, initial_energy_per_atom, rmsd Å, steps, converged, error) and the relaxed structures."
     if steps < 0: raise EvaluationError(f"steps must be 0 or more, got {steps}")
     model, dev = load_chgnet(device)
     threads = torch.get_num_threads()
     if dev == 'cpu' and cpu_threads: torch.set_num_threads(cpu_threads)   # small graphs: one thread is faster, much faster on a busy CPU
-    try: return _relax(model, dev, structures, steps, fmax, relax_cell, min_volume_ratio)
+    try: return _relax(model, dev, structures, steps, fmax, relax_cell, min_volume_ratio, min_volume_per_atom)
     finally: torch.set_num_threads(threads)
 
-def _relax(model, dev, structures, steps, fmax, relax_cell, min_volume_ratio=0.5):
+def _relax(model, dev, structures, steps, fmax, relax_cell, min_volume_ratio=0.5, min_volume_per_atom=MIN_VOLUME_PER_ATOM):
     import contextlib, io
     from chgnet.model import StructOptimizer
     # a generated crystal can implode under the potential; its neighbour graph then grows without bound (GBs of memory)
-    with contextlib.redirect_stdout(io.StringIO()): opt = StructOptimizer(model=model, optimizer_class=_guarded_fire(min_volume_ratio), use_device=dev)
+    with contextlib.redirect_stdout(io.StringIO()): opt = StructOptimizer(model=model, optimizer_class=_guarded_fire(min_volume_ratio, min_volume_per_atom),
+                                                                 use_device=dev)
     rows, relaxed = [], []
     for s in structures:
         row = {'energy_per_atom': np.nan, 'initial_energy_per_atom': np.nan, 'rmsd': np.nan, 'steps': 0, 'converged': False, 'error': None}
@@ -398,6 +406,7 @@ def _relax(model, dev, structures, steps, fmax, relax_cell, min_volume_ratio=0.5
         if s is None: row['error'] = 'no structure'
         else:
             try:
+                _check_density(s.volume, len(s), None, 0.0, min_volume_per_atom)     # before building its graph
                 with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                     warnings.simplefilter('ignore')
                     if steps == 0:

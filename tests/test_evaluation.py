@@ -104,9 +104,13 @@ def test_a_collapsing_cell_is_stopped():
     loose = Structure(Lattice.cubic(4.0), ['Na', 'Cl'], [[0, 0, 0], [0.5, 0.5, 0.5]])   # CsCl-type NaCl, far too large: it shrinks
     df, relaxed = relax_structures([loose, loose], steps=20, device='cpu', min_volume_ratio=0.99)
     assert len(df) == len(relaxed) == 2 and relaxed == [None, None]
-    assert df.error[0].startswith('cell collapsed below 99%') and np.isnan(df.energy_per_atom[0])
+    assert df.error[0].startswith('cell collapsed during relaxation') and np.isnan(df.energy_per_atom[0])
     df, relaxed = relax_structures([loose], steps=20, device='cpu')                      # the default allows shrinking to half
     assert df.error[0] is None and relaxed[0].volume < loose.volume
+    crushed = Structure(Lattice.cubic(1.6), ['Na', 'Cl'], [[0, 0, 0], [0.5, 0.5, 0.5]])  # 2 Å³/atom: never handed to CHGNet
+    for steps in (0, 20):
+        df, relaxed = relax_structures([crushed], steps=steps, device='cpu')
+        assert df.error[0].startswith('denser than any real solid (2.0') and relaxed == [None]
 
 
 @pytest.mark.skipif(datasets_root() is None or not (datasets_root() / 'mp_hull').is_dir(), reason='needs ../shared/datasets/mp_hull')
