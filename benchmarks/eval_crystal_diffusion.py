@@ -12,14 +12,72 @@ validity, uniqueness, novelty against `--train-split` (skipped for single-elemen
 would be matched against thousands of same-formula references), CDVAE's coverage (COV-R, COV-P) and the Wasserstein
 distances of density and number of elements against the first `--n` crystals of `--split`. With `--relax N`: N CHGNet
 relaxation steps per valid sample and the share within 0.1 eV/atom of the Materials Project hull (needs the hull data).
-`--json` also writes the figures to a file (for model cards).
+`--json` also writes the figures to a file (for model cards). `--workers W` samples DNG crystals in W processes of one
+thread each (seeds seed, seed+1, ...), for a 1,000-sample run on a multi-core CPU.
+
+    python benchmarks/eval_crystal_diffusion.py mp_mix_20_dng --dataset mp_mix_20 --n 1000 --workers 2
 """
 import argparse
 import json
 import time
 
-from crystal_tutorial.crystal_diffusion import csp_benchmark, dng_benchmark, load_crystal_diffusion
+from crystal_tutorial.crystal_diffusion import csp_benchmark, dng_benchmark, dng_metrics, load_crystal_diffusion, sample_crystals
 from crystal_tutorial.crystals import load_dataset
+
+def sample_part(job):
+    "One worker's share of the DNG samples: (model, n, steps, bs, seed) -> list of Crystals."
+    import torch
+    torch.set_num_threads(1)
+    name, n, steps, bs, seed = job
+    model, g, out = load_crystal_diffusion(name), torch.Generator().manual_seed(seed), []
+    for start in range(0, n, bs): out += sample_crystals(model, n=min(bs, n - start), steps=steps, generator=g)
+    return out
+
+
+def main():
+    args = p.parse_args()
+
+    model = load_crystal_diffusion(args.model)
+    ds = load_dataset(args.dataset, args.split)
+    reference = [ds[i] for i in range(min(args.n, len(ds)))]
+    steps = args.steps or model.config.n_steps
+    t0 = time.time()
+    if model.task == 'csp':
+        figures = csp_benchmark(model, reference, k=args.k, steps=args.steps, bs=args.bs, seed=args.seed)
+        print(f'{args.model} on {args.dataset}/{args.split}, first {len(reference)} crystals, k={args.k}, steps={steps}')
+    else:
+        single_element = len({c.formula for c in reference}) == 1
+        train = None if single_element or args.train_split == 'none' else load_dataset(args.dataset, args.train_split)
+        if args.workers > 1:
+            import multiprocessing as mp
+            shares = [args.n // args.workers + (w < args.n % args.workers) for w in range(args.workers)]
+            with mp.get_context('spawn').Pool(args.workers) as pool:
+                parts = pool.map(sample_part, [(args.model, k, args.steps, args.bs, args.seed + w) for w, k in enumerate(shares)])
+            samples = [c for part in parts for c in part]
+            seconds = time.time() - t0
+            figures = {**dng_metrics(samples, reference, train), 'crystals_per_s': args.n / seconds, 'workers': args.workers}
+        else:
+            figures, samples = dng_benchmark(model, args.n, reference, train=train, steps=args.steps, bs=args.bs, seed=args.seed,
+                                             return_samples=True)
+        print(f'{args.model}: {args.n} DNG samples, steps={steps}; references: the first {len(reference)} of {args.dataset}/{args.split}'
+              + ('' if train is not None else '; novelty not measured'))
+        if args.relax:
+            import numpy as np
+            from crystal_tutorial.evaluation import ConvexHull, relax_structures, structure_validity
+            valid = [c.to_structure() for c in samples if c is not None and structure_validity(c.to_structure())]
+            rdf, _ = relax_structures(valid, steps=args.relax)
+            figures['mean_energy_per_atom'] = float(np.nanmean(rdf.energy_per_atom))
+            try:
+                hull = ConvexHull()
+                e = [hull.e_above_hull(s.composition, x) for s, x in zip(valid, rdf.energy_per_atom) if np.isfinite(x)]
+                figures['stable_rate'] = sum(v < 0.1 for v in e) / args.n
+            except Exception as err:                                  # no hull reference data here
+                print(f'stability not measured: {err}')
+    print(f'{time.time() - t0:.0f} s on {model.device}')
+    for key, value in figures.items(): print(f'{key:22s} {value:.4f}' if isinstance(value, float) else f'{key:22s} {value}')
+    if args.json:
+        with open(args.json, 'w') as f: f.write(json.dumps({'model': args.model, 'dataset': args.dataset, 'split': args.split, 'steps': steps, **figures}, indent=2) + '\n')
+
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument('model', help='a shipped model name (perov5_csp, ...) or a checkpoint path')
@@ -33,36 +91,7 @@ p.add_argument('--seed', type=int, default=0)
 p.add_argument('--train-split', default='train', help="DNG: the split for novelty ('none' to skip)")
 p.add_argument('--relax', type=int, default=0, help='DNG: CHGNet relaxation steps per valid sample (0: no stability)')
 p.add_argument('--json', default=None, help='also write the figures here')
-args = p.parse_args()
+p.add_argument('--workers', type=int, default=1, help='DNG: sampling processes (one thread each)')
 
-model = load_crystal_diffusion(args.model)
-ds = load_dataset(args.dataset, args.split)
-reference = [ds[i] for i in range(min(args.n, len(ds)))]
-steps = args.steps or model.config.n_steps
-t0 = time.time()
-if model.task == 'csp':
-    figures = csp_benchmark(model, reference, k=args.k, steps=args.steps, bs=args.bs, seed=args.seed)
-    print(f'{args.model} on {args.dataset}/{args.split}, first {len(reference)} crystals, k={args.k}, steps={steps}')
-else:
-    single_element = len({c.formula for c in reference}) == 1
-    train = None if single_element or args.train_split == 'none' else load_dataset(args.dataset, args.train_split)
-    figures, samples = dng_benchmark(model, args.n, reference, train=train, steps=args.steps, bs=args.bs, seed=args.seed,
-                                     return_samples=True)
-    print(f'{args.model}: {args.n} DNG samples, steps={steps}; references: the first {len(reference)} of {args.dataset}/{args.split}'
-          + ('' if train is not None else '; novelty not measured'))
-    if args.relax:
-        import numpy as np
-        from crystal_tutorial.evaluation import ConvexHull, relax_structures, structure_validity
-        valid = [c.to_structure() for c in samples if c is not None and structure_validity(c.to_structure())]
-        rdf, _ = relax_structures(valid, steps=args.relax)
-        figures['mean_energy_per_atom'] = float(np.nanmean(rdf.energy_per_atom))
-        try:
-            hull = ConvexHull()
-            e = [hull.e_above_hull(s.composition, x) for s, x in zip(valid, rdf.energy_per_atom) if np.isfinite(x)]
-            figures['stable_rate'] = sum(v < 0.1 for v in e) / args.n
-        except Exception as err:                                  # no hull reference data here
-            print(f'stability not measured: {err}')
-print(f'{time.time() - t0:.0f} s on {model.device}')
-for key, value in figures.items(): print(f'{key:22s} {value:.4f}' if isinstance(value, float) else f'{key:22s} {value}')
-if args.json:
-    with open(args.json, 'w') as f: f.write(json.dumps({'model': args.model, 'dataset': args.dataset, 'split': args.split, 'steps': steps, **figures}, indent=2) + '\n')
+if __name__ == '__main__':
+    main()

@@ -38,7 +38,8 @@ __all__ = ['N_ELEMENTS', 'SHIPPED_MODELS', 'x0_from_eps', 'ddpm_reverse_step', '
            'equivariance_errors', 'CrystalDiffusionConfig', 'config_for_data', 'CrystalDiffusion',
            'crystal_diffusion_loss', 'formula_to_atom_types', 'cover_types', 'sample_crystals', 'balanced_counts',
            'balance_types', 'crystal_loaders', 'crystal_diffusion_learner', 'save_training_state', 'resume_training',
-           'model_from_checkpoint', 'load_crystal_diffusion', 'trajectory_crystals', 'csp_benchmark', 'dng_benchmark']
+           'model_from_checkpoint', 'load_crystal_diffusion', 'trajectory_crystals', 'csp_benchmark', 'dng_metrics',
+           'dng_benchmark']
 
 # %% ../nbs/06_crystal_diffusion.ipynb #cebd1159
 def x0_from_eps(schedule: NoiseSchedule, x_t: Tensor, t: int, eps: Tensor) -> Tensor:
@@ -664,14 +665,12 @@ def csp_benchmark(model: CrystalDiffusion, targets, k: int = 1, steps: int | Non
     return {'n': len(targets), 'k': k, **csp_metrics(match_targets(candidates, [t.to_structure() for t in targets])),
             'crystals_per_s': len(targets) * k / seconds}
 
-def dng_benchmark(model: CrystalDiffusion, n: int, reference, train=None, steps: int | None = None, bs: int = 100, seed: int = 0,
-                  return_samples: bool = False):
-    "CDVAE's DNG measures of `n` samples: validity, uniqueness, novelty against `train` (crystals or a CrystalDataset, if given), coverage and EMDs against `reference` crystals; crystals sampled per second."
+def dng_metrics(crystals, reference, train=None) -> dict:
+    "CDVAE's DNG measures of generated `crystals` (None where sampling failed): validity, uniqueness, novelty against `train` (crystals or a CrystalDataset, if given), coverage and EMDs against `reference` crystals."
     from crystal_tutorial.evaluation import (composition_validity, coverage, novel_mask, structure_validity, unique_mask,
                                             wasserstein_metrics)
-    g, crystals, t0 = torch.Generator().manual_seed(seed), [], time.time()
-    for start in range(0, n, bs): crystals += sample_crystals(model, n=min(bs, n - start), steps=steps, generator=g)
-    seconds = time.time() - t0
+    n = len(crystals)
+    if n == 0: raise ValueError("no generated crystals to measure")
     gen = [None if c is None else c.to_structure() for c in crystals]
     valid = [s if s is not None and structure_validity(s) else None for s in gen]        # StructureMatcher only on sane cells
     ref = [c.to_structure() for c in reference]
@@ -680,5 +679,13 @@ def dng_benchmark(model: CrystalDiffusion, n: int, reference, train=None, steps:
            'uniqueness': float(unique_mask(valid).sum()) / n}
     if train is not None: out['novelty'] = float(novel_mask(valid, train).sum()) / n
     out.update(coverage(gen, ref)); out.update(wasserstein_metrics(gen, ref))
-    out['crystals_per_s'] = n / seconds
+    return out
+
+def dng_benchmark(model: CrystalDiffusion, n: int, reference, train=None, steps: int | None = None, bs: int = 100, seed: int = 0,
+                  return_samples: bool = False):
+    "`n` samples of a DNG model measured with `dng_metrics`, and crystals sampled per second."
+    g, crystals, t0 = torch.Generator().manual_seed(seed), [], time.time()
+    for start in range(0, n, bs): crystals += sample_crystals(model, n=min(bs, n - start), steps=steps, generator=g)
+    seconds = time.time() - t0
+    out = {**dng_metrics(crystals, reference, train), 'crystals_per_s': n / seconds}
     return (out, crystals) if return_samples else out
