@@ -444,7 +444,7 @@ def _decode_types(scores: Tensor, batch: Tensor, required: Tensor | None, charge
     types = scores.argmax(-1) if required is None else cover_types(scores, batch, required)
     return balance_types(scores, batch, types) if charge_balanced else types
 
-def _onto_covering(probs: Tensor, batch: Tensor, required: Tensor | None, charge_balanced: bool = False) -> Tensor:
+def _onto_constraints(probs: Tensor, batch: Tensor, required: Tensor | None, charge_balanced: bool = False) -> Tensor:
     "Type probabilities [N, K] with the atoms that `cover_types` (and `balance_types`) reassign set to the one-hot of their new type."
     new = _decode_types(probs.log(), batch, required, charge_balanced)
     moved = new != probs.argmax(-1)
@@ -534,7 +534,7 @@ def sample_crystals(model: CrystalDiffusion, n: int | None = None, compositions=
         lattice = ddpm_reverse_step(model.schedule, lattice, t, lattice_0, s, rand(B, 3, 3))
         if atom_types is None:
             types_0 = restrict(out['types']).softmax(-1)                # Â_0; moved onto a covering / a balanced composition if asked
-            if required is not None or balance: types_0 = _onto_covering(types_0, batch, required, balance)
+            if required is not None or balance: types_0 = _onto_constraints(types_0, batch, required, balance)
             types = ddpm_reverse_step(model.schedule, types, t, types_0, s, rand(N, cfg.n_types))
         if trajectory_every and (s + 1) % trajectory_every == 0: record(s + 1)
     crystals = _crystals_from_tensors(lattice * cfg.lattice_scale, frac, current_types(), num_atoms)
