@@ -14,7 +14,7 @@ import time
 import warnings
 from collections import Counter, defaultdict
 from functools import lru_cache
-from itertools import combinations
+from itertools import combinations, product
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -95,12 +95,12 @@ def load_structures(source) -> tuple[list, list, list]:
     return [f'{k:0{width}d}' for k in range(len(structures))], structures, [None] * len(structures)
 
 # %% ../nbs/05_evaluation.ipynb #2bd247dd
+_SMALL_INTEGER_COMBINATIONS = np.array([c for c in product(range(-2, 3), repeat=3) if any(c)])
+
 def shortest_lattice_vector(lattice) -> float:
-    "Length (Å) of the shortest nonzero vector of a pymatgen `Lattice`: the distance between an atom and its own nearest image."
-    r = min(lattice.abc)
-    pts = lattice.get_points_in_sphere(np.zeros((1, 3)), np.zeros(3), r + 1e-8)
-    d = [p[1] for p in pts if p[1] > 1e-8]
-    return float(min(d)) if d else float(r)
+    "Length (Å) of the shortest nonzero vector of a pymatgen `Lattice`: the distance between an atom and its own nearest image. Searched among small integer combinations of the LLL-reduced basis, so a nearly flat generated cell costs no more than a cubic one (a sphere search around it can hold millions of lattice points)."
+    basis = lattice.get_lll_reduced_lattice().matrix
+    return float(np.linalg.norm(_SMALL_INTEGER_COMBINATIONS @ basis, axis=1).min())
 
 def min_interatomic_distance(structure) -> float:
     "Shortest distance (Å) between two atoms of a periodic `Structure`, periodic images (and an atom's own images) included."

@@ -191,3 +191,14 @@ def test_console_script_is_installed():
     exe = shutil.which('crystal-tutorial') or str(__import__('pathlib').Path(sys.executable).parent / 'crystal-tutorial')
     r = subprocess.run([exe, 'evaluate', '--help'], capture_output=True, text=True)
     assert r.returncode == 0 and '--reference' in r.stdout
+
+
+def test_a_nearly_flat_cell_is_measured_at_once():
+    "A 2-step sample can be a sliver of a cell: the shortest lattice vector comes from the LLL-reduced basis, not a sphere search."
+    from pymatgen.core import Lattice, Structure
+    from crystal_tutorial.evaluation import shortest_lattice_vector
+    sliver = Lattice([[50.0, 0, 0], [49.99, 0.01, 0], [0, 0, 30.0]])          # a sphere of radius 30 Å holds ~10⁷ of its points
+    assert shortest_lattice_vector(sliver) == pytest.approx(0.01 * 2 ** 0.5)
+    assert not structure_validity(Structure(sliver, ['Na', 'Cl'], [[0, 0, 0], [0.5, 0.5, 0.5]]))
+    assert shortest_lattice_vector(Lattice.cubic(4.0)) == pytest.approx(4.0)
+    assert shortest_lattice_vector(Lattice([[0, 2, 2], [2, 0, 2], [2, 2, 0]])) == pytest.approx(8 ** 0.5)   # fcc primitive cell
