@@ -28,8 +28,9 @@ def sample_part(job):
     "One worker's share of the DNG samples: (model, n, steps, bs, seed) -> list of Crystals."
     import torch
     torch.set_num_threads(1)
-    name, n, steps, bs, seed = job
+    name, n, steps, bs, seed, step_lr = job
     model, g, out = load_crystal_diffusion(name), torch.Generator().manual_seed(seed), []
+    if step_lr is not None: model.config.step_lr = step_lr
     for start in range(0, n, bs): out += sample_crystals(model, n=min(bs, n - start), steps=steps, generator=g)
     return out
 
@@ -38,13 +39,14 @@ def main():
     args = p.parse_args()
 
     model = load_crystal_diffusion(args.model)
+    if args.step_lr is not None: model.config.step_lr = args.step_lr
     ds = load_dataset(args.dataset, args.split)
     reference = [ds[i] for i in range(min(args.n, len(ds)))]
     steps = args.steps or model.config.n_steps
     t0 = time.time()
     if model.task == 'csp':
         figures = csp_benchmark(model, reference, k=args.k, steps=args.steps, bs=args.bs, seed=args.seed)
-        print(f'{args.model} on {args.dataset}/{args.split}, first {len(reference)} crystals, k={args.k}, steps={steps}')
+        print(f'{args.model} on {args.dataset}/{args.split}, first {len(reference)} crystals, k={args.k}, steps={steps}, step_lr={model.config.step_lr:g}')
     else:
         single_element = len({c.formula for c in reference}) == 1
         train = None if single_element or args.train_split == 'none' else load_dataset(args.dataset, args.train_split)
@@ -52,14 +54,14 @@ def main():
             import multiprocessing as mp
             shares = [args.n // args.workers + (w < args.n % args.workers) for w in range(args.workers)]
             with mp.get_context('spawn').Pool(args.workers) as pool:
-                parts = pool.map(sample_part, [(args.model, k, args.steps, args.bs, args.seed + w) for w, k in enumerate(shares)])
+                parts = pool.map(sample_part, [(args.model, k, args.steps, args.bs, args.seed + w, args.step_lr) for w, k in enumerate(shares)])
             samples = [c for part in parts for c in part]
             seconds = time.time() - t0
             figures = {**dng_metrics(samples, reference, train), 'crystals_per_s': args.n / seconds, 'workers': args.workers}
         else:
             figures, samples = dng_benchmark(model, args.n, reference, train=train, steps=args.steps, bs=args.bs, seed=args.seed,
                                              return_samples=True)
-        print(f'{args.model}: {args.n} DNG samples, steps={steps}; references: the first {len(reference)} of {args.dataset}/{args.split}'
+        print(f'{args.model}: {args.n} DNG samples, steps={steps}, step_lr={model.config.step_lr:g}; references: the first {len(reference)} of {args.dataset}/{args.split}'
               + ('' if train is not None else '; novelty not measured'))
         if args.relax:
             import numpy as np
@@ -76,7 +78,7 @@ def main():
     print(f'{time.time() - t0:.0f} s on {model.device}')
     for key, value in figures.items(): print(f'{key:22s} {value:.4f}' if isinstance(value, float) else f'{key:22s} {value}')
     if args.json:
-        with open(args.json, 'w') as f: f.write(json.dumps({'model': args.model, 'dataset': args.dataset, 'split': args.split, 'steps': steps, **figures}, indent=2) + '\n')
+        with open(args.json, 'w') as f: f.write(json.dumps({'model': args.model, 'dataset': args.dataset, 'split': args.split, 'steps': steps, 'step_lr': model.config.step_lr, **figures}, indent=2) + '\n')
 
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -91,6 +93,7 @@ p.add_argument('--seed', type=int, default=0)
 p.add_argument('--train-split', default='train', help="DNG: the split for novelty ('none' to skip)")
 p.add_argument('--relax', type=int, default=0, help='DNG: CHGNet relaxation steps per valid sample (0: no stability)')
 p.add_argument('--json', default=None, help='also write the figures here')
+p.add_argument('--step-lr', type=float, default=None, help="γ of the Langevin corrector (default: the model's own; 0: predictor only)")
 p.add_argument('--workers', type=int, default=1, help='DNG: sampling processes (one thread each)')
 
 if __name__ == '__main__':

@@ -26,8 +26,8 @@ from .clip import (
 
 # %% auto #0
 __all__ = ['PROMPT_TEMPLATES', 'SHIPPED_CHAMELEON_MODELS', 'PromptError', 'prompt_elements', 'conditioned_pairs',
-           'chameleon_learner', 'save_chameleon', 'Chameleon', 'element_set', 'prompt_adherence', 'generation_summary',
-           'held_out_crystals', 'sample_prompts', 'crystal_system_of']
+           'chameleon_learner', 'save_chameleon', 'Chameleon', 'needs_redraw', 'element_set', 'prompt_adherence',
+           'generation_summary', 'held_out_crystals', 'sample_prompts', 'crystal_system_of']
 
 # %% ../nbs/08_chameleon.ipynb #6cf3e7f0
 class PromptError(ValueError):
@@ -193,14 +193,36 @@ def _frame_atoms(frame):
     atoms = c.to_atoms(); atoms.info['t'] = int(t)
     return atoms
 
+def needs_redraw(atoms) -> bool:
+    "True for a sample that should be drawn again: no crystal (a degenerate lattice) or one that fails chapter 05's structural validity (two atoms closer than 0.5 Å, or a cell of almost no volume)."
+    from crystal_tutorial.evaluation import structure_validity, to_structure
+    return atoms is None or not structure_validity(to_structure(atoms))
+
+def _redraw(atoms_list: list, frames, draw, retries: int):
+    "Replace the samples that `needs_redraw`, drawing them again with `draw(indices, attempt)` up to `retries` times; a redrawn crystal gets atoms.info['attempt'] (1, 2, ...). Those still invalid after the last try are kept as drawn."
+    atoms_list, frames = list(atoms_list), (None if frames is None else list(frames))
+    for attempt in range(1, retries + 1):
+        idx = [i for i, a in enumerate(atoms_list) if needs_redraw(a)]
+        if not idx: break
+        out = draw(idx, attempt)
+        new_atoms, new_frames = out if frames is not None else (out, None)
+        for k, i in enumerate(idx):
+            if new_atoms[k] is None: continue
+            new_atoms[k].info['attempt'] = attempt
+            atoms_list[i] = new_atoms[k]
+            if frames is not None: frames[i] = new_frames[k]
+    return atoms_list, frames
+
 @torch.no_grad()
 def _sample_batch(self: Chameleon, prompts: list, num_atoms, guidance_scale: float = 1.0, steps: int | None = None,
                   seed: int | None = None, restrict_elements: bool = True, return_trajectory: bool = False, progress: bool = False,
-                  charge_balanced: bool = True):
-    "One crystal per (prompt, cell size) pair, all in one batched chain: a list of `ase.Atoms` (None where the lattice came out degenerate), and the trajectories if asked."
+                  charge_balanced: bool = True, retries: int = 0):
+    "One crystal per (prompt, cell size) pair, all in one batched chain: a list of `ase.Atoms` (None where the lattice came out degenerate), and the trajectories if asked. With `retries`, crystals that came out degenerate or with overlapping atoms are drawn again, up to `retries` times (`_redraw`)."
     num_atoms = [int(n) for n in (num_atoms.tolist() if isinstance(num_atoms, Tensor) else num_atoms)]
     if len(prompts) != len(num_atoms): raise PromptError(f"got {len(prompts)} prompts and {len(num_atoms)} cell sizes: give one of each per crystal")
     if not prompts: raise PromptError("no prompts given: pass at least one")
+    if isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
+        raise PromptError(f"retries must be a whole number >= 0 (0: keep every first draw), got {retries!r}")
     checked = {}
     for p, n in zip(prompts, num_atoms):
         if (p, n) not in checked: checked[p, n] = self.check_request(p, n, 1, guidance_scale)
@@ -216,26 +238,32 @@ def _sample_batch(self: Chameleon, prompts: list, num_atoms, guidance_scale: flo
         atoms = c.to_atoms() if c is not None else None
         if atoms is not None: atoms.info.update(prompt=p, guidance_scale=float(guidance_scale))
         atoms_list.append(atoms)
-    if trajectory is None: return atoms_list
-    frames = []
-    for i in range(len(crystals)):
-        f = trajectory_crystals(trajectory, i)
-        frames.append([_frame_atoms(f[k]) for k in np.unique(np.linspace(0, len(f) - 1, 21).round().astype(int))])
-    return atoms_list, frames
+    frames = None
+    if trajectory is not None:
+        frames = []
+        for i in range(len(crystals)):
+            f = trajectory_crystals(trajectory, i)
+            frames.append([_frame_atoms(f[k]) for k in np.unique(np.linspace(0, len(f) - 1, 21).round().astype(int))])
+    if retries:
+        again = lambda idx, attempt: self.sample_batch([prompts[i] for i in idx], [num_atoms[i] for i in idx], guidance_scale, steps,
+                                                       None if seed is None else (int(seed) * 1_000_003 + attempt) % 2**62, restrict_elements, return_trajectory,
+                                                       progress, charge_balanced)
+        atoms_list, frames = _redraw(atoms_list, frames, again, retries)
+    return atoms_list if frames is None else (atoms_list, frames)
 
 def _sample(self: Chameleon, prompt: str, n_atoms: int | None = None, n_samples: int = 1, guidance_scale: float = 1.0,
             steps: int | None = None, seed: int | None = None, device=None, return_trajectory: bool = False,
-            restrict_elements: bool = True, progress: bool = False, charge_balanced: bool = True):
-    "`n_samples` crystals for a prompt as a list of `ase.Atoms` (and, with return_trajectory, a list of 21 `ase.Atoms` frames per crystal, frame.info['t'] = steps left); by default with exactly the prompt's elements (`restrict_elements`) in charge-balanced proportions where SMACT allows any (`charge_balanced`)."
+            restrict_elements: bool = True, progress: bool = False, charge_balanced: bool = True, retries: int = 2):
+    "`n_samples` crystals for a prompt as a list of `ase.Atoms` (and, with return_trajectory, a list of 21 `ase.Atoms` frames per crystal, frame.info['t'] = steps left); by default with exactly the prompt's elements (`restrict_elements`) in charge-balanced proportions where SMACT allows any (`charge_balanced`), and crystals with overlapping atoms drawn again up to `retries` times."
     elements = self.check_request(prompt, n_atoms, n_samples, guidance_scale)
     if device is not None: self.to(device)
     num_atoms = ([int(n_atoms)] * int(n_samples) if n_atoms is not None else
                  _draw_num_atoms(self.diffusion.num_atoms_counts, int(n_samples), len(elements or []) or 1,
                                  torch.Generator().manual_seed(int(seed)) if seed is not None else None).tolist())
     out = self.sample_batch([prompt] * len(num_atoms), num_atoms, guidance_scale, steps, seed, restrict_elements, return_trajectory, progress,
-                            charge_balanced)
+                            charge_balanced, retries)
     atoms_list, frames = out if return_trajectory else (out, None)
-    keep = [i for i, a in enumerate(atoms_list) if a is not None]       # degenerate lattices: sample_crystals warned
+    keep = [i for i, a in enumerate(atoms_list) if a is not None]       # still degenerate after the retries: sample_crystals warned
     atoms_list = [atoms_list[i] for i in keep]
     return (atoms_list, [frames[i] for i in keep]) if return_trajectory else atoms_list
 

@@ -57,6 +57,23 @@ def test_checkpoint_round_trip_and_sampling(tiny):
     assert len(frames) == len(atoms) and frames[0][-1].get_chemical_symbols() == atoms[0].get_chemical_symbols()
 
 
+def test_overlapping_atoms_are_drawn_again(tiny):
+    from crystal_tutorial.chameleon import needs_redraw
+    model = Chameleon.load(tiny)                                   # untrained, 5 steps: many samples put atoms on top of each other
+    raw = model.sample('Na Cl', n_atoms=12, n_samples=8, steps=5, seed=2, retries=0)
+    fixed = model.sample('Na Cl', n_atoms=12, n_samples=8, steps=5, seed=2, retries=3)
+    again = model.sample('Na Cl', n_atoms=12, n_samples=8, steps=5, seed=2, retries=3)
+    n_raw, n_fixed = sum(map(needs_redraw, raw)), sum(map(needs_redraw, fixed))
+    assert n_raw > 0, 'the test needs invalid first draws'
+    assert n_fixed < n_raw
+    assert [a.info.get('attempt', 0) > 0 for a in fixed] == [needs_redraw(a) for a in raw]      # exactly the bad ones were redrawn
+    for first, final in zip(raw, fixed):
+        if not needs_redraw(first): np.testing.assert_allclose(first.cell[:], final.cell[:])
+    np.testing.assert_allclose([a.cell[:] for a in fixed], [a.cell[:] for a in again])           # still reproducible with a seed
+    with pytest.raises(PromptError, match='retries'):
+        model.sample('Na Cl', n_atoms=4, steps=2, retries=-1)
+
+
 def test_guidance_scale_zero_is_the_unconditional_model(tiny):
     model = Chameleon.load(tiny)
     torch.manual_seed(0)
@@ -128,6 +145,7 @@ def test_cli_generate_end_to_end(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ['overview.png', 'structure_1.cif', 'structure_2.cif', 'summary.json']
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['n_samples'] == 2 and summary['prompt'] == 'Ti O S'
+    assert summary['retries'] == 2 and 0 <= summary['redrawn'] <= 2
     from ase.io import read
     assert set(read(out / 'structure_1.cif').get_chemical_symbols()) == {'Ti', 'O', 'S'}
     assert summary['charge_balanced'] is True and summary['comp_valid'] == 1.0           # Ti O S balances in 6 atoms
@@ -146,6 +164,7 @@ def test_cli_generate_end_to_end(tmp_path):
     (['Ti O S', '--n-samples', '-1'], 'n_samples'),
     (['Ti O S', '--steps', '0'], '--steps'),
     (['a cubic oxide'], 'needs element symbols'),
+    (['Ti O S', '--retries', '-1'], '--retries'),
 ])
 def test_cli_generate_bad_requests_write_nothing(tmp_path, argv, message):
     r = subprocess.run(CLI + ['generate', *argv, '--out', str(tmp_path / 'out')], capture_output=True, text=True)
