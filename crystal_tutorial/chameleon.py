@@ -23,6 +23,7 @@ from crystal_tutorial.crystal_diffusion import (
 from .clip import (
     COMPOSITION_TEMPLATES, HELD_OUT_TEMPLATES, TRAIN_TEMPLATES, CrystalCLIP, CrystalTextDataset, TextEmbeddingCache,
     clip_from_checkpoint, embed_prompts, pair_texts)
+from .symmetry import SymmetryConstraint, load_symmetry_templates, resolve_symmetry
 
 # %% auto #0
 __all__ = ['PROMPT_TEMPLATES', 'SHIPPED_CHAMELEON_MODELS', 'PromptError', 'prompt_elements', 'conditioned_pairs',
@@ -213,11 +214,17 @@ def _redraw(atoms_list: list, frames, draw, retries: int):
             if frames is not None: frames[i] = new_frames[k]
     return atoms_list, frames
 
+def _wanted_symmetry(self: Chameleon, symmetry, prompt: str) -> tuple:
+    "(crystal system, space group) to generate for `prompt` (each None: unconstrained); 'auto' reads what a general-text prompt names (never a composition prompt's: 'P1' there is phosphorus)."
+    if isinstance(symmetry, str) and symmetry.strip().lower() == 'auto' and self.kind == 'composition': return None, None
+    try: return resolve_symmetry(symmetry, prompt)
+    except ValueError as e: raise PromptError(str(e)) from None
+
 @torch.no_grad()
 def _sample_batch(self: Chameleon, prompts: list, num_atoms, guidance_scale: float = 1.0, steps: int | None = None,
                   seed: int | None = None, restrict_elements: bool = True, return_trajectory: bool = False, progress: bool = False,
-                  charge_balanced: bool = True, retries: int = 0):
-    "One crystal per (prompt, cell size) pair, all in one batched chain: a list of `ase.Atoms` (None where the lattice came out degenerate), and the trajectories if asked. With `retries`, crystals that came out degenerate or with overlapping atoms are drawn again, up to `retries` times (`_redraw`)."
+                  charge_balanced: bool = True, retries: int = 0, symmetry='auto'):
+    "One crystal per (prompt, cell size) pair, all in one batched chain: a list of `ase.Atoms` (None where the lattice came out degenerate), and the trajectories if asked. With `retries`, crystals that came out degenerate or with overlapping atoms are drawn again, up to `retries` times (`_redraw`). With a `symmetry` (default 'auto': the crystal system or space group that a general-text prompt names), each crystal is generated inside a symmetry template of mp_mix_20 (chapter 06c) of its cell size."
     num_atoms = [int(n) for n in (num_atoms.tolist() if isinstance(num_atoms, Tensor) else num_atoms)]
     if len(prompts) != len(num_atoms): raise PromptError(f"got {len(prompts)} prompts and {len(num_atoms)} cell sizes: give one of each per crystal")
     if not prompts: raise PromptError("no prompts given: pass at least one")
@@ -228,15 +235,24 @@ def _sample_batch(self: Chameleon, prompts: list, num_atoms, guidance_scale: flo
         if (p, n) not in checked: checked[p, n] = self.check_request(p, n, 1, guidance_scale)
     from ase.data import atomic_numbers
     allowed = [[atomic_numbers[s] for s in checked[p, n]] if restrict_elements and checked[p, n] else None for p, n in zip(prompts, num_atoms)]
+    wanted = {p: self.wanted_symmetry(symmetry, p) for p in set(prompts)}
+    templates, constraint = [None] * len(prompts), None
+    if any(w[0] is not None for w in wanted.values()):                    # chapter 06c: generate inside a space group
+        pool, rng = load_symmetry_templates(), np.random.default_rng(seed)
+        try: templates = [pool.draw(*wanted[p], num_atoms=n, min_orbits=len(checked[p, n] or [None]), rng=rng) if wanted[p][0] else None
+                          for p, n in zip(prompts, num_atoms)]
+        except ValueError as e: raise PromptError(str(e)) from None
+        constraint = SymmetryConstraint(templates, num_atoms).to(self.device)
     gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
     out = sample_crystals(self.diffusion, num_atoms=torch.tensor(num_atoms), steps=steps, cond=self.embed(list(prompts)).to(self.device),
                           guidance_scale=float(guidance_scale), generator=gen, allowed_types=allowed if any(a is not None for a in allowed) else None, require_allowed=True,
-                          charge_balanced=charge_balanced, trajectory_every=1 if return_trajectory else None, progress=progress)
+                          charge_balanced=charge_balanced, trajectory_every=1 if return_trajectory else None, progress=progress, constraint=constraint)
     crystals, trajectory = out if return_trajectory else (out, None)
     atoms_list = []
     for i, (c, p) in enumerate(zip(crystals, prompts)):
         atoms = c.to_atoms() if c is not None else None
         if atoms is not None: atoms.info.update(prompt=p, guidance_scale=float(guidance_scale))
+        if atoms is not None and templates[i] is not None: atoms.info['template_spacegroup'] = templates[i].spacegroup
         atoms_list.append(atoms)
     frames = None
     if trajectory is not None:
@@ -247,27 +263,34 @@ def _sample_batch(self: Chameleon, prompts: list, num_atoms, guidance_scale: flo
     if retries:
         again = lambda idx, attempt: self.sample_batch([prompts[i] for i in idx], [num_atoms[i] for i in idx], guidance_scale, steps,
                                                        None if seed is None else (int(seed) * 1_000_003 + attempt) % 2**62, restrict_elements, return_trajectory,
-                                                       progress, charge_balanced)
+                                                       progress, charge_balanced, symmetry=symmetry)
         atoms_list, frames = _redraw(atoms_list, frames, again, retries)
     return atoms_list if frames is None else (atoms_list, frames)
 
 def _sample(self: Chameleon, prompt: str, n_atoms: int | None = None, n_samples: int = 1, guidance_scale: float = 1.0,
             steps: int | None = None, seed: int | None = None, device=None, return_trajectory: bool = False,
-            restrict_elements: bool = True, progress: bool = False, charge_balanced: bool = True, retries: int = 2):
-    "`n_samples` crystals for a prompt as a list of `ase.Atoms` (and, with return_trajectory, a list of 21 `ase.Atoms` frames per crystal, frame.info['t'] = steps left); by default with exactly the prompt's elements (`restrict_elements`) in charge-balanced proportions where SMACT allows any (`charge_balanced`), and crystals with overlapping atoms drawn again up to `retries` times."
+            restrict_elements: bool = True, progress: bool = False, charge_balanced: bool = True, retries: int = 2, symmetry='auto'):
+    "`n_samples` crystals for a prompt as a list of `ase.Atoms` (and, with return_trajectory, a list of 21 `ase.Atoms` frames per crystal, frame.info['t'] = steps left); by default with exactly the prompt's elements (`restrict_elements`) in charge-balanced proportions where SMACT allows any (`charge_balanced`), crystals with overlapping atoms drawn again up to `retries` times, and inside a space group when the prompt names a crystal system or space group (`symmetry`='auto'; or pass one, e.g. 'cubic', 225 or 'Fm-3m'; None: never)."
     elements = self.check_request(prompt, n_atoms, n_samples, guidance_scale)
     if device is not None: self.to(device)
-    num_atoms = ([int(n_atoms)] * int(n_samples) if n_atoms is not None else
+    system, spacegroup = self.wanted_symmetry(symmetry, prompt)
+    if n_atoms is None and system is not None:                          # cell sizes as the templates of that symmetry come
+        pool = load_symmetry_templates()
+        idx = pool.candidates(system, spacegroup, None, len(elements or [None]))
+        idx = idx[pool.num_atoms[idx] <= self.max_atoms]
+        if not len(idx): raise PromptError(f"no {spacegroup or system} template with at least {len(elements or [None])} distinct sites in {pool.name}: ask without a symmetry (symmetry=None)")
+        n_atoms_drawn = pool.num_atoms[np.random.default_rng(seed).choice(idx, size=int(n_samples), p=pool.counts[idx] / pool.counts[idx].sum())].tolist()
+    num_atoms = (n_atoms_drawn if n_atoms is None and system is not None else [int(n_atoms)] * int(n_samples) if n_atoms is not None else
                  _draw_num_atoms(self.diffusion.num_atoms_counts, int(n_samples), len(elements or []) or 1,
                                  torch.Generator().manual_seed(int(seed)) if seed is not None else None).tolist())
     out = self.sample_batch([prompt] * len(num_atoms), num_atoms, guidance_scale, steps, seed, restrict_elements, return_trajectory, progress,
-                            charge_balanced, retries)
+                            charge_balanced, retries, symmetry)
     atoms_list, frames = out if return_trajectory else (out, None)
     keep = [i for i, a in enumerate(atoms_list) if a is not None]       # still degenerate after the retries: sample_crystals warned
     atoms_list = [atoms_list[i] for i in keep]
     return (atoms_list, [frames[i] for i in keep]) if return_trajectory else atoms_list
 
-Chameleon.sample_batch, Chameleon.sample = _sample_batch, _sample
+Chameleon.wanted_symmetry, Chameleon.sample_batch, Chameleon.sample = _wanted_symmetry, _sample_batch, _sample
 
 # %% ../nbs/08_chameleon.ipynb #537a4186
 def element_set(atoms) -> frozenset:

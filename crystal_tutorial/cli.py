@@ -116,13 +116,15 @@ def cmd_generate(args) -> int:
     if args.retries < 0: raise PromptError(f"--retries must be 0 or more, got {args.retries}")
     model = Chameleon.load(args.model, device=args.device)
     elements = model.check_request(args.prompt, args.n_atoms, args.n_samples, args.guidance_scale)   # before any file is written
+    symmetry = None if args.symmetry.strip().lower() in ('none', 'off') else args.symmetry
+    system, spacegroup = model.wanted_symmetry(symmetry, args.prompt)
     if args.steps is not None and args.steps > model.diffusion.n_steps:
         raise PromptError(f"--steps must be at most the model's {model.diffusion.n_steps} diffusion steps, got {args.steps}")
     out = generate_dir(args.out)
     if not args.quiet: print(f"{model}: {args.n_samples} crystal(s) for {args.prompt!r}", file=sys.stderr)
     atoms_list = model.sample(args.prompt, n_atoms=args.n_atoms, n_samples=args.n_samples, guidance_scale=args.guidance_scale,
                               steps=args.steps, seed=args.seed, restrict_elements=not args.any_elements, charge_balanced=not args.no_charge_balance,
-                              retries=args.retries, progress=not args.quiet and sys.stdout.isatty())     # a bar in a terminal, not in logs
+                              retries=args.retries, symmetry=symmetry, progress=not args.quiet and sys.stdout.isatty())     # a bar in a terminal, not in logs
     out.mkdir(parents=True, exist_ok=True)
     from ase.io import write
     names = []
@@ -141,6 +143,7 @@ def cmd_generate(args) -> int:
     summary = {'prompt': args.prompt, 'model': model.kind, 'n_atoms': args.n_atoms, 'guidance_scale': args.guidance_scale,
                'steps': args.steps or model.diffusion.n_steps, 'seed': args.seed, 'restricted_to_prompt_elements': bool(elements) and not args.any_elements,
                'charge_balanced': not args.no_charge_balance, 'retries': args.retries,
+               'crystal_system': system, 'spacegroup': spacegroup,
                'redrawn': sum(a.info.get('attempt', 0) > 0 for a in atoms_list),
                **generation_summary(atoms_list, elements, n_requested=args.n_samples), 'files': names, 'seconds': round(time.time() - t0, 1)}
     _write_atomic(out / 'summary.json', json.dumps(summary, indent=2) + '\n')
@@ -179,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument('--any-elements', action='store_true', help="leave the elements to guidance alone (default: exactly the prompt's elements, each at least once)")
     ge.add_argument('--no-charge-balance', action='store_true', help="leave the proportions to the model (default: moved to charge-balanced ones, by SMACT, where the elements allow)")
     ge.add_argument('--retries', type=int, default=2, metavar='R', help='draw crystals with overlapping atoms (closer than 0.5 Å) again, up to R times (default 2; 0: keep every first draw)')
+    ge.add_argument('--symmetry', default='auto', metavar='SYM', help="generate inside a space group: 'auto' (default: the crystal system or space group a general prompt names), a crystal system ('cubic'), a space group (225 or 'Fm-3m'), or 'none'")
     ge.add_argument('--device', help='cpu, cuda or mps (default: the best available)')
     ge.add_argument('--out', metavar='OUT', help='output folder (default: chameleon_structures, numbered if taken; never overwritten)')
     ge.add_argument('--quiet', action='store_true', help='no progress bar')

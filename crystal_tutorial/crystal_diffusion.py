@@ -444,9 +444,9 @@ def _decode_types(scores: Tensor, batch: Tensor, required: Tensor | None, charge
     types = scores.argmax(-1) if required is None else cover_types(scores, batch, required)
     return balance_types(scores, batch, types) if charge_balanced else types
 
-def _onto_constraints(probs: Tensor, batch: Tensor, required: Tensor | None, charge_balanced: bool = False) -> Tensor:
-    "Type probabilities [N, K] with the atoms that `cover_types` (and `balance_types`) reassign set to the one-hot of their new type."
-    new = _decode_types(probs.log(), batch, required, charge_balanced)
+def _onto_constraints(probs: Tensor, batch: Tensor, required: Tensor | None, charge_balanced: bool = False, decode_types=_decode_types) -> Tensor:
+    "Type probabilities [N, K] with the atoms that `cover_types` (and `balance_types`, or another `decode_types`) reassign set to the one-hot of their new type."
+    new = decode_types(probs.log(), batch, required, charge_balanced)
     moved = new != probs.argmax(-1)
     if moved.any(): probs = probs.clone(); probs[moved] = F.one_hot(new[moved], probs.shape[1]).to(probs.dtype)
     return probs
@@ -456,8 +456,8 @@ def sample_crystals(model: CrystalDiffusion, n: int | None = None, compositions=
                     step_lr: float | None = None, cond: Tensor | None = None, guidance_scale: float = 1.0,
                     generator: torch.Generator | None = None, restrict_types: bool = True, allowed_types=None,
                     require_allowed: bool = False, charge_balanced: bool = False, trajectory_every: int | None = None,
-                    progress: bool = False):
-    "Generate crystals: CSP from `compositions` (formulas, lists of atomic numbers or Crystals), DNG from `n` or `num_atoms` (types only from `allowed_types`, for all crystals or one list per crystal, if given; with `require_allowed`, each of them at least once; with `charge_balanced`, in proportions that pass SMACT's charge balance where the elements allow it); returns a list of Crystals (and the trajectory if asked)."
+                    progress: bool = False, constraint=None):
+    "Generate crystals: CSP from `compositions` (formulas, lists of atomic numbers or Crystals), DNG from `n` or `num_atoms` (types only from `allowed_types`, for all crystals or one list per crystal, if given; with `require_allowed`, each of them at least once; with `charge_balanced`, in proportions that pass SMACT's charge balance where the elements allow it); `constraint` (chapter 08b's `SymmetryConstraint`) projects every step onto a space group and decodes types per orbit; returns a list of Crystals (and the trajectory if asked)."
     cfg, dev = model.config, model.device
     model.eval()
     # --- what to generate ---
@@ -510,8 +510,15 @@ def sample_crystals(model: CrystalDiffusion, n: int | None = None, compositions=
             if len(short): raise ValueError(f"crystal {int(short[0])} has {int(num_atoms[short[0]])} atoms but must hold {int(required[short[0]].sum())} elements: give it more atoms")
     restrict = lambda x: x.masked_fill(unseen, -torch.inf) if unseen is not None else x
     balance = charge_balanced and atom_types is None
+    decode_types = _decode_types if constraint is None else constraint.decode_types
     def decode(scores):                                            # atomic numbers: argmax, covering the required elements, balanced
-        return _decode_types(scores, batch, required, balance) + 1
+        return decode_types(scores, batch, required, balance) + 1
+    def project():                                                  # onto the constraint's symmetric crystals, if one is given
+        nonlocal lattice, frac, types
+        if constraint is None: return
+        lattice, frac, projected = constraint.project(lattice, frac, types if atom_types is None else None)
+        if atom_types is None: types = projected
+    project()
     current_types = lambda: decode(restrict(types)) if atom_types is None else atom_types
     sig, norms = model.sigmas.sigmas.tolist(), model.sigmas.score_norms.tolist()
     trajectory = []
@@ -534,8 +541,10 @@ def sample_crystals(model: CrystalDiffusion, n: int | None = None, compositions=
         lattice = ddpm_reverse_step(model.schedule, lattice, t, lattice_0, s, rand(B, 3, 3))
         if atom_types is None:
             types_0 = restrict(out['types']).softmax(-1)                # Â_0; moved onto a covering / a balanced composition if asked
-            if required is not None or balance: types_0 = _onto_constraints(types_0, batch, required, balance)
+            if constraint is not None: types_0 = constraint.project_types(types_0)
+            if required is not None or balance or constraint is not None: types_0 = _onto_constraints(types_0, batch, required, balance, decode_types)
             types = ddpm_reverse_step(model.schedule, types, t, types_0, s, rand(N, cfg.n_types))
+        project()
         if trajectory_every and (s + 1) % trajectory_every == 0: record(s + 1)
     crystals = _crystals_from_tensors(lattice * cfg.lattice_scale, frac, current_types(), num_atoms)
     return (crystals, trajectory) if trajectory_every else crystals

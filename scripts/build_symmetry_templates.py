@@ -1,0 +1,36 @@
+"""Build the pool of symmetry templates (chapter 06c) from a dataset split and save it.
+
+    python scripts/build_symmetry_templates.py --dataset mp_mix_20 --split train \
+        --out crystal_tutorial/weights/symmetry_templates_mp_mix_20.npz
+
+Only space-group operations and the atom permutations they perform are kept: no coordinates, lattices or elements.
+"""
+import argparse
+import collections
+import time
+
+from crystal_tutorial.crystals import load_dataset
+from crystal_tutorial.symmetry import SymmetryTemplates
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--dataset', default='mp_mix_20')
+    p.add_argument('--split', default='train')
+    p.add_argument('--root', default=None, help='folder holding the datasets (default: found automatically)')
+    p.add_argument('--symprec', type=float, default=0.1, help='spglib tolerance in Å')
+    p.add_argument('--limit', type=int, default=None, help='only the first N crystals (for a quick try)')
+    p.add_argument('--out', required=True)
+    a = p.parse_args(argv)
+    ds = load_dataset(a.dataset, a.split, root=a.root, limit=a.limit)
+    t0 = time.time()
+    pool = SymmetryTemplates.from_crystals(ds, symprec=a.symprec, name=f'{a.dataset} {a.split}')
+    path = pool.save(a.out)
+    by_system = collections.Counter()
+    for s, n in zip(pool.systems, pool.counts): by_system[str(s)] += int(n)
+    print(f'{pool} in {time.time() - t0:.0f} s -> {path} ({path.stat().st_size / 1e6:.2f} MB)')
+    print('crystals per crystal system:', dict(sorted(by_system.items(), key=lambda kv: -kv[1])))
+
+
+if __name__ == '__main__':
+    main()
