@@ -9,7 +9,9 @@ as `sample` does by default (SMACT, where the elements allow), and once more dra
 (`--retries`, as `sample` does): prompt adherence (set of elements equal to the prompt's), structural and
 compositional validity and uniqueness (chapter 05), and crystals sampled per second.
 General-text model: the held-out sentence "{System} crystal structure of {formula} compound" for the same crystals;
-crystal-system adherence (spglib, symprec 0.1) besides the same measures. Needs the local datasets (mp_mix_20).
+crystal-system adherence (spglib, symprec 0.1) besides the same measures: for each guidance scale inside a symmetry template
+of the asked system (chapter 06c, `symmetry='auto'` as `sample` does), once more with the redraws (`--retries`), and once
+without templates (`symmetry=None`: the network alone). Needs the local datasets (mp_mix_20).
 """
 import argparse
 import json
@@ -72,13 +74,15 @@ if 'general' in models:
     fs = [facts[c.formula] for c in held_out]
     prompts = [fill_template('chemeleon', f) for f in fs]
     rows = []
-    for w in args.scales:
+    settings = ([(w, 'auto', 0) for w in args.scales] + [(args.restricted_scale, 'auto', args.retries)] * (args.retries > 0)
+                + [(args.restricted_scale, None, 0)])
+    for w, symmetry, retries in settings:
         t0 = time.time()
-        per = sample_prompts(models['general'], prompts, cells, args.n_per, guidance_scale=w, steps=args.steps, seed=0)
+        per = sample_prompts(models['general'], prompts, cells, args.n_per, guidance_scale=w, steps=args.steps, seed=0, symmetry=symmetry, retries=retries)
         sec = time.time() - t0
         hits = sum(crystal_system_of(a) == f['system'] for g, f in zip(per, fs) for a in g)
         elem = sum(prompt_adherence(g, prompt_elements(q)) * len(g) for g, q in zip(per, prompts) if g) / n
-        rows.append(row(per, sec, guidance=w, system_adherence=round(hits / n, 4), element_adherence=round(elem, 4)))
+        rows.append(row(per, sec, guidance=w, symmetry=symmetry or 'none', retries=retries, system_adherence=round(hits / n, 4), element_adherence=round(elem, 4)))
         print('general', rows[-1], flush=True)
     results['general'] = rows
     print('asked-for systems:', {s: sum(f['system'] == s for f in fs) for s in sorted({f['system'] for f in fs})})

@@ -28,6 +28,26 @@ def test_shipped_pool_is_consistent():
     assert set(pool.systems) == {'triclinic', 'monoclinic', 'orthorhombic', 'tetragonal', 'trigonal', 'hexagonal', 'cubic'}
 
 
+def test_projection_makes_every_operation_a_symmetry():
+    "From random noise, the projected crystal satisfies every operation of its template exactly (lattice metric and atoms)."
+    import torch
+    from crystal_tutorial.symmetry import SymmetryConstraint
+    pool, rng, g = load_symmetry_templates('mp_mix_20'), np.random.default_rng(1), torch.Generator().manual_seed(1)
+    picked = [pool[int(i)] for i in rng.choice(len(pool), 100, replace=False)]
+    sizes = [t.num_atoms for t in picked]
+    con = SymmetryConstraint(picked, sizes)                                              # all at once, as in a batched chain
+    lattice, frac, _ = con.project(torch.randn(len(picked), 3, 3, generator=g, dtype=torch.float64),
+                                   torch.rand(sum(sizes), 3, generator=g, dtype=torch.float64))
+    start = 0
+    for b, t in enumerate(picked):
+        x, metric = frac[start:start + t.num_atoms].numpy(), (lattice[b] @ lattice[b].T).numpy()
+        start += t.num_atoms
+        for W, tr, perm in zip(t.rotations.astype(float), t.translations.astype(float), t.perm):
+            d = x @ W.T + tr - x[perm]
+            assert np.abs(d - np.round(d)).max() < 1e-5, (t, 'atoms')
+            assert np.abs(W.T @ metric @ W - metric).max() < 1e-8 * max(1.0, np.abs(metric).max()), (t, 'lattice')
+
+
 def test_corrupt_or_missing_pool_is_a_clear_error(tmp_path):
     bad = tmp_path / 'pool.npz'
     bad.write_bytes(b'PK\x03\x04 not really a zip')
