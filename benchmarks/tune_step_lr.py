@@ -5,14 +5,23 @@
 The training script (scripts/train_crystal_diffusion.py) holds out `--valid-fraction` of its split with a fixed permutation
 (seed 1234); this script rebuilds the same held-out crystals, so that γ is chosen without looking at the test split.
 For each γ: CSP match rate and RMSE (`csp_benchmark`, one sample per composition, all steps) on the first `--n` of them.
+`--write GAMMA` then stores the chosen γ in the checkpoint (config['step_lr'], the sweep under 'step_lr_tuning').
 """
 import argparse
 import json
+import os
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
-from crystal_tutorial.crystal_diffusion import csp_benchmark, load_crystal_diffusion
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'scripts'))
+from _run import validation_split                                                     # the training script's split
+
+from crystal_tutorial.core import load_checkpoint
+from crystal_tutorial.crystal_diffusion import SHIPPED_MODELS, WEIGHTS_DIR, csp_benchmark, load_crystal_diffusion
 from crystal_tutorial.crystals import load_dataset
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -24,14 +33,16 @@ p.add_argument('--n', type=int, default=200, help='at most this many held-out cr
 p.add_argument('--values', type=float, nargs='+', default=[5e-7, 2e-6, 1e-5], help='the γ values to try')
 p.add_argument('--seed', type=int, default=0)
 p.add_argument('--json', default=None, help='also write the figures here')
+p.add_argument('--write', type=float, default=None, metavar='GAMMA',
+               help="after the sweep, store this γ as the checkpoint's config['step_lr'], with the sweep under 'step_lr_tuning' (weights untouched)")
 
 if __name__ == '__main__':
     args = p.parse_args()
     model = load_crystal_diffusion(args.model)
     if model.task != 'csp': raise SystemExit(f'{args.model} is a {model.task.upper()} model: this sweep measures CSP match rates')
     ds = load_dataset(args.dataset, args.split)
-    perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(1234))        # the training script's split
-    held_out = [ds[int(i)] for i in perm[:int(round(args.valid_fraction * len(ds)))][:args.n]]
+    _, valid_idx = validation_split(len(ds), args.valid_fraction)
+    held_out = [ds[int(i)] for i in valid_idx[:args.n]]
     print(f'{args.model}: {len(held_out)} held-out crystals of {args.dataset}/{args.split} (the training run\'s validation set)')
     rows = []
     for value in args.values:
@@ -42,3 +53,13 @@ if __name__ == '__main__':
         print(f"step_lr {value:<8g} match rate {r['match_rate@1']:.3f}  RMSE {r['rmse@1']:.4f}  ({rows[-1]['seconds']} s)", flush=True)
     if args.json:
         with open(args.json, 'w') as f: json.dump({'model': args.model, 'n': len(held_out), 'rows': rows}, f, indent=2)
+    if args.write is not None:
+        path = WEIGHTS_DIR / SHIPPED_MODELS[args.model][0] if args.model in SHIPPED_MODELS else Path(args.model)
+        state = load_checkpoint(path)
+        state['config']['step_lr'] = args.write
+        state['step_lr_tuning'] = {'previous': state.get('step_lr_tuning'), 'chosen': args.write, 'on': f'{len(held_out)} held-out crystals of {args.dataset}/{args.split}',
+                                   'command': 'python ' + ' '.join(sys.argv), 'rows': rows}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')    # atomically, as save_checkpoint does
+        with os.fdopen(fd, 'wb') as f: torch.save(state, f)
+        os.replace(tmp, path)
+        print(f'wrote step_lr = {args.write:g} into {path}')

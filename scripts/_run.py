@@ -39,3 +39,10 @@ def resume_learner(learn, state_path, epochs: int) -> float:
     elapsed = float(extra.get('elapsed', 0.0))
     print(f'resuming from {state_path} after epoch {learn.epoch} ({elapsed / 60:.1f} min so far)')
     return elapsed
+
+
+def validation_split(n: int, valid_fraction: float) -> tuple:
+    "(training indices, validation indices) of n crystals: a fixed permutation (seed 1234), the first `valid_fraction` held out. benchmarks/tune_step_lr.py rebuilds the same held-out crystals with it."
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(1234))
+    n_valid = int(round(valid_fraction * n))
+    return perm[n_valid:], perm[:n_valid]

@@ -30,7 +30,7 @@ from crystal_tutorial.chameleon import PROMPT_TEMPLATES, chameleon_learner, cond
 from crystal_tutorial.clip import TextEmbeddingCache, dataset_facts, load_crystal_clip
 from crystal_tutorial.core import fit_with_budget, load_checkpoint, set_seed
 from crystal_tutorial.crystal_diffusion import CrystalDiffusionConfig, config_for_data
-from _run import load_split, resume_learner, run_setup
+from _run import load_split, resume_learner, run_setup, validation_split
 DATA_FITTED = ('lattice_scale', 'lattice_clip', 'max_atoms')
 DEFAULTS = dict(task='dng', batch_size=64, epochs=30, step_lr=1e-5, p_uncond=0.1)
 
@@ -54,9 +54,8 @@ args = p.parse_args()
 out, state_path, device, hardware = run_setup(args)
 ds = load_split(args)
 facts = dataset_facts(ds)
-perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(1234))
-n_valid = int(round(args.valid_fraction * len(ds)))
-train_idx, valid_idx = perm[n_valid:], perm[:n_valid]
+train_idx, valid_idx = validation_split(len(ds), args.valid_fraction)
+n_valid = len(valid_idx)
 train_ds, valid_ds = ds.subset(train_idx), (ds.subset(valid_idx) if n_valid else None)
 templates = PROMPT_TEMPLATES[args.kind]
 data = dict(dataset=args.dataset, split=args.split, limit=args.limit, crystals=len(ds), train=len(train_ds), valid=n_valid,

@@ -26,7 +26,7 @@ import torch
 from crystal_tutorial.clip import (CrystalCLIPConfig, CrystalTextDataset, TextEmbeddingCache, crystal_clip_learner, dataset_facts,
                                    fit_config, pair_texts, save_crystal_clip)
 from crystal_tutorial.core import fit_with_budget, load_checkpoint, set_seed
-from _run import load_split, resume_learner, run_setup
+from _run import load_split, resume_learner, run_setup, validation_split
 
 DATA_FITTED = ('lattice_scale', 'max_atoms')
 
@@ -54,9 +54,8 @@ ds = load_split(args)
 t0 = time.time()
 facts = dataset_facts(ds)
 print(f'facts of {len(ds):,} crystals in {time.time() - t0:.0f} s')
-perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(1234))
-n_valid = int(round(args.valid_fraction * len(ds)))
-train_idx, valid_idx = perm[n_valid:], perm[:n_valid]
+train_idx, valid_idx = validation_split(len(ds), args.valid_fraction)
+n_valid = len(valid_idx)
 train_ds, valid_ds = ds.subset(train_idx), (ds.subset(valid_idx) if n_valid >= 2 else None)
 data = dict(dataset=args.dataset, split=args.split, limit=args.limit, crystals=len(ds), train=len(train_ds),
             valid=n_valid, sha256=getattr(ds, 'info', {}).get('sha256'))

@@ -23,7 +23,7 @@ import torch
 from crystal_tutorial.core import fit_with_budget, save_checkpoint, set_seed
 from crystal_tutorial.crystal_diffusion import (CrystalDiffusionConfig, config_for_data, crystal_diffusion_learner,
                                                 resume_training, save_training_state)
-from _run import load_split, run_setup
+from _run import load_split, run_setup, validation_split
 
 DATA_FITTED = ('lattice_scale', 'lattice_clip', 'max_atoms')
 
@@ -44,9 +44,9 @@ args = p.parse_args()
 
 out, state_path, device, hardware = run_setup(args)
 ds = load_split(args)
-perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(1234))
-n_valid = int(round(args.valid_fraction * len(ds)))
-train_ds, valid_ds = ds.subset(perm[n_valid:]), (ds.subset(perm[:n_valid]) if n_valid else None)
+train_idx, valid_idx = validation_split(len(ds), args.valid_fraction)
+n_valid = len(valid_idx)
+train_ds, valid_ds = ds.subset(train_idx), (ds.subset(valid_idx) if n_valid else None)
 data = dict(dataset=args.dataset, split=args.split, limit=args.limit, crystals=len(ds), train=len(train_ds),
             valid=n_valid, sha256=getattr(ds, 'info', {}).get('sha256'))
 print(f'{args.dataset}/{args.split}: {len(train_ds):,} training and {n_valid:,} validation crystals; device {device} ({hardware})')
