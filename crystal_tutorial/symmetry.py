@@ -191,10 +191,17 @@ def _decode_types_per_orbit(self: SymmetryConstraint, scores: Tensor, batch: Ten
         if required is not None and required[b].any(): elements = tuple(required[b].nonzero().flatten().tolist())
         else: elements = tuple(sorted(set(orbit_scores.argmax(1).tolist())))
         cand = self._orbit_assignments(tuple(z + 1 for z in elements), tuple(np.bincount(orbit.cpu().numpy(), minlength=k).tolist()), balance)
-        if cand is None: choice = orbit_scores.argmax(1)
-        else:
-            el = np.array(elements)
-            choice = el[cand[orbit_scores[np.arange(k)[None], el[cand]].sum(1).argmax()]]
+        el = np.array(elements)
+        if cand is not None: choice = el[cand[orbit_scores[np.arange(k)[None], el[cand]].sum(1).argmax()]]
+        else:                                                       # too many to list: best element per orbit, then greedy cover
+            pick = orbit_scores[:, el].argmax(1)
+            counts = np.bincount(pick, minlength=len(el))
+            for x in np.flatnonzero(counts == 0):                   # a missing element takes the orbit that loses least by switching,
+                loss = orbit_scores[np.arange(k), el[pick]] - orbit_scores[:, el[x]]
+                loss[counts[pick] == 1] = np.inf                    # never the last orbit of another element
+                if np.isinf(loss).all(): break
+                o = int(loss.argmin()); counts[pick[o]] -= 1; pick[o] = x; counts[x] += 1
+            choice = el[pick]
         types[idx] = torch.as_tensor(choice, device=types.device)[orbit]
     return types
 
