@@ -239,7 +239,7 @@ def _sample_batch(self: Chameleon, prompts: list, num_atoms, guidance_scale: flo
     templates, constraint = [None] * len(prompts), None
     if any(w[0] is not None for w in wanted.values()):                    # chapter 06c: generate inside a space group
         pool, rng = load_symmetry_templates(), np.random.default_rng(seed)
-        try: templates = [pool.draw(*wanted[p], num_atoms=n, min_orbits=len(checked[p, n] or [None]), rng=rng) if wanted[p][0] else None
+        try: templates = [pool.draw(*wanted[p], num_atoms=n, min_orbits=len(checked[p, n] or ()) or 1, rng=rng) if wanted[p][0] else None
                           for p, n in zip(prompts, num_atoms)]
         except ValueError as e: raise PromptError(str(e)) from None
         constraint = SymmetryConstraint(templates, num_atoms).to(self.device)
@@ -274,15 +274,13 @@ def _sample(self: Chameleon, prompt: str, n_atoms: int | None = None, n_samples:
     elements = self.check_request(prompt, n_atoms, n_samples, guidance_scale)
     if device is not None: self.to(device)
     system, spacegroup = self.wanted_symmetry(symmetry, prompt)
-    if n_atoms is None and system is not None:                          # cell sizes as the templates of that symmetry come
-        pool = load_symmetry_templates()
-        idx = pool.candidates(system, spacegroup, None, len(elements or [None]))
-        idx = idx[pool.num_atoms[idx] <= self.max_atoms]
-        if not len(idx): raise PromptError(f"no {spacegroup or system} template with at least {len(elements or [None])} distinct sites in {pool.name}: ask without a symmetry (symmetry=None)")
-        n_atoms_drawn = pool.num_atoms[np.random.default_rng(seed).choice(idx, size=int(n_samples), p=pool.counts[idx] / pool.counts[idx].sum())].tolist()
-    num_atoms = (n_atoms_drawn if n_atoms is None and system is not None else [int(n_atoms)] * int(n_samples) if n_atoms is not None else
-                 _draw_num_atoms(self.diffusion.num_atoms_counts, int(n_samples), len(elements or []) or 1,
-                                 torch.Generator().manual_seed(int(seed)) if seed is not None else None).tolist())
+    if n_atoms is not None: num_atoms = [int(n_atoms)] * int(n_samples)
+    elif system is not None:                                            # cell sizes as the templates of that symmetry come
+        try: num_atoms = load_symmetry_templates().draw_sizes(int(n_samples), system, spacegroup, len(elements or ()) or 1, self.max_atoms,
+                                                              np.random.default_rng(seed))
+        except ValueError as e: raise PromptError(str(e)) from None
+    else: num_atoms = _draw_num_atoms(self.diffusion.num_atoms_counts, int(n_samples), len(elements or ()) or 1,
+                                      torch.Generator().manual_seed(int(seed)) if seed is not None else None).tolist()
     out = self.sample_batch([prompt] * len(num_atoms), num_atoms, guidance_scale, steps, seed, restrict_elements, return_trajectory, progress,
                             charge_balanced, retries, symmetry)
     atoms_list, frames = out if return_trajectory else (out, None)

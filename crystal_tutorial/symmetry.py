@@ -299,7 +299,17 @@ def _draw(self: SymmetryTemplates, crystal_system: str | None = None, spacegroup
     p = self.counts[idx] / self.counts[idx].sum()
     return self.templates[int((rng or np.random.default_rng()).choice(idx, p=p))]
 
-SymmetryTemplates.candidates, SymmetryTemplates.draw = _candidates, _draw
+def _draw_sizes(self: SymmetryTemplates, n: int, crystal_system: str | None = None, spacegroup: int | None = None, min_orbits: int = 1,
+                max_atoms: int | None = None, rng: np.random.Generator | None = None) -> list:
+    "`n` cell sizes, as often as the training crystals of that symmetry have them (at most `max_atoms`); a ValueError if no template fits."
+    idx = self.candidates(crystal_system, spacegroup, None, min_orbits)
+    if max_atoms is not None: idx = idx[self.num_atoms[idx] <= max_atoms]
+    if not len(idx):
+        raise ValueError(f"no {f'space group {spacegroup}' if spacegroup is not None else crystal_system} template with at least {min_orbits} distinct sites"
+                         f"{'' if max_atoms is None else f' and at most {max_atoms} atoms'} in {self.name or 'the pool'}: ask without a symmetry (symmetry=None)")
+    return self.num_atoms[(rng or np.random.default_rng()).choice(idx, size=n, p=self.counts[idx] / self.counts[idx].sum())].tolist()
+
+SymmetryTemplates.candidates, SymmetryTemplates.draw, SymmetryTemplates.draw_sizes = _candidates, _draw, _draw_sizes
 
 # %% ../nbs/06c_symmetry.ipynb #c2255e37
 _SYSTEM_WORDS = {**{s: s for s in CRYSTAL_SYSTEMS}, 'rhombohedral': 'trigonal'}
@@ -341,5 +351,4 @@ def sample_symmetric(model: CrystalDiffusion, symmetry, n: int, num_atoms: int |
     chosen = [pool.draw(system, spacegroup, num_atoms, rng=rng) for _ in range(n)]
     nums = torch.tensor([t.num_atoms for t in chosen])
     gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
-    out = sample_crystals(model, num_atoms=nums, generator=gen, constraint=SymmetryConstraint(chosen, nums).to(model.device), **kwargs)
-    return out
+    return sample_crystals(model, num_atoms=nums, generator=gen, constraint=SymmetryConstraint(chosen, nums).to(model.device), **kwargs)
