@@ -32,6 +32,7 @@ p.add_argument('--steps', type=int, default=None, help='denoising steps (default
 p.add_argument('--scales', type=float, nargs='*', default=[0, 1, 2, 4], help='guidance scales of the unrestricted runs (none: only the restricted runs)')
 p.add_argument("--restricted-scale", type=float, default=1.0, help="guidance scale of the run with types restricted to the prompt elements")
 p.add_argument('--retries', type=int, default=2, help="a last restricted, balanced run that draws crystals with overlapping atoms again up to this many times, as `sample` does (0: skip it)")
+p.add_argument('--step-lr', type=float, default=None, help="the corrector's γ for every run (default: each model's own; 0: predictor only)")
 p.add_argument('--models', nargs='+', default=['composition', 'general'])
 p.add_argument('--device', default=None)
 p.add_argument('--json', default=None, help='also write the results here')
@@ -45,7 +46,8 @@ print(f"loaded {', '.join(args.models)} in {time.time() - t_load:.1f} s; {torch.
 held_out = held_out_crystals(load_dataset('mp_mix_20', 'train'), test_ds, args.n_prompts, 20)
 cells = [c.num_atoms for c in held_out]
 n = len(held_out) * args.n_per
-print(f'{len(held_out)} held-out compositions × {args.n_per} samples = {n} per setting; {args.steps or 1000} steps')
+print(f'{len(held_out)} held-out compositions × {args.n_per} samples = {n} per setting; {args.steps or 1000} steps; corrector γ '
+      + ('each model\'s own: ' + ', '.join(f'{k} {m.diffusion.config.step_lr:g}' for k, m in models.items()) if args.step_lr is None else f'{args.step_lr:g}'))
 
 
 def row(per_prompt, seconds, **extra):
@@ -61,7 +63,7 @@ if 'composition' in models:
     for w, restrict, balance, retries in settings:
         t0 = time.time()
         per = sample_prompts(models['composition'], prompts, cells, args.n_per, guidance_scale=w, steps=args.steps, seed=0,
-                             restrict_elements=restrict, charge_balanced=balance, retries=retries)
+                             restrict_elements=restrict, charge_balanced=balance, retries=retries, step_lr=args.step_lr)
         sec = time.time() - t0
         adh = sum(prompt_adherence(g, prompt_elements(q)) * len(g) for g, q in zip(per, prompts) if g) / n
         rows.append(row(per, sec, guidance=w, restricted=restrict, charge_balanced=balance, retries=retries, prompt_adherence=round(adh, 4)))
@@ -78,7 +80,8 @@ if 'general' in models:
                 + [(args.restricted_scale, None, 0)])
     for w, symmetry, retries in settings:
         t0 = time.time()
-        per = sample_prompts(models['general'], prompts, cells, args.n_per, guidance_scale=w, steps=args.steps, seed=0, symmetry=symmetry, retries=retries)
+        per = sample_prompts(models['general'], prompts, cells, args.n_per, guidance_scale=w, steps=args.steps, seed=0, symmetry=symmetry, retries=retries,
+                             step_lr=args.step_lr)
         sec = time.time() - t0
         hits = sum(crystal_system_of(a) == f['system'] for g, f in zip(per, fs) for a in g)
         elem = sum(prompt_adherence(g, prompt_elements(q)) * len(g) for g, q in zip(per, prompts) if g) / n

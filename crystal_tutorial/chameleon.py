@@ -223,13 +223,15 @@ def _wanted_symmetry(self: Chameleon, symmetry, prompt: str) -> tuple:
 @torch.no_grad()
 def _sample_batch(self: Chameleon, prompts: list, num_atoms, guidance_scale: float = 1.0, steps: int | None = None,
                   seed: int | None = None, restrict_elements: bool = True, return_trajectory: bool = False, progress: bool = False,
-                  charge_balanced: bool = True, retries: int = 0, symmetry='auto'):
-    "One crystal per (prompt, cell size) pair, all in one batched chain: a list of `ase.Atoms` (None where the lattice came out degenerate), and the trajectories if asked. With `retries`, crystals that came out degenerate or with overlapping atoms are drawn again, up to `retries` times (`_redraw`). With a `symmetry` (default 'auto': the crystal system or space group that a general-text prompt names), each crystal is generated inside a symmetry template of mp_mix_20 (chapter 06c) of its cell size."
+                  charge_balanced: bool = True, retries: int = 0, symmetry='auto', step_lr: float | None = None):
+    "One crystal per (prompt, cell size) pair, all in one batched chain: a list of `ase.Atoms` (None where the lattice came out degenerate), and the trajectories if asked. With `retries`, crystals that came out degenerate or with overlapping atoms are drawn again, up to `retries` times (`_redraw`). With a `symmetry` (default 'auto': the crystal system or space group that a general-text prompt names), each crystal is generated inside a symmetry template of mp_mix_20 (chapter 06c) of its cell size. `step_lr` is the corrector's γ (None: the model's own, `diffusion.config.step_lr`; 0: predictor only, half the network passes)."
     num_atoms = [int(n) for n in (num_atoms.tolist() if isinstance(num_atoms, Tensor) else num_atoms)]
     if len(prompts) != len(num_atoms): raise PromptError(f"got {len(prompts)} prompts and {len(num_atoms)} cell sizes: give one of each per crystal")
     if not prompts: raise PromptError("no prompts given: pass at least one")
     if isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
         raise PromptError(f"retries must be a whole number >= 0 (0: keep every first draw), got {retries!r}")
+    if step_lr is not None and (isinstance(step_lr, bool) or not isinstance(step_lr, (int, float)) or not math.isfinite(step_lr) or step_lr < 0):
+        raise PromptError(f"step_lr must be a number >= 0 (0: no corrector; None: the model's default {self.diffusion.config.step_lr:g}), got {step_lr!r}")
     checked = {}
     for p, n in zip(prompts, num_atoms):
         if (p, n) not in checked: checked[p, n] = self.check_request(p, n, 1, guidance_scale)
@@ -246,7 +248,7 @@ def _sample_batch(self: Chameleon, prompts: list, num_atoms, guidance_scale: flo
     gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
     out = sample_crystals(self.diffusion, num_atoms=torch.tensor(num_atoms), steps=steps, cond=self.embed(list(prompts)).to(self.device),
                           guidance_scale=float(guidance_scale), generator=gen, allowed_types=allowed if any(a is not None for a in allowed) else None, require_allowed=True,
-                          charge_balanced=charge_balanced, trajectory_every=1 if return_trajectory else None, progress=progress, constraint=constraint)
+                          charge_balanced=charge_balanced, trajectory_every=1 if return_trajectory else None, progress=progress, constraint=constraint, step_lr=step_lr)
     crystals, trajectory = out if return_trajectory else (out, None)
     atoms_list = []
     for i, (c, p) in enumerate(zip(crystals, prompts)):
@@ -263,14 +265,14 @@ def _sample_batch(self: Chameleon, prompts: list, num_atoms, guidance_scale: flo
     if retries:
         again = lambda idx, attempt: self.sample_batch([prompts[i] for i in idx], [num_atoms[i] for i in idx], guidance_scale, steps,
                                                        None if seed is None else (int(seed) * 1_000_003 + attempt) % 2**62, restrict_elements, return_trajectory,
-                                                       progress, charge_balanced, symmetry=symmetry)
+                                                       progress, charge_balanced, symmetry=symmetry, step_lr=step_lr)
         atoms_list, frames = _redraw(atoms_list, frames, again, retries)
     return atoms_list if frames is None else (atoms_list, frames)
 
 def _sample(self: Chameleon, prompt: str, n_atoms: int | None = None, n_samples: int = 1, guidance_scale: float = 1.0,
             steps: int | None = None, seed: int | None = None, device=None, return_trajectory: bool = False,
-            restrict_elements: bool = True, progress: bool = False, charge_balanced: bool = True, retries: int = 2, symmetry='auto'):
-    "`n_samples` crystals for a prompt as a list of `ase.Atoms` (and, with return_trajectory, a list of 21 `ase.Atoms` frames per crystal, frame.info['t'] = steps left); by default with exactly the prompt's elements (`restrict_elements`) in charge-balanced proportions where SMACT allows any (`charge_balanced`), crystals with overlapping atoms drawn again up to `retries` times, and inside a space group when the prompt names a crystal system or space group (`symmetry`='auto'; or pass one, e.g. 'cubic', 225 or 'Fm-3m'; None: never)."
+            restrict_elements: bool = True, progress: bool = False, charge_balanced: bool = True, retries: int = 2, symmetry='auto', step_lr: float | None = None):
+    "`n_samples` crystals for a prompt as a list of `ase.Atoms` (and, with return_trajectory, a list of 21 `ase.Atoms` frames per crystal, frame.info['t'] = steps left); by default with exactly the prompt's elements (`restrict_elements`) in charge-balanced proportions where SMACT allows any (`charge_balanced`), crystals with overlapping atoms drawn again up to `retries` times, and inside a space group when the prompt names a crystal system or space group (`symmetry`='auto'; or pass one, e.g. 'cubic', 225 or 'Fm-3m'; None: never); `step_lr`: the corrector's γ (None: the model's default)."
     elements = self.check_request(prompt, n_atoms, n_samples, guidance_scale)
     if device is not None: self.to(device)
     system, spacegroup = self.wanted_symmetry(symmetry, prompt)
@@ -282,7 +284,7 @@ def _sample(self: Chameleon, prompt: str, n_atoms: int | None = None, n_samples:
     else: num_atoms = _draw_num_atoms(self.diffusion.num_atoms_counts, int(n_samples), len(elements or ()) or 1,
                                       torch.Generator().manual_seed(int(seed)) if seed is not None else None).tolist()
     out = self.sample_batch([prompt] * len(num_atoms), num_atoms, guidance_scale, steps, seed, restrict_elements, return_trajectory, progress,
-                            charge_balanced, retries, symmetry)
+                            charge_balanced, retries, symmetry, step_lr)
     atoms_list, frames = out if return_trajectory else (out, None)
     keep = [i for i, a in enumerate(atoms_list) if a is not None]       # still degenerate after the retries: sample_crystals warned
     atoms_list = [atoms_list[i] for i in keep]

@@ -114,6 +114,7 @@ def cmd_generate(args) -> int:
     t0 = time.time()
     if args.steps is not None and args.steps < 1: raise PromptError(f"--steps must be at least 1, got {args.steps}")
     if args.retries < 0: raise PromptError(f"--retries must be 0 or more, got {args.retries}")
+    if args.step_lr is not None and not args.step_lr >= 0: raise PromptError(f"--step-lr must be 0 (no corrector) or a small positive number such as 1e-5, got {args.step_lr}")
     model = Chameleon.load(args.model, device=args.device)
     elements = model.check_request(args.prompt, args.n_atoms, args.n_samples, args.guidance_scale)   # before any file is written
     symmetry = None if args.symmetry.strip().lower() in ('none', 'off') else args.symmetry
@@ -124,7 +125,7 @@ def cmd_generate(args) -> int:
     if not args.quiet: print(f"{model}: {args.n_samples} crystal(s) for {args.prompt!r}", file=sys.stderr)
     atoms_list = model.sample(args.prompt, n_atoms=args.n_atoms, n_samples=args.n_samples, guidance_scale=args.guidance_scale,
                               steps=args.steps, seed=args.seed, restrict_elements=not args.any_elements, charge_balanced=not args.no_charge_balance,
-                              retries=args.retries, symmetry=symmetry, progress=not args.quiet and sys.stdout.isatty())     # a bar in a terminal, not in logs
+                              retries=args.retries, symmetry=symmetry, step_lr=args.step_lr, progress=not args.quiet and sys.stdout.isatty())     # a bar in a terminal, not in logs
     out.mkdir(parents=True, exist_ok=True)
     from ase.io import write
     names = []
@@ -141,7 +142,8 @@ def cmd_generate(args) -> int:
         _write_file_atomic(out / 'overview.png', lambda tmp: fig.savefig(tmp, dpi=110, format='png'))
         plt.close(fig)
     summary = {'prompt': args.prompt, 'model': model.kind, 'n_atoms': args.n_atoms, 'guidance_scale': args.guidance_scale,
-               'steps': args.steps or model.diffusion.n_steps, 'seed': args.seed, 'restricted_to_prompt_elements': bool(elements) and not args.any_elements,
+               'steps': args.steps or model.diffusion.n_steps,
+               'step_lr': model.diffusion.config.step_lr if args.step_lr is None else args.step_lr, 'seed': args.seed, 'restricted_to_prompt_elements': bool(elements) and not args.any_elements,
                'charge_balanced': not args.no_charge_balance, 'retries': args.retries,
                'crystal_system': system, 'spacegroup': spacegroup,
                'redrawn': sum(a.info.get('attempt', 0) > 0 for a in atoms_list),
@@ -178,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument('--model', choices=('composition', 'general'), default='composition', help='which shipped model (default composition)')
     ge.add_argument('--guidance-scale', type=float, default=1.0, metavar='W', help='classifier-free guidance: 0 unconditional, 1 conditional (default), >1 stronger')
     ge.add_argument('--steps', type=int, metavar='S', help="denoising steps (default: all the model's 1000)")
+    ge.add_argument('--step-lr', type=float, metavar='G', help="the Langevin corrector's step size γ (default: the model's; 0: predictor only, half the network passes)")
     ge.add_argument('--seed', type=int, help='random seed, for reproducible crystals')
     ge.add_argument('--any-elements', action='store_true', help="leave the elements to guidance alone (default: exactly the prompt's elements, each at least once)")
     ge.add_argument('--no-charge-balance', action='store_true', help="leave the proportions to the model (default: moved to charge-balanced ones, by SMACT, where the elements allow)")

@@ -11,6 +11,10 @@ The run is resumable: after every epoch the full training state (weights, optimi
 time) goes to `<out>.last.pt` (or `--state`), and a new run with the same `--out` continues from it; `--max-minutes` stops
 cleanly after a time budget (for long CPU runs in the background). At the end (or when the budget is spent) `--out` gets a
 compact checkpoint for `load_crystal_diffusion`: weights, configuration, history, training time, hardware, data and command.
+
+`--init-from CKPT` continues training a finished model (fine-tuning with a fresh optimizer and learning-rate schedule): the
+network and diffusion settings come from CKPT, the training options (--epochs, --lr, --lr-min, --batch-size, ...) from the
+command line; the new checkpoint records the earlier run under `earlier` and counts its time in `train_seconds`.
 """
 import argparse
 import json
@@ -36,6 +40,7 @@ p.add_argument('--out', required=True, help='the final checkpoint (e.g. crystal_
 p.add_argument('--state', default=None, help='resumable training state (default: <out>.last.pt)')
 p.add_argument('--max-minutes', type=float, default=None, help='stop after this much training time in this run (resume later)')
 p.add_argument('--device', default=None, help="'cpu', 'cuda', 'mps' (default: the best available)")
+p.add_argument('--init-from', default=None, metavar='CKPT', help='start from the weights and configuration of this checkpoint (fine-tuning; fresh optimizer and schedule)')
 p.add_argument('--threads', type=int, default=None, help='CPU threads for torch (default: torch decides)')
 for f in fields(CrystalDiffusionConfig):
     p.add_argument('--' + f.name.replace('_', '-'), type=type(f.default), default=None,
@@ -58,9 +63,20 @@ if state_path.exists():
     learn, extra = resume_training(state_path, train_ds, valid_ds, device=device,
                                    **({'epochs': overrides['epochs']} if 'epochs' in overrides else {}))
     elapsed = float(extra.get('elapsed', 0.0))
+    if 'earlier' in (extra.get('data') or {}): data['earlier'] = extra['data']['earlier']     # a resumed fine-tuning run
     ignored = sorted(k for k in overrides if k != 'epochs' and overrides[k] != getattr(learn.config, k))
     if ignored: print(f'note: resuming keeps the saved configuration; ignoring {ignored}')
     print(f'resuming from {state_path} after epoch {learn.epoch} ({elapsed / 60:.1f} min so far)')
+elif args.init_from:
+    from crystal_tutorial.core import load_checkpoint
+    earlier = load_checkpoint(args.init_from)
+    set_seed(overrides.get('seed', 0))
+    learn = crystal_diffusion_learner(CrystalDiffusionConfig(**{**earlier['config'], **overrides}), train_ds, valid_ds, device=device)
+    learn.model.load_state_dict(earlier['model'])
+    elapsed = float(earlier.get('train_seconds', 0.0))
+    data['earlier'] = {k: earlier.get(k) for k in ('command', 'epochs_done', 'train_seconds', 'hardware', 'config')}
+    data['earlier']['history'] = earlier.get('history')
+    print(f'fine-tuning {args.init_from} ({earlier.get("epochs_done")} epochs, {elapsed / 60:.1f} min so far)')
 else:
     set_seed(overrides.get('seed', 0))
     learn = crystal_diffusion_learner(config_for_data(train_ds, **overrides), train_ds, valid_ds, device=device)

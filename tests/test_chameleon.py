@@ -74,6 +74,14 @@ def test_overlapping_atoms_are_drawn_again(tiny):
         model.sample('Na Cl', n_atoms=4, steps=2, retries=-1)
 
 
+def test_step_lr_reaches_the_sampler(tiny):
+    model = Chameleon.load(tiny)
+    cell = lambda **kw: [a.cell[:] for a in model.sample('Na Cl', n_atoms=4, n_samples=2, steps=5, seed=3, retries=0, **kw)]
+    default, own, predictor = cell(), cell(step_lr=model.diffusion.config.step_lr), cell(step_lr=0)
+    np.testing.assert_allclose(default, own)                       # None means the model's configured γ
+    assert not np.allclose(default, predictor)                     # and 0 switches the corrector off
+
+
 def test_guidance_scale_zero_is_the_unconditional_model(tiny):
     model = Chameleon.load(tiny)
     torch.manual_seed(0)
@@ -100,6 +108,7 @@ def test_guidance_scale_zero_is_the_unconditional_model(tiny):
     (dict(prompt='Na Cl', n_atoms=4, guidance_scale=float('nan')), 'guidance_scale'),
     (dict(prompt='a cubic crystal', n_atoms=4), 'needs element symbols'),
     (dict(prompt='U O', n_atoms=4), 'never saw U'),
+    (dict(prompt='Na Cl', n_atoms=4, step_lr=-1e-5), 'step_lr'),
 ])
 def test_bad_requests_are_clear_errors(tiny, kwargs, message):
     with pytest.raises(PromptError, match=message):
@@ -150,9 +159,10 @@ def test_cli_generate_end_to_end(tmp_path):
     assert set(read(out / 'structure_1.cif').get_chemical_symbols()) == {'Ti', 'O', 'S'}
     assert summary['charge_balanced'] is True and summary['comp_valid'] == 1.0           # Ti O S balances in 6 atoms
     r = subprocess.run(CLI + ['generate', 'Ti O S', '--n-atoms', '6', '--n-samples', '1', '--steps', '5', '--seed', '0',
-                              '--out', str(tmp_path / 'free'), '--device', 'cpu', '--quiet', '--no-charge-balance'], capture_output=True, text=True)
+                              '--out', str(tmp_path / 'free'), '--device', 'cpu', '--quiet', '--no-charge-balance', '--step-lr', '0'], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert json.loads((tmp_path / 'free' / 'summary.json').read_text())['charge_balanced'] is False
+    free = json.loads((tmp_path / 'free' / 'summary.json').read_text())
+    assert free['charge_balanced'] is False and free['step_lr'] == 0 and summary['step_lr'] > 0
 
 
 @pytest.mark.skipif(not SHIPPED, reason='the Chameleon weights are not shipped in this checkout')
@@ -165,6 +175,7 @@ def test_cli_generate_end_to_end(tmp_path):
     (['Ti O S', '--steps', '0'], '--steps'),
     (['a cubic oxide'], 'needs element symbols'),
     (['Ti O S', '--retries', '-1'], '--retries'),
+    (['Ti O S', '--step-lr', '-1'], '--step-lr'),
 ])
 def test_cli_generate_bad_requests_write_nothing(tmp_path, argv, message):
     r = subprocess.run(CLI + ['generate', *argv, '--out', str(tmp_path / 'out')], capture_output=True, text=True)

@@ -234,3 +234,12 @@ def test_training_script_runs_and_resumes(tmp_path):
     assert {'config', 'history', 'train_seconds', 'hardware', 'data', 'command'} <= set(state)
     model = load_crystal_diffusion(out)
     assert model.task == 'dng' and len(sample_crystals(model, n=2, steps=3)) == 2
+    tuned = tmp_path / 'tuned.pt'                                  # fine-tuning: the weights and network of `out`, a new schedule
+    ft = subprocess.run([sys.executable, str(script), '--dataset', 'toy', '--limit', '120', '--task', 'dng', '--init-from', str(out),
+                         '--epochs', '1', '--lr', '3e-4', '--out', str(tuned)], capture_output=True, text=True, env=env, timeout=300)
+    assert ft.returncode == 0, ft.stderr[-3000:]
+    new = torch.load(tuned, weights_only=True)
+    assert new['config']['hidden'] == 16 and new['config']['lr'] == 3e-4 and new['epochs_done'] == 1
+    assert new['data']['earlier']['epochs_done'] == 2 and new['train_seconds'] > state['train_seconds']
+    assert any((new['model'][k] - v).abs().max() > 0 for k, v in state['model'].items())           # it trained on from there
+    assert max((new['model'][k] - v).abs().max() for k, v in state['model'].items()) < 0.1
