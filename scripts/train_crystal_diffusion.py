@@ -13,7 +13,7 @@ cleanly after a time budget (for long CPU runs in the background). At the end (o
 compact checkpoint for `load_crystal_diffusion`: weights, configuration, history, training time, hardware, data and command.
 
 `--init-from CKPT` continues training a finished model (fine-tuning with a fresh optimizer and learning-rate schedule): the
-network and diffusion settings come from CKPT, the training options (--epochs, --lr, --lr-min, --batch-size, ...) from the
+network and diffusion settings come from CKPT, the training options (--epochs, --lr, --batch-size, --seed, ...) from the
 command line; the new checkpoint records the earlier run under `earlier` and counts its time in `train_seconds`.
 """
 import argparse
