@@ -241,8 +241,12 @@ def _sample_batch(self: Chameleon, prompts: list, num_atoms, guidance_scale: flo
     templates, constraint = [None] * len(prompts), None
     if any(w[0] is not None for w in wanted.values()):                    # chapter 06c: generate inside a space group
         pool, rng = load_symmetry_templates(), np.random.default_rng(seed)
-        try: templates = [pool.draw(*wanted[p], num_atoms=n, min_orbits=len(checked[p, n] or ()) or 1, rng=rng) if wanted[p][0] else None
-                          for p, n in zip(prompts, num_atoms)]
+        drawn = {}                                                     # (prompt, size) -> templates so far: samples of one prompt get different ones
+        try:
+            for i, (p, n) in enumerate(zip(prompts, num_atoms)):
+                if not wanted[p][0]: continue
+                templates[i] = pool.draw(*wanted[p], num_atoms=n, min_orbits=len(checked[p, n] or ()) or 1, rng=rng, exclude=drawn.get((p, n), ()))
+                drawn.setdefault((p, n), []).append(templates[i])
         except ValueError as e: raise PromptError(str(e)) from None
         constraint = SymmetryConstraint(templates, num_atoms).to(self.device)
     gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None

@@ -288,9 +288,12 @@ def _candidates(self: SymmetryTemplates, crystal_system: str | None = None, spac
     return np.flatnonzero(ok)
 
 def _draw(self: SymmetryTemplates, crystal_system: str | None = None, spacegroup: int | None = None, num_atoms: int | None = None,
-          min_orbits: int = 1, rng: np.random.Generator | None = None) -> SymmetryTemplate:
-    "One template, drawn as often as the training crystals have it; a ValueError that lists the possible cell sizes if none fits."
+          min_orbits: int = 1, rng: np.random.Generator | None = None, exclude=()) -> SymmetryTemplate:
+    "One template, drawn as often as the training crystals have it, avoiding the templates in `exclude` (those already drawn) while others fit; a ValueError that lists the possible cell sizes if none fits."
     idx = self.candidates(crystal_system, spacegroup, num_atoms, min_orbits)
+    taken = {id(t) for t in exclude}
+    fresh = idx[[id(self.templates[i]) not in taken for i in idx]] if taken and len(idx) else idx
+    idx = fresh if len(fresh) else idx
     if not len(idx):
         what = f'space group {spacegroup}' if spacegroup is not None else (crystal_system or 'any symmetry')
         sizes = sorted(set(self.num_atoms[self.candidates(crystal_system, spacegroup, None, min_orbits)].tolist()))

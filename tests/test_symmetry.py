@@ -75,6 +75,18 @@ def test_a_prompt_naming_a_crystal_system_gives_that_system(general):
     assert 'template_spacegroup' not in free[0].info
 
 
+def test_samples_of_one_prompt_get_different_templates(general, monkeypatch):
+    import crystal_tutorial.chameleon as chameleon
+    seen = []
+    class Recording(chameleon.SymmetryConstraint):
+        def __init__(self, templates, num_atoms):
+            seen.append(list(templates)); super().__init__(templates, num_atoms)
+    monkeypatch.setattr(chameleon, 'SymmetryConstraint', Recording)
+    general.sample_batch(['Cubic crystal structure of NaCl compound'] * 6, [8] * 6, steps=2, seed=0)
+    fits = len(load_symmetry_templates().candidates('cubic', num_atoms=8, min_orbits=2))
+    assert fits >= 6 and len({id(t) for t in seen[0]}) == 6              # six samples, six different templates
+
+
 def test_space_group_and_cell_size_from_the_templates(general):
     atoms_list = general.sample('NaCl in space group Fm-3m', n_samples=2, steps=10, seed=1, retries=0)
     assert [a.info['template_spacegroup'] for a in atoms_list] == [225, 225]
