@@ -12,7 +12,8 @@ validity, uniqueness, novelty against `--train-split` (skipped for single-elemen
 would be matched against thousands of same-formula references), CDVAE's coverage (COV-R, COV-P) and the Wasserstein
 distances of density and number of elements against the first `--n` crystals of `--split`. With `--relax N`: N CHGNet
 relaxation steps per valid sample and the share within 0.1 eV/atom of the Materials Project hull (needs the hull data).
-`--json` also writes the figures to a file (for model cards). `--workers W` samples DNG crystals in W processes of one
+`--charge-balanced` samples with the charge-balanced decoding of notebook 06 (the figures then measure the model and that
+constraint together, not the model alone as the papers do). `--json` also writes the figures to a file (for model cards). `--workers W` samples DNG crystals in W processes of one
 thread each (seeds seed, seed+1, ...), for a 1,000-sample run on a multi-core CPU.
 
     python benchmarks/eval_crystal_diffusion.py mp_mix_20_dng --dataset mp_mix_20 --n 1000 --workers 2
@@ -25,13 +26,13 @@ from crystal_tutorial.crystal_diffusion import csp_benchmark, dng_benchmark, dng
 from crystal_tutorial.crystals import load_dataset
 
 def sample_part(job):
-    "One worker's share of the DNG samples: (model, n, steps, bs, seed) -> list of Crystals."
+    "One worker's share of the DNG samples: (model, n, steps, bs, seed, step_lr, charge_balanced) -> list of Crystals."
     import torch
     torch.set_num_threads(1)
-    name, n, steps, bs, seed, step_lr = job
+    name, n, steps, bs, seed, step_lr, charge_balanced = job
     model, g, out = load_crystal_diffusion(name), torch.Generator().manual_seed(seed), []
     if step_lr is not None: model.config.step_lr = step_lr
-    for start in range(0, n, bs): out += sample_crystals(model, n=min(bs, n - start), steps=steps, generator=g)
+    for start in range(0, n, bs): out += sample_crystals(model, n=min(bs, n - start), steps=steps, generator=g, charge_balanced=charge_balanced)
     return out
 
 
@@ -54,14 +55,14 @@ def main():
             import multiprocessing as mp
             shares = [args.n // args.workers + (w < args.n % args.workers) for w in range(args.workers)]
             with mp.get_context('spawn').Pool(args.workers) as pool:
-                parts = pool.map(sample_part, [(args.model, k, args.steps, args.bs, args.seed + w, args.step_lr) for w, k in enumerate(shares)])
+                parts = pool.map(sample_part, [(args.model, k, args.steps, args.bs, args.seed + w, args.step_lr, args.charge_balanced) for w, k in enumerate(shares)])
             samples = [c for part in parts for c in part]
             seconds = time.time() - t0
             figures = {**dng_metrics(samples, reference, train), 'crystals_per_s': args.n / seconds, 'workers': args.workers}
         else:
             figures, samples = dng_benchmark(model, args.n, reference, train=train, steps=args.steps, bs=args.bs, seed=args.seed,
-                                             return_samples=True)
-        print(f'{args.model}: {args.n} DNG samples, steps={steps}, step_lr={model.config.step_lr:g}; references: the first {len(reference)} of {args.dataset}/{args.split}'
+                                             return_samples=True, charge_balanced=args.charge_balanced)
+        print(f'{args.model}: {args.n} DNG samples, steps={steps}, step_lr={model.config.step_lr:g}{", charge-balanced" if args.charge_balanced else ""}; references: the first {len(reference)} of {args.dataset}/{args.split}'
               + ('' if train is not None else '; novelty not measured'))
         if args.relax:
             import numpy as np
@@ -78,7 +79,8 @@ def main():
     print(f'{time.time() - t0:.0f} s on {model.device}')
     for key, value in figures.items(): print(f'{key:22s} {value:.4f}' if isinstance(value, float) else f'{key:22s} {value}')
     if args.json:
-        with open(args.json, 'w') as f: f.write(json.dumps({'model': args.model, 'dataset': args.dataset, 'split': args.split, 'steps': steps, 'step_lr': model.config.step_lr, **figures}, indent=2) + '\n')
+        with open(args.json, 'w') as f: f.write(json.dumps({'model': args.model, 'dataset': args.dataset, 'split': args.split, 'steps': steps, 'step_lr': model.config.step_lr,
+                                'charge_balanced': args.charge_balanced, **figures}, indent=2) + '\n')
 
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -94,6 +96,8 @@ p.add_argument('--train-split', default='train', help="DNG: the split for novelt
 p.add_argument('--relax', type=int, default=0, help='DNG: CHGNet relaxation steps per valid sample (0: no stability)')
 p.add_argument('--json', default=None, help='also write the figures here')
 p.add_argument('--step-lr', type=float, default=None, help="γ of the Langevin corrector (default: the model's own; 0: predictor only)")
+p.add_argument('--charge-balanced', action='store_true',
+               help="DNG: decode each crystal's types in proportions that pass SMACT's charge balance where its elements allow it")
 p.add_argument('--workers', type=int, default=1, help='DNG: sampling processes (one thread each)')
 
 if __name__ == '__main__':

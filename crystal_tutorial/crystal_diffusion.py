@@ -697,10 +697,10 @@ def dng_metrics(crystals, reference, train=None) -> dict:
     return out
 
 def dng_benchmark(model: CrystalDiffusion, n: int, reference, train=None, steps: int | None = None, bs: int = 100, seed: int = 0,
-                  return_samples: bool = False):
-    "`n` samples of a DNG model measured with `dng_metrics`, and crystals sampled per second."
+                  return_samples: bool = False, **sample_kwargs):
+    "`n` samples of a DNG model measured with `dng_metrics`, and crystals sampled per second; `sample_kwargs` go to `sample_crystals` (e.g. `charge_balanced=True`, `step_lr=0`)."
     g, crystals, t0 = torch.Generator().manual_seed(seed), [], time.time()
-    for start in range(0, n, bs): crystals += sample_crystals(model, n=min(bs, n - start), steps=steps, generator=g)
+    for start in range(0, n, bs): crystals += sample_crystals(model, n=min(bs, n - start), steps=steps, generator=g, **sample_kwargs)
     seconds = time.time() - t0
     out = {**dng_metrics(crystals, reference, train), 'crystals_per_s': n / seconds}
     return (out, crystals) if return_samples else out
