@@ -13,8 +13,9 @@ would be matched against thousands of same-formula references), CDVAE's coverage
 distances of density and number of elements against the first `--n` crystals of `--split`. With `--relax N`: N CHGNet
 relaxation steps per valid sample and the share within 0.1 eV/atom of the Materials Project hull (needs the hull data).
 `--charge-balanced` samples with the charge-balanced decoding of notebook 06 (the figures then measure the model and that
-constraint together, not the model alone as the papers do). `--json` also writes the figures to a file (for model cards). `--workers W` samples DNG crystals in W processes of one
-thread each (seeds seed, seed+1, ...), for a 1,000-sample run on a multi-core CPU.
+constraint together, not the model alone as the papers do). `--json` also writes the figures to a file (for model cards).
+`--workers W` samples DNG crystals in W processes of one thread each (seeds seed, seed+1, ...), for a 1,000-sample run on a
+multi-core CPU.
 
     python benchmarks/eval_crystal_diffusion.py mp_mix_20_dng --dataset mp_mix_20 --n 1000 --workers 2
 """
