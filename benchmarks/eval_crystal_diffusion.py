@@ -13,7 +13,10 @@ would be matched against thousands of same-formula references), CDVAE's coverage
 distances of density and number of elements against the first `--n` crystals of `--split`. With `--relax N`: N CHGNet
 relaxation steps per valid sample and the share within 0.1 eV/atom of the Materials Project hull (needs the hull data).
 `--charge-balanced` samples with the charge-balanced decoding of notebook 06 (the figures then measure the model and that
-constraint together, not the model alone as the papers do). `--json` also writes the figures to a file (for model cards).
+constraint together, not the model alone as the papers do). `--json` also writes the figures to a file (for model cards);
+`--save` writes the DNG samples (lattice, frac_coords, atom_types of each, a torch file) for a later look or relaxation. `--record` appends the figures
+of a shipped model to crystal_tutorial/weights/crystal_diffusion_measures.json (`record_measure`, notebook 06), where
+notebook 06b finds them beside its own smaller measures.
 `--workers W` samples DNG crystals in W processes of one thread each (seeds seed, seed+1, ...), for a 1,000-sample run on a
 multi-core CPU.
 
@@ -21,9 +24,11 @@ multi-core CPU.
 """
 import argparse
 import json
+import platform
+import sys
 import time
 
-from crystal_tutorial.crystal_diffusion import csp_benchmark, dng_benchmark, dng_metrics, load_crystal_diffusion, sample_crystals
+from crystal_tutorial.crystal_diffusion import SHIPPED_MODELS, csp_benchmark, dng_benchmark, dng_metrics, load_crystal_diffusion, sample_crystals
 from crystal_tutorial.crystals import load_dataset
 
 def sample_part(job):
@@ -39,6 +44,8 @@ def sample_part(job):
 
 def main():
     args = p.parse_args()
+    if args.record and args.model not in SHIPPED_MODELS:
+        p.error(f"--record keeps measures of shipped models only ({', '.join(SHIPPED_MODELS)}), not of {args.model!r}: drop --record or use --json")
 
     model = load_crystal_diffusion(args.model)
     if args.step_lr is not None: model.config.step_lr = args.step_lr
@@ -65,6 +72,9 @@ def main():
                                              return_samples=True, charge_balanced=args.charge_balanced)
         print(f'{args.model}: {args.n} DNG samples, steps={steps}, step_lr={model.config.step_lr:g}{", charge-balanced" if args.charge_balanced else ""}; references: the first {len(reference)} of {args.dataset}/{args.split}'
               + ('' if train is not None else '; novelty not measured'))
+        if args.save:
+            import torch
+            torch.save([None if c is None else {'lattice': c.lattice, 'frac_coords': c.frac_coords, 'atom_types': c.atom_types} for c in samples], args.save)
         if args.relax:
             import numpy as np
             from crystal_tutorial.evaluation import ConvexHull, relax_structures, structure_validity
@@ -77,11 +87,20 @@ def main():
                 figures['stable_rate'] = sum(v < 0.1 for v in e) / args.n
             except Exception as err:                                  # no hull reference data here
                 print(f'stability not measured: {err}')
-    print(f'{time.time() - t0:.0f} s on {model.device}')
+    seconds = time.time() - t0
+    print(f'{seconds:.0f} s on {model.device}')
     for key, value in figures.items(): print(f'{key:22s} {value:.4f}' if isinstance(value, float) else f'{key:22s} {value}')
     if args.json:
         with open(args.json, 'w') as f: f.write(json.dumps({'model': args.model, 'dataset': args.dataset, 'split': args.split, 'steps': steps, 'step_lr': model.config.step_lr,
                                 'charge_balanced': args.charge_balanced, **figures}, indent=2) + '\n')
+    if args.record:
+        from crystal_tutorial.crystal_diffusion import record_measure
+        import torch
+        entry = record_measure(args.model, {k: v for k, v in figures.items() if isinstance(v, (int, float))},
+                               'python benchmarks/eval_crystal_diffusion.py ' + ' '.join(sys.argv[1:]), dataset=args.dataset, split=args.split,
+                               steps=steps, step_lr=model.config.step_lr, charge_balanced=args.charge_balanced, seconds=round(seconds),
+                               hardware=f'{platform.machine()} {model.device.type}, {args.workers if args.workers > 1 else torch.get_num_threads()} thread(s)')
+        print(f"recorded in crystal_tutorial/weights/crystal_diffusion_measures.json ({entry['date']}, weights {entry['weights_sha256'][:12]}...)")
 
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -96,6 +115,8 @@ p.add_argument('--seed', type=int, default=0)
 p.add_argument('--train-split', default='train', help="DNG: the split for novelty ('none' to skip)")
 p.add_argument('--relax', type=int, default=0, help='DNG: CHGNet relaxation steps per valid sample (0: no stability)')
 p.add_argument('--json', default=None, help='also write the figures here')
+p.add_argument('--record', action='store_true', help='append the figures to the shipped measures (shipped models only)')
+p.add_argument('--save', default=None, help='DNG: also write the samples here (a torch file of dicts)')
 p.add_argument('--step-lr', type=float, default=None, help="γ of the Langevin corrector (default: the model's own; 0: predictor only)")
 p.add_argument('--charge-balanced', action='store_true',
                help="DNG: decode each crystal's types in proportions that pass SMACT's charge balance where its elements allow it")

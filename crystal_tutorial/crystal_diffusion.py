@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import os
 import re
 import time
 import warnings
@@ -31,15 +33,15 @@ from .diffusion import (
     NoiseSchedule, cosine_betas, ddim_timesteps, drop_condition, guided_prediction, linear_betas, timestep_embedding)
 
 # %% auto #0
-__all__ = ['N_ELEMENTS', 'SHIPPED_MODELS', 'x0_from_eps', 'ddpm_reverse_step', 'wrapped_normal_logpdf', 'wrapped_normal_score',
-           'wrapped_score_norm', 'SigmaSchedule', 'noise_frac_coords', 'corrector_step', 'predictor_step',
-           'check_atom_types', 'atom_types_to_onehot', 'onehot_to_atom_types', 'num_atoms_histogram',
+__all__ = ['N_ELEMENTS', 'SHIPPED_MODELS', 'MEASURES_FILE', 'x0_from_eps', 'ddpm_reverse_step', 'wrapped_normal_logpdf',
+           'wrapped_normal_score', 'wrapped_score_norm', 'SigmaSchedule', 'noise_frac_coords', 'corrector_step',
+           'predictor_step', 'check_atom_types', 'atom_types_to_onehot', 'onehot_to_atom_types', 'num_atoms_histogram',
            'sample_num_atoms', 'fourier_features', 'lattice_invariants', 'CSPLayer', 'CSPNet', 'random_orthogonal',
            'equivariance_errors', 'CrystalDiffusionConfig', 'config_for_data', 'CrystalDiffusion',
            'crystal_diffusion_loss', 'formula_to_atom_types', 'cover_types', 'sample_crystals', 'balanced_counts',
            'balance_types', 'crystal_loaders', 'crystal_diffusion_learner', 'save_training_state', 'resume_training',
            'model_from_checkpoint', 'load_crystal_diffusion', 'trajectory_crystals', 'csp_benchmark', 'dng_metrics',
-           'dng_benchmark']
+           'dng_benchmark', 'record_measure', 'shipped_measures']
 
 # %% ../nbs/06_crystal_diffusion.ipynb #cebd1159
 def x0_from_eps(schedule: NoiseSchedule, x_t: Tensor, t: int, eps: Tensor) -> Tensor:
@@ -704,3 +706,44 @@ def dng_benchmark(model: CrystalDiffusion, n: int, reference, train=None, steps:
     seconds = time.time() - t0
     out = {**dng_metrics(crystals, reference, train), 'crystals_per_s': n / seconds}
     return (out, crystals) if return_samples else out
+
+# %% ../nbs/06_crystal_diffusion.ipynb #78e22d56
+MEASURES_FILE = WEIGHTS_DIR / 'crystal_diffusion_measures.json'   # large measures of the shipped models (eval_crystal_diffusion.py --record)
+
+def _shipped_weights(name: str) -> Path:
+    if name not in SHIPPED_MODELS: raise ValueError(f"{name!r} is not a shipped crystal diffusion model: choose one of {sorted(SHIPPED_MODELS)}")
+    return WEIGHTS_DIR / SHIPPED_MODELS[name][0]
+
+def _read_measures(file) -> list:
+    file = Path(file)
+    if not file.exists(): return []
+    try: entries = json.loads(file.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{file} is not valid JSON ({e.msg}, line {e.lineno}): restore it with `git checkout -- {file.name}`") from None
+    if not isinstance(entries, list): raise ValueError(f"{file} must hold a JSON list of measures: restore it with `git checkout -- {file.name}`")
+    return entries
+
+def record_measure(name: str, figures: dict, command: str, file=MEASURES_FILE, weights=None, **info) -> dict:
+    "Append a measure of shipped model `name` to `file`: its `figures` (name -> number), the `command` that took them, `info` (dataset, split, ...) and the SHA-256 of the `weights` measured (default: the shipped file)."
+    from crystal_tutorial.crystals import sha256_file
+    shipped = _shipped_weights(name)                             # checks the name
+    weights = shipped if weights is None else Path(weights)
+    bad = [k for k, v in figures.items() if not isinstance(v, (int, float)) or isinstance(v, bool)]
+    if not figures or bad: raise ValueError(f"figures must map measure names to numbers, got {bad or 'nothing'}: give e.g. {{'match_rate@1': 0.5}}")
+    entry = {'model': name, 'weights_sha256': sha256_file(weights), 'date': time.strftime('%Y-%m-%d'), 'command': command, **info,
+             'figures': {k: v if isinstance(v, int) else float(v) for k, v in figures.items()}}
+    file = Path(file)
+    entries = _read_measures(file) + [entry]                     # a corrupt file stops here, untouched
+    tmp = file.with_name(file.name + '.tmp')
+    tmp.write_text(json.dumps(entries, indent=1, ensure_ascii=False) + '\n'); os.replace(tmp, file)
+    return entry
+
+def shipped_measures(name: str, file=MEASURES_FILE, weights=None) -> list:
+    "The measures recorded for shipped model `name` that were taken with the weights it has now (default: the shipped file), oldest first."
+    from crystal_tutorial.crystals import sha256_file
+    shipped = _shipped_weights(name)                             # checks the name
+    weights = shipped if weights is None else Path(weights)
+    if not weights.exists(): return []
+    digest = sha256_file(weights)
+    return [e for e in _read_measures(file) if e.get('model') == name and e.get('weights_sha256') == digest]
+

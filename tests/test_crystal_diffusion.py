@@ -11,9 +11,9 @@ import torch
 
 from crystal_tutorial.core import get_device, loss_drops_on_batch
 from crystal_tutorial.crystal_diffusion import (
-    SHIPPED_MODELS, WEIGHTS_DIR, CrystalDiffusion, CrystalDiffusionConfig, CSPNet, atom_types_to_onehot, config_for_data,
+    MEASURES_FILE, SHIPPED_MODELS, WEIGHTS_DIR, CrystalDiffusion, CrystalDiffusionConfig, CSPNet, atom_types_to_onehot, config_for_data,
     balance_types, balanced_counts, crystal_diffusion_learner, equivariance_errors, formula_to_atom_types, load_crystal_diffusion, resume_training,
-    sample_crystals, save_training_state, wrapped_normal_logpdf, wrapped_normal_score, wrapped_score_norm)
+    record_measure, sample_crystals, save_training_state, shipped_measures, wrapped_normal_logpdf, wrapped_normal_score, wrapped_score_norm)
 from crystal_tutorial.crystals import collate_crystals, toy_dataset, wrap_frac
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,6 +176,37 @@ def test_shipped_checkpoint_loads_and_samples_on_cpu(name):
     assert len(out) == 2 and all(c is None or torch.isfinite(c.lattice).all() for c in out)
     size = (WEIGHTS_DIR / SHIPPED_MODELS[name][0]).stat().st_size
     assert size < 20 * 2**20, f'{name} is {size / 2**20:.1f} MB; keep shipped weights under 20 MB'
+
+
+def test_shipped_measures_are_well_formed():
+    "The measures recorded with the shipped weights (notebook 06b reads them): each names a shipped model, its weights and the command."
+    import json
+    entries = json.loads(MEASURES_FILE.read_text())
+    assert entries, 'no measure recorded'
+    for e in entries:
+        assert e['model'] in SHIPPED_MODELS and len(e['weights_sha256']) == 64
+        assert e['command'].startswith('python benchmarks/eval_crystal_diffusion.py ' + e['model'])
+        assert isinstance(e['figures']['n'], int) and e['figures']['n'] > 0
+        rates = {k: v for k, v in e['figures'].items() if 'rate' in k or 'validity' in k or k in ('uniqueness', 'novelty')}
+        assert rates and all(0 <= v <= 1 for v in rates.values()), e
+    # at least one shipped model is measured with the weights it ships now
+    assert any(shipped_measures(name) for name in SHIPPED_MODELS if (WEIGHTS_DIR / SHIPPED_MODELS[name][0]).exists())
+
+
+def test_recording_a_measure_keeps_a_damaged_file(tmp_path):
+    weights, measures = tmp_path / 'w.pt', tmp_path / 'measures.json'
+    weights.write_bytes(b'weights')
+    measures.write_text('not json')
+    with pytest.raises(ValueError, match='is not valid JSON'):
+        record_measure('perov5_csp', {'n': 1, 'match_rate@1': 0.5}, 'python ...', measures, weights)
+    assert measures.read_text() == 'not json' and not list(tmp_path.glob('*.tmp'))
+
+
+def test_eval_script_records_shipped_models_only(tmp_path):
+    script = ROOT / 'benchmarks' / 'eval_crystal_diffusion.py'
+    run = subprocess.run([sys.executable, str(script), str(tmp_path / 'mine.pt'), '--record'], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and 'records' not in run.stdout
+    assert run.stderr.strip().splitlines()[-1].endswith("drop --record or use --json") and 'Traceback' not in run.stderr
 
 
 # --- bad arguments ---
