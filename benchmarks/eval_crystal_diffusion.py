@@ -42,6 +42,16 @@ def sample_part(job):
     return out
 
 
+def measure_args(argv: list) -> list:
+    "The command-line arguments that decide a measure: those naming output files (--json, --save) left out."
+    out, skip = [], False
+    for a in argv:
+        if skip: skip = False; continue
+        if a in ('--json', '--save'): skip = True; continue
+        if not a.startswith(('--json=', '--save=')): out.append(a)
+    return out
+
+
 def main():
     args = p.parse_args()
     if args.record and args.model not in SHIPPED_MODELS:
@@ -97,7 +107,7 @@ def main():
         from crystal_tutorial.crystal_diffusion import record_measure
         import torch
         entry = record_measure(args.model, {k: v for k, v in figures.items() if isinstance(v, (int, float))},
-                               'python benchmarks/eval_crystal_diffusion.py ' + ' '.join(sys.argv[1:]), dataset=args.dataset, split=args.split,
+                               'python benchmarks/eval_crystal_diffusion.py ' + ' '.join(measure_args(sys.argv[1:])), dataset=args.dataset, split=args.split,
                                steps=steps, step_lr=model.config.step_lr, charge_balanced=args.charge_balanced, seconds=round(seconds),
                                hardware=f'{platform.machine()} {model.device.type}, {args.workers if args.workers > 1 else torch.get_num_threads()} thread(s)')
         print(f"recorded in crystal_tutorial/weights/crystal_diffusion_measures.json ({entry['date']}, weights {entry['weights_sha256'][:12]}...)")
