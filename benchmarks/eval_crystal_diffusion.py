@@ -14,9 +14,9 @@ distances of density and number of elements against the first `--n` crystals of 
 relaxation steps per valid sample and the share within 0.1 eV/atom of the Materials Project hull (needs the hull data).
 `--charge-balanced` samples with the charge-balanced decoding of notebook 06 (the figures then measure the model and that
 constraint together, not the model alone as the papers do). `--json` also writes the figures to a file (for model cards);
-`--save` writes the DNG samples (lattice, frac_coords, atom_types of each, a torch file) for a later look or relaxation. `--record` appends the figures
-of a shipped model to crystal_tutorial/weights/crystal_diffusion_measures.json (`record_measure`, notebook 06), where
-notebook 06b finds them beside its own smaller measures.
+`--save` writes the DNG samples (lattice, frac_coords, atom_types of each, a torch file) for a later look or relaxation.
+`--record` appends the figures of a shipped model to crystal_tutorial/weights/crystal_diffusion_measures.json
+(`record_measure`, notebook 06), where notebook 06b finds them beside its own smaller measures.
 `--workers W` samples DNG crystals in W processes of one thread each (seeds seed, seed+1, ...), for a 1,000-sample run on a
 multi-core CPU.
 
