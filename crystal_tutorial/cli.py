@@ -13,19 +13,12 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from .core import write_text_atomic
+
 # %% auto #0
 __all__ = ['OUTPUT_FILES', 'GENERATE_FILES', 'output_dir', 'cmd_evaluate', 'generate_dir', 'cmd_generate', 'build_parser', 'main']
 
 # %% ../nbs/09_cli.ipynb #4f5c5d92
-def _write_atomic(path: Path, text: str):
-    "Write `text` to `path` through a temporary file in the same folder, then rename it into place."
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f: f.write(text); f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
-
 OUTPUT_FILES = ('metrics.json', 'per_structure.csv')
 
 def output_dir(samples: Path, out=None) -> Path:
@@ -76,8 +69,8 @@ def cmd_evaluate(args) -> int:
     df, summary = evaluate(samples, reference=reference, targets=targets, relax_steps=args.relax, fmax=args.fmax, hull=hull,
                            device=args.device, coverage_metrics=args.coverage, verbose=not args.quiet)
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / 'per_structure.csv', df.to_csv(index=False))
-    _write_atomic(out / 'metrics.json', json.dumps(summary, indent=2) + '\n')
+    write_text_atomic(out / 'per_structure.csv', df.to_csv(index=False))
+    write_text_atomic(out / 'metrics.json', json.dumps(summary, indent=2) + '\n')
     width = max(len(k) for k in summary)
     for k, v in summary.items(): print(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
     print(f"wrote {out / 'metrics.json'} and {out / 'per_structure.csv'}")
@@ -148,7 +141,7 @@ def cmd_generate(args) -> int:
                'crystal_system': system, 'spacegroup': spacegroup,
                'redrawn': sum(a.info.get('attempt', 0) > 0 for a in atoms_list),
                **generation_summary(atoms_list, elements, n_requested=args.n_samples), 'files': names, 'seconds': round(time.time() - t0, 1)}
-    _write_atomic(out / 'summary.json', json.dumps(summary, indent=2) + '\n')
+    write_text_atomic(out / 'summary.json', json.dumps(summary, indent=2) + '\n')
     for k in ('n_generated', 'struct_valid', 'comp_valid', 'unique', 'prompt_adherence'):
         if k in summary: print(f"{k:<17} {summary[k]:.2f}" if isinstance(summary[k], float) else f"{k:<17} {summary[k]}")
     print(f"wrote {len(names)} CIF files, overview.png and summary.json to {out}/ in {summary['seconds']:.0f} s")

@@ -23,7 +23,7 @@ import crystal_tutorial
 # %% auto #0
 __all__ = ['DEVICE_ENV', 'MODE_ENV', 'DATA_ENV', 'CHECKPOINT_FORMAT', 'WEIGHTS_DIR', 'get_device', 'set_seed', 'run_mode',
            'is_fast', 'fast_or_full', 'project_root', 'data_dir', 'Learner', 'loss_drops_on_batch', 'CheckpointError',
-           'save_checkpoint', 'load_checkpoint', 'resolve_weights', 'fit_with_budget']
+           'save_checkpoint', 'write_text_atomic', 'load_checkpoint', 'resolve_weights', 'fit_with_budget']
 
 # %% ../nbs/00_core.ipynb #52ae8bf0
 DEVICE_ENV = 'CRYSTAL_TUTORIAL_DEVICE'
@@ -204,6 +204,17 @@ def save_checkpoint(path, model: nn.Module | None = None, **extra) -> Path:
     except BaseException:
         if os.path.exists(tmp): os.remove(tmp)
         raise
+    return path
+
+def write_text_atomic(path, text: str) -> Path:
+    "Write `text` to `path` through a temporary file in the same folder, then rename it into place: a reader never sees half a file, and a failed write leaves the old one."
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as f: f.write(text); f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp): os.remove(tmp)
     return path
 
 def load_checkpoint(path, model: nn.Module | None = None, device=None) -> dict:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 import re
 import time
 import warnings
@@ -25,10 +24,10 @@ from fastprogress.fastprogress import progress_bar
 from torch import Tensor, nn
 
 import crystal_tutorial
-from .core import WEIGHTS_DIR, Learner, get_device, load_checkpoint, resolve_weights, save_checkpoint
+from .core import WEIGHTS_DIR, Learner, get_device, load_checkpoint, resolve_weights, save_checkpoint, write_text_atomic
 from crystal_tutorial.crystals import (
     Crystal, CrystalBatch, CrystalDataset, collate_crystals, fully_connected_edges, lattice_to_params, owner_index, scatter_mean,
-    wrap_frac)
+    sha256_file, wrap_frac)
 from .diffusion import (
     NoiseSchedule, cosine_betas, ddim_timesteps, drop_condition, guided_prediction, linear_betas, timestep_embedding)
 
@@ -725,7 +724,6 @@ def _read_measures(file) -> list:
 
 def record_measure(name: str, figures: dict, command: str, file=MEASURES_FILE, weights=None, **info) -> dict:
     "Append a measure of shipped model `name` to `file`: its `figures` (name -> number), the `command` that took them, `info` (dataset, split, ...) and the SHA-256 of the `weights` measured (default: the shipped file)."
-    from crystal_tutorial.crystals import sha256_file
     shipped = _shipped_weights(name)                             # checks the name
     weights = shipped if weights is None else Path(weights)
     bad = [k for k, v in figures.items() if not isinstance(v, (int, float)) or isinstance(v, bool)]
@@ -734,13 +732,11 @@ def record_measure(name: str, figures: dict, command: str, file=MEASURES_FILE, w
              'figures': {k: v if isinstance(v, int) else float(v) for k, v in figures.items()}}
     file = Path(file)
     entries = _read_measures(file) + [entry]                     # a corrupt file stops here, untouched
-    tmp = file.with_name(file.name + '.tmp')
-    tmp.write_text(json.dumps(entries, indent=1, ensure_ascii=False) + '\n'); os.replace(tmp, file)
+    write_text_atomic(file, json.dumps(entries, indent=1, ensure_ascii=False) + '\n')
     return entry
 
 def shipped_measures(name: str, file=MEASURES_FILE, weights=None) -> list:
     "The measures recorded for shipped model `name` that were taken with the weights it has now (default: the shipped file), oldest first."
-    from crystal_tutorial.crystals import sha256_file
     shipped = _shipped_weights(name)                             # checks the name
     weights = shipped if weights is None else Path(weights)
     if not weights.exists(): return []
