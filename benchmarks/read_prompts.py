@@ -1,0 +1,66 @@
+"""read_prompt on Chemeleon's MP-40 prompts: how many give the row's composition as their formula, how many warn,
+how many raise.
+
+    python benchmarks/read_prompts.py [--root /path/to/datasets] [--files test.csv random_split/test.csv] [--show 10]
+
+Reads mp_40_chemeleon/<file> (columns `prompt` and `composition`, e.g. 'Ca1 O10') from the local copies (`--root`,
+else $CRYSTAL_TUTORIAL_DATASETS, else ../shared/datasets) and writes nothing. A formula counts as equal when it has
+the same amounts as the composition (pymatgen `Composition` equality); 'same reduced formula' counts the others that
+differ only by a factor. Prompts without a formula are those that name elements only ('Erbium compound ...'); the
+last figure counts the prompts whose elements are exactly the composition's, formula or not.
+"""
+import argparse
+import time
+import warnings
+from collections import Counter
+
+import pandas as pd
+from pymatgen.core import Composition
+
+from crystal_tutorial.crystals import datasets_root
+from crystal_tutorial.prompts import PromptError, PromptWarning, formula_text, read_prompt
+
+p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+p.add_argument('--root', default=None, help='folder holding mp_40_chemeleon/ (default: datasets_root())')
+p.add_argument('--files', nargs='+', default=['test.csv'], help='files under mp_40_chemeleon/ (default: test.csv)')
+p.add_argument('--show', type=int, default=10, help='print up to this many prompts of each kind that is not a match')
+args = p.parse_args()
+
+
+def read(prompt: str):
+    "(reading or None, warning text or None, error text or None) of one prompt."
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        try: r = read_prompt(prompt)
+        except PromptError as e: return None, None, str(e)
+    warned = [str(w.message) for w in caught if issubclass(w.category, PromptWarning)]
+    return r, (warned[0] if warned else None), None
+
+
+def outcome(r, composition: str) -> str:
+    if r is None: return 'raised'
+    if r.formula is None: return 'no formula'
+    got, want = Composition(r.formula), Composition(composition)
+    if got == want: return 'equal'
+    return 'same reduced formula' if got.reduced_formula == want.reduced_formula else 'other formula'
+
+
+root = args.root or datasets_root()
+if root is None: raise SystemExit('needs the shared datasets (set CRYSTAL_TUTORIAL_DATASETS or pass --root)')
+for name in args.files:
+    df = pd.read_csv(f'{root}/mp_40_chemeleon/{name}', usecols=['prompt', 'composition'])
+    t0, counts, n_warn, n_elements, shown = time.time(), Counter(), 0, 0, Counter()
+    for prompt, composition in zip(df.prompt, df.composition):
+        r, warned, error = read(prompt)
+        kind = outcome(r, composition)
+        counts[kind] += 1; n_warn += warned is not None
+        n_elements += r is not None and set(r.elements) == {e.symbol for e in Composition(composition)}
+        if kind != 'equal' and shown[kind] < args.show:
+            shown[kind] += 1
+            got = error or (formula_text(r.formula) if r.formula else f"elements {' '.join(r.elements)}")
+            print(f'  {kind:20} {prompt!r} → {got} (row: {composition})')
+    n = len(df)
+    print(f'mp_40_chemeleon/{name}: {n} prompts in {time.time() - t0:.1f} s; formula equal to the composition '
+          f'{counts["equal"]} ({counts["equal"] / n:.1%}), same reduced formula {counts["same reduced formula"]}, '
+          f'another formula {counts["other formula"]}, no formula {counts["no formula"]}; '
+          f'{n_warn} warn, {counts["raised"]} raise; the elements equal to the composition\'s in {n_elements}')
