@@ -29,13 +29,15 @@ PUBLISHED = {  # single-sample CSP match rate / RMSE reported by the papers (MP-
     'perov_5': {'DiffCSP': (52.02, 0.0760), 'FlowMM': (53.15, 0.0992)},
     'mpts_52': {'DiffCSP': (12.19, 0.1786), 'FlowMM': (17.54, 0.1726)},
 }
+MEMORY_LIMIT = 8 * 2**30   # bytes of address space per worker
 
 
 def predict_part(job):
     "One worker's share: (rows of (id, cif), pool, k, relax, refine_from, seed) -> a list of per-target dicts."
-    import torch
+    import resource, torch
     torch.set_num_threads(1)
     warnings.simplefilter('ignore')
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))   # a runaway crystal fails alone, not the machine
     from pymatgen.core import Structure
     from crystal_tutorial.evaluation import match_targets
     from crystal_tutorial.structure_prediction import load_prototype_pool, predict_structure, formula_key, parse_composition
@@ -89,7 +91,8 @@ def main():
     t0 = time.time()
     if args.workers > 1:
         import multiprocessing as mp
-        with mp.get_context('spawn').Pool(args.workers) as workers: parts = workers.map(predict_part, jobs)
+        from concurrent.futures import ProcessPoolExecutor      # a worker that dies raises here instead of hanging
+        with ProcessPoolExecutor(args.workers, mp_context=mp.get_context('spawn')) as workers: parts = list(workers.map(predict_part, jobs))
     else: parts = [predict_part(jobs[0])]
     wall = time.time() - t0
     table = pd.DataFrame([r for part in parts for r in part])
