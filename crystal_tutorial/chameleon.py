@@ -26,39 +26,18 @@ from .clip import (
 from .symmetry import SymmetryConstraint, load_symmetry_templates, resolve_symmetry
 
 # %% auto #0
-__all__ = ['PROMPT_TEMPLATES', 'SHIPPED_CHAMELEON_MODELS', 'PromptError', 'prompt_elements', 'conditioned_pairs',
-           'chameleon_learner', 'save_chameleon', 'Chameleon', 'needs_redraw', 'element_set', 'prompt_adherence',
-           'generation_summary', 'held_out_crystals', 'sample_prompts', 'crystal_system_of']
+__all__ = ['PROMPT_TEMPLATES', 'SHIPPED_CHAMELEON_MODELS', 'prompt_elements', 'conditioned_pairs', 'chameleon_learner',
+           'save_chameleon', 'Chameleon', 'needs_redraw', 'element_set', 'prompt_adherence', 'generation_summary',
+           'held_out_crystals', 'sample_prompts', 'crystal_system_of', 'PromptError']
 
 # %% ../nbs/08_chameleon.ipynb #6cf3e7f0
-class PromptError(ValueError):
-    "A prompt or a request the model cannot answer; the message says what is wrong and how to fix it."
-
-_FORMULA_WORD = re.compile(r'^(?:[A-Z][a-z]?\d*)+$')
-_SYMBOL_COUNT = re.compile(r'([A-Z][a-z]?)(\d*)')
-
-def _element_symbols() -> set:
-    from ase.data import chemical_symbols
-    return set(chemical_symbols[1:])                                  # 'X' (index 0) is not an element
+from .prompts import PromptError, PromptReading, read_prompt     # chapter 07b: the prompt reader
+_all_ = ['PromptError']                                                          # still chameleon.PromptError
 
 def prompt_elements(prompt: str) -> list | None:
-    "The element symbols a prompt names, in order of first mention ('Ti O S', 'TiOS2', 'a cubic SrTiO3'); None if it names none. Unknown symbols raise PromptError."
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise PromptError(f"empty prompt {prompt!r}: write element symbols ('Ti O S'), a formula ('TiO2') or a sentence ('a cubic ternary oxide')")
-    words = [re.sub(r'[()\[\]{}]', '', w.strip('.,;:!?"\'')) for w in prompt.replace(',', ' ').split()]   # 'Ba(CoN)2' → 'BaCoN2'
-    words = [w for w in words if w]
-    composition = bool(words) and all(_FORMULA_WORD.match(w) for w in words)
-    known, found = _element_symbols(), []
-    for w in words:
-        if not _FORMULA_WORD.match(w): continue
-        parts = _SYMBOL_COUNT.findall(w)
-        single = len(parts) == 1 and not parts[0][1]
-        if not composition and single and parts[0][0] not in known: continue   # 'A cubic ...': a word, not an element
-        for symbol, _ in parts:
-            if symbol not in known:
-                raise PromptError(f"unknown element {symbol!r} in the prompt {prompt!r}: use element symbols such as 'Ti', 'O', 'S' (capital first letter)")
-            if symbol not in found: found.append(symbol)
-    return found or None
+    "Element symbols of a prompt, in order of first mention; None if it names none or some ('a cubic oxide')."
+    reading = read_prompt(prompt)
+    return reading.elements if reading.complete else None
 
 # %% ../nbs/08_chameleon.ipynb #cc5cbcf8
 PROMPT_TEMPLATES = {                   # kind of model: chapter 07's templates its training texts come from
@@ -160,7 +139,8 @@ class Chameleon:
 # %% ../nbs/08_chameleon.ipynb #ebc867e7
 def _check_request(self: Chameleon, prompt: str, n_atoms, n_samples, guidance_scale=1.0) -> list | None:
     "The prompt's element symbols, or PromptError for anything this model cannot answer."
-    elements = prompt_elements(prompt)
+    reading = self.read_prompt(prompt)
+    elements = reading.elements if reading.complete else None
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
         raise PromptError(f"n_samples must be a whole number of at least 1, got {n_samples!r}")
     if n_atoms is not None:
@@ -182,6 +162,11 @@ def _check_request(self: Chameleon, prompt: str, n_atoms, n_samples, guidance_sc
         if unseen: raise PromptError(f"this model never saw {', '.join(unseen)} in training and cannot generate it: use elements of its training data (mp_mix_20)")
     return elements
 Chameleon.check_request = _check_request
+
+def _read_prompt(self: Chameleon, text: str) -> PromptReading:
+    "`read_prompt` for this model: the composition model raises PromptError on unread words, the general warns."
+    return read_prompt(text, strict=self.kind == 'composition')
+Chameleon.read_prompt = _read_prompt
 
 # %% ../nbs/08_chameleon.ipynb #22f7224c
 def _draw_num_atoms(counts: Tensor, n: int, at_least: int, generator) -> Tensor:

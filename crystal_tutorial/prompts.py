@@ -607,7 +607,7 @@ def read_prompt(text: str, strict: bool = False) -> PromptReading:
     reading.notes = scan.notes
     if reading.unread or scan.notes:
         message = _warning_text(reading, scan.notes, scan.minerals)
-        if strict and reading.unread: raise PromptError(message)
+        if strict and reading.unread: raise PromptError(message.replace(' (ignored)', ''))
         warnings.warn(PromptWarning(message), stacklevel=2)
     return reading
 

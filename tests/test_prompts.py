@@ -235,3 +235,7 @@ def test_properties_and_completeness():
     assert _read('GaAs without a band gap')[0].properties == ['metal']
     assert 'formula Dy3In5' in repr(r) and 'system orthorhombic' in r.summary()
 
+
+def test_prompt_error_is_shared_with_chameleon():
+    from crystal_tutorial import chameleon, prompts
+    assert chameleon.PromptError is prompts.PromptError and issubclass(PromptError, ValueError)
