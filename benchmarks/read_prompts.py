@@ -1,13 +1,13 @@
-"""read_prompt on Chemeleon's MP-40 prompts: how many give the row's composition as their formula, how many warn,
-how many raise.
+"""read_prompt on Chemeleon's MP-40 prompts: how many give the row's composition, how many warn or raise.
 
-    python benchmarks/read_prompts.py [--root /path/to/datasets] [--files test.csv random_split/test.csv] [--show 10]
+    python benchmarks/read_prompts.py [--root DATASETS] [--files test.csv random_split/test.csv] [--show 10]
 
-Reads mp_40_chemeleon/<file> (columns `prompt` and `composition`, e.g. 'Ca1 O10') from the local copies (`--root`,
-else $CRYSTAL_TUTORIAL_DATASETS, else ../shared/datasets) and writes nothing. A formula counts as equal when it has
-the same amounts as the composition (pymatgen `Composition` equality); 'same reduced formula' counts the others that
-differ only by a factor. Prompts without a formula are those that name elements only ('Erbium compound ...'); the
-last figure counts the prompts whose elements are exactly the composition's, formula or not.
+Reads mp_40_chemeleon/<file> (columns `prompt` and `composition`, e.g. 'Ca1 O10') from the local copies
+(`--root`, else $CRYSTAL_TUTORIAL_DATASETS, else ../shared/datasets) and writes nothing. A formula counts as
+equal when it has the same amounts as the composition (pymatgen `Composition` equality); 'same reduced
+formula' counts the others that differ only by a factor. Prompts without a formula name elements only
+('Erbium compound ...'); the last figure counts the prompts whose elements are exactly the composition's,
+formula or not.
 """
 import argparse
 import time
@@ -22,8 +22,8 @@ from crystal_tutorial.prompts import PromptError, PromptWarning, formula_text, r
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument('--root', default=None, help='folder holding mp_40_chemeleon/ (default: datasets_root())')
-p.add_argument('--files', nargs='+', default=['test.csv'], help='files under mp_40_chemeleon/ (default: test.csv)')
-p.add_argument('--show', type=int, default=10, help='print up to this many prompts of each kind that is not a match')
+p.add_argument('--files', nargs='+', default=['test.csv'], help='files under mp_40_chemeleon/')
+p.add_argument('--show', type=int, default=10, help='print up to this many prompts of each kind but a match')
 args = p.parse_args()
 
 
@@ -60,7 +60,9 @@ for name in args.files:
             got = error or (formula_text(r.formula) if r.formula else f"elements {' '.join(r.elements)}")
             print(f'  {kind:20} {prompt!r} → {got} (row: {composition})')
     n = len(df)
-    print(f'mp_40_chemeleon/{name}: {n} prompts in {time.time() - t0:.1f} s; formula equal to the composition '
-          f'{counts["equal"]} ({counts["equal"] / n:.1%}), same reduced formula {counts["same reduced formula"]}, '
-          f'another formula {counts["other formula"]}, no formula {counts["no formula"]}; '
-          f'{n_warn} warn, {counts["raised"]} raise; the elements equal to the composition\'s in {n_elements}')
+    same, other = counts['same reduced formula'], counts['other formula']
+    equal, sec = counts['equal'], time.time() - t0
+    print(f'mp_40_chemeleon/{name}: {n} prompts in {sec:.1f} s; formula equal to the composition {equal} '
+          f'({equal / n:.1%}), same reduced formula {same}, another formula {other}, '
+          f'no formula {counts["no formula"]}; {n_warn} warn, {counts["raised"]} raise; '
+          f"the elements equal to the composition's in {n_elements}")
