@@ -168,6 +168,45 @@ def _read_prompt(self: Chameleon, text: str) -> PromptReading:
     return read_prompt(text, strict=self.kind == 'composition')
 Chameleon.read_prompt = _read_prompt
 
+# %% ../nbs/08_chameleon.ipynb #72b64dc8
+def _proto_atoms(c, prompt: str, n_atoms):
+    "A candidate's structure as `ase.Atoms` of `n_atoms` atoms (a supercell along a when the prototype's cell is smaller), its provenance in info; None if it cannot have that size."
+    import dataclasses
+    s = c.structure.copy()
+    if n_atoms is not None:
+        if n_atoms % len(s): return None
+        s.make_supercell([n_atoms // len(s), 1, 1])
+    atoms = dataclasses.replace(c, structure=s).to_atoms()
+    atoms.info.update(prompt=prompt)
+    return atoms
+
+def _sample_prototypes(self: Chameleon, prompt: str, n_atoms, n_samples: int, symmetry='auto') -> list:
+    "Known-like crystals for a prompt from chapter 06d's prototypes, as `ase.Atoms`: a formula gives ranked substitutions (`retrieve`, `rank`), an element list charge-balanced ones (`element_candidates`); only those of the asked crystal system or space group and cell size; [] when none fits."
+    from crystal_tutorial.structure_prediction import element_candidates, rank, retrieve
+    from crystal_tutorial.symmetry import crystal_system
+    reading, (system, spacegroup) = self.read_prompt(prompt), self.wanted_symmetry(symmetry, prompt)
+    if not reading.elements or not reading.complete: return []
+    many = 10 * n_samples if (n_atoms or system) else 2 * n_samples
+    if reading.formula:
+        counts = {e: int(round(n)) for e, n in reading.formula.items()}
+        if any(abs(n - round(n)) > 1e-6 or n < 1 for n in reading.formula.values()): return []
+        cands = retrieve(counts, n=max(many, 10))
+    else: cands = element_candidates(reading.elements, n_atoms, n=max(many, 10))
+    cands = [c for c in cands if (system is None or crystal_system(c.spacegroup) == system) and (spacegroup is None or c.spacegroup == spacegroup)]
+    if reading.formula: cands = rank(cands)
+    atoms = [a for a in (_proto_atoms(c, prompt, n_atoms) for c in cands) if a is not None]
+    return atoms[:n_samples]
+Chameleon.sample_prototypes = _sample_prototypes
+
+def _uses_prototypes(self: Chameleon, prompt: str, route: str = 'auto', return_trajectory: bool = False) -> bool:
+    "Whether `sample` answers `prompt` from known crystals: route 'prototype', or 'auto' with a formula for the composition model."
+    if route not in ('auto', 'prototype', 'diffusion'): raise PromptError(f"route must be 'auto', 'prototype' or 'diffusion', got {route!r}")
+    if route == 'prototype' and return_trajectory: raise PromptError("trajectories come from diffusion: use route='diffusion' with return_trajectory=True")
+    return route == 'prototype' or (route == 'auto' and self.kind == 'composition' and not return_trajectory
+                                    and self.read_prompt(prompt).formula is not None)
+Chameleon.uses_prototypes = _uses_prototypes
+
+
 # %% ../nbs/08_chameleon.ipynb #22f7224c
 def _draw_num_atoms(counts: Tensor, n: int, at_least: int, generator) -> Tensor:
     counts = counts.clone().cpu(); counts[:at_least] = 0
@@ -260,10 +299,16 @@ def _sample_batch(self: Chameleon, prompts: list, num_atoms, guidance_scale: flo
 
 def _sample(self: Chameleon, prompt: str, n_atoms: int | None = None, n_samples: int = 1, guidance_scale: float = 1.0,
             steps: int | None = None, seed: int | None = None, device=None, return_trajectory: bool = False,
-            restrict_elements: bool = True, progress: bool = False, charge_balanced: bool = True, retries: int = 2, symmetry='auto', step_lr: float | None = None):
-    "`n_samples` crystals for a prompt as a list of `ase.Atoms` (and, with return_trajectory, a list of 21 `ase.Atoms` frames per crystal, frame.info['t'] = steps left); by default with exactly the prompt's elements (`restrict_elements`) in charge-balanced proportions where SMACT allows any (`charge_balanced`), crystals with overlapping atoms drawn again up to `retries` times, and inside a space group when the prompt names a crystal system or space group (`symmetry`='auto'; or pass one, e.g. 'cubic', 225 or 'Fm-3m'; None: never); `step_lr`: the corrector's γ (None: the model's default)."
+            restrict_elements: bool = True, progress: bool = False, charge_balanced: bool = True, retries: int = 2, symmetry='auto', step_lr: float | None = None,
+            route: str = 'auto'):
+    "`n_samples` crystals for a prompt as a list of `ase.Atoms` (and, with return_trajectory, a list of 21 `ase.Atoms` frames per crystal, frame.info['t'] = steps left); by default with exactly the prompt's elements (`restrict_elements`) in charge-balanced proportions where SMACT allows any (`charge_balanced`), crystals with overlapping atoms drawn again up to `retries` times, and inside a space group when the prompt names a crystal system or space group (`symmetry`='auto'; or pass one, e.g. 'cubic', 225 or 'Fm-3m'; None: never); `step_lr`: the corrector's γ (None: the model's default); `route`: 'prototype' answers from chapter 06d's known crystals (the rest, if too few fit, by diffusion), 'diffusion' never, 'auto' (default) for the composition model's formulas ('Ga2Te3')."
     elements = self.check_request(prompt, n_atoms, n_samples, guidance_scale)
     if device is not None: self.to(device)
+    if self.uses_prototypes(prompt, route, return_trajectory):         # chapter 06d: relatives of known crystals first
+        found = self.sample_prototypes(prompt, n_atoms, int(n_samples), symmetry)
+        if len(found) == n_samples: return found
+        return found + self.sample(prompt, n_atoms, int(n_samples) - len(found), guidance_scale, steps, seed, restrict_elements=restrict_elements,
+                                   progress=progress, charge_balanced=charge_balanced, retries=retries, symmetry=symmetry, step_lr=step_lr, route='diffusion')
     system, spacegroup = self.wanted_symmetry(symmetry, prompt)
     if n_atoms is not None: num_atoms = [int(n_atoms)] * int(n_samples)
     elif system is not None:                                            # cell sizes as the templates of that symmetry come
