@@ -115,13 +115,14 @@ def cmd_generate(args) -> int:
     elements = model.check_request(args.prompt, args.n_atoms, args.n_samples, args.guidance_scale)   # before any file is written
     symmetry = None if args.symmetry.strip().lower() in ('none', 'off') else args.symmetry
     system, spacegroup = model.wanted_symmetry(symmetry, args.prompt)
+    model.uses_prototypes(args.prompt, args.route)                       # checks --route
     if args.steps is not None and args.steps > model.diffusion.n_steps:
         raise PromptError(f"--steps must be at most the model's {model.diffusion.n_steps} diffusion steps, got {args.steps}")
     out = generate_dir(args.out)
     if not args.quiet: print(f"{model}: {args.n_samples} crystal(s) for {args.prompt!r}", file=sys.stderr)
     atoms_list = model.sample(args.prompt, n_atoms=args.n_atoms, n_samples=args.n_samples, guidance_scale=args.guidance_scale,
                               steps=args.steps, seed=args.seed, restrict_elements=not args.any_elements, charge_balanced=not args.no_charge_balance,
-                              retries=args.retries, symmetry=symmetry, step_lr=args.step_lr, progress=not args.quiet and sys.stdout.isatty())     # a bar in a terminal, not in logs
+                              retries=args.retries, symmetry=symmetry, step_lr=args.step_lr, route=args.route, progress=not args.quiet and sys.stdout.isatty())     # a bar in a terminal, not in logs
     out.mkdir(parents=True, exist_ok=True)
     from ase.io import write
     names = []
@@ -143,6 +144,7 @@ def cmd_generate(args) -> int:
                'charge_balanced': not args.no_charge_balance, 'retries': args.retries,
                'crystal_system': system, 'spacegroup': spacegroup,
                'redrawn': sum(a.info.get('attempt', 0) > 0 for a in atoms_list),
+               'from_prototypes': sum(a.info.get('route') == 'prototype' for a in atoms_list),
                **generation_summary(atoms_list, elements, n_requested=args.n_samples), 'files': names, 'seconds': round(time.time() - t0, 1)}
     write_text_atomic(out / 'summary.json', json.dumps(summary, indent=2) + '\n')
     for k in ('n_generated', 'struct_valid', 'comp_valid', 'unique', 'prompt_adherence'):
@@ -150,7 +152,7 @@ def cmd_generate(args) -> int:
     print(f"wrote {len(names)} CIF files, overview.png and summary.json to {out}/ in {summary['seconds']:.0f} s")
     return 0
 
-# %% ../nbs/09_cli.ipynb #135cb49a
+# %% ../nbs/09_cli.ipynb #5780b634
 def _predict_targets(spec: str) -> list:
     "(name, {element: atoms}) pairs to predict: one formula, or each row of a CDVAE-style CSV (its composition, formula or cif column)."
     from crystal_tutorial.structure_prediction import MAX_ATOMS, PredictionError, parse_composition
@@ -265,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument('--device', help='cpu, cuda or mps (default: the best available)')
     ge.add_argument('--out', metavar='OUT', help='output folder (default: chameleon_structures, numbered if taken; never overwritten)')
     ge.add_argument('--quiet', action='store_true', help='no progress bar')
+    ge.add_argument('--route', choices=('auto', 'prototype', 'diffusion'), default='auto',
+                    help="'prototype': relatives of known crystals (chapter 06d); 'diffusion': the model alone; 'auto' (default): prototypes for the composition model's formulas")
     ge.set_defaults(func=cmd_generate)
     pr = sub.add_parser('predict', help='ranked crystal structures for a formula or a CSV of compositions (chapter 06d)',
                         description='Predict structures from prototypes: writes OUT/<name>.cif, OUT/<name>_k<i>.cif and OUT/summary.json.')
