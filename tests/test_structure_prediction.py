@@ -117,3 +117,21 @@ def test_cli_predict_never_overwrites(tmp_path):
     r = run('NaCl', '--out', out)
     assert r.returncode == 2 and 'not empty' in r.stderr
     assert [p.name for p in out.iterdir()] == ['keep.txt'] and (out / 'keep.txt').read_text() == 'mine'
+
+
+def test_cli_generate_answers_formulas_from_prototypes(tmp_path):
+    r = subprocess.run(CLI + ['generate', 'Ga2Te3', '--n-samples', '2', '--out', str(tmp_path / 'out'), '--quiet'],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / 'out' / 'summary.json').read_text())
+    assert summary['from_prototypes'] == 2 and summary['n_generated'] == 2
+
+
+def test_chameleon_route_prototype_for_an_element_list():
+    from crystal_tutorial.chameleon import Chameleon, PromptError
+    model = Chameleon.load_composition_model()
+    atoms = model.sample('Ti O S', n_atoms=8, n_samples=3, route='prototype')
+    assert len(atoms) == 3 and all(a.info['route'] == 'prototype' and len(a) == 8 for a in atoms)
+    assert not model.uses_prototypes('Ti O S') and model.uses_prototypes('TiO2')
+    with pytest.raises(PromptError, match='route must be'): model.sample('TiO2', route='sideways')
+    with pytest.raises(PromptError, match='trajectories come from diffusion'): model.sample('TiO2', route='prototype', return_trajectory=True)
