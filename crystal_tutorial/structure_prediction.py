@@ -116,7 +116,8 @@ def _from_dataset(cls, ds: CrystalDataset, exclude=(), name: str = '', symprec: 
     raw = ds.props.get('material_id')
     raw = raw.tolist() if torch.is_tensor(raw) else raw
     ids = [str(i) for i in range(len(ds))] if raw is None else [str(int(v)) if isinstance(v, float) else str(v) for v in raw]
-    keep = [i for i, m in enumerate(ids) if m not in set(exclude)]
+    exclude = set(exclude)
+    keep = [i for i, m in enumerate(ids) if m not in exclude]
     sub = ds.subset(torch.tensor(keep))
     sg_wy = [_wyckoff_letters(sub[i], symprec) for i in range(len(sub))]
     e = ds.props.get('e_above_hull', ds.props.get('energy_above_hull'))
