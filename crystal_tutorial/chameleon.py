@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +24,12 @@ from .clip import (
     COMPOSITION_TEMPLATES, HELD_OUT_TEMPLATES, TRAIN_TEMPLATES, CrystalCLIP, CrystalTextDataset, TextEmbeddingCache,
     clip_from_checkpoint, embed_prompts, pair_texts)
 from .symmetry import SymmetryConstraint, load_symmetry_templates, resolve_symmetry
+from .constraints import FormulaConstraint, cell_counts, cell_sizes, check_cell_size, orbits_fit
 
 # %% auto #0
-__all__ = ['PROMPT_TEMPLATES', 'SHIPPED_CHAMELEON_MODELS', 'prompt_elements', 'conditioned_pairs', 'chameleon_learner',
-           'save_chameleon', 'Chameleon', 'needs_redraw', 'element_set', 'prompt_adherence', 'generation_summary',
-           'held_out_crystals', 'sample_prompts', 'crystal_system_of', 'PromptError']
+__all__ = ['PROMPT_TEMPLATES', 'SHIPPED_CHAMELEON_MODELS', 'SERVED_MAX_ATOMS', 'prompt_elements', 'conditioned_pairs',
+           'chameleon_learner', 'save_chameleon', 'Chameleon', 'needs_redraw', 'element_set', 'prompt_adherence',
+           'generation_summary', 'held_out_crystals', 'sample_prompts', 'crystal_system_of', 'PromptError']
 
 # %% ../nbs/08_chameleon.ipynb #6cf3e7f0
 from .prompts import PromptError, PromptReading, read_prompt     # chapter 07b: the prompt reader
@@ -88,6 +89,8 @@ def _resolve_chameleon(name_or_path) -> Path:
     return resolve_weights(name_or_path, SHIPPED_CHAMELEON_MODELS, 'Chameleon model',
                            lambda name, path: f"python scripts/train_chameleon.py --kind {name} --out {path}")
 
+SERVED_MAX_ATOMS = 40      # cells up to Chemeleon's MP-40 range; beyond the training cells (20) the denoiser extrapolates
+
 class Chameleon:
     "Text-guided crystal generation: Crystal CLIP turns a prompt into a condition vector, a conditional crystal diffusion model (chapter 06, DNG) samples crystals with classifier-free guidance."
     def __init__(self, diffusion: CrystalDiffusion, clip: CrystalCLIP, kind: str = 'general', info: dict | None = None):
@@ -95,6 +98,8 @@ class Chameleon:
         if cfg.task != 'dng' or not cfg.cond_dim: raise ValueError("Chameleon needs a conditional de novo model (task='dng', cond_dim > 0)")
         if cfg.cond_dim != clip.embed_dim: raise ValueError(f"the denoiser expects conditions of {cfg.cond_dim} numbers, the Crystal CLIP makes {clip.embed_dim}")
         if kind not in SHIPPED_CHAMELEON_MODELS: raise ValueError(f"kind must be one of {sorted(SHIPPED_CHAMELEON_MODELS)}, got {kind!r}")
+        self.trained_max_atoms = cfg.max_atoms
+        if cfg.max_atoms < SERVED_MAX_ATOMS: diffusion.config = replace(cfg, max_atoms=SERVED_MAX_ATOMS)   # the graph network takes any size
         self.diffusion, self.clip, self.kind, self.info = diffusion.eval(), clip.eval(), kind, dict(info or {})
         self._cache = TextEmbeddingCache(path=data_dir() / 'text_embeddings' / 'chameleon-prompts-unsaved.pt')   # in memory only
 
@@ -110,7 +115,7 @@ class Chameleon:
 
     def __repr__(self):
         n = sum(p.numel() for p in self.diffusion.parameters())
-        return f"Chameleon({self.kind} prompts, {n / 1e6:.2f}M-parameter denoiser, cells of 1..{self.max_atoms} atoms, on {self.device})"
+        return f"Chameleon({self.kind} prompts, {n / 1e6:.2f}M-parameter denoiser, cells of 1..{self.max_atoms} atoms (trained on 1..{self.trained_max_atoms}), on {self.device})"
 
     @classmethod
     def load(cls, name_or_path, device=None) -> "Chameleon":
@@ -150,6 +155,9 @@ def _check_request(self: Chameleon, prompt: str, n_atoms, n_samples, guidance_sc
             raise PromptError(f"n_atoms={n_atoms} is out of range: this model generates cells of 1 to {self.max_atoms} atoms")
     if not isinstance(guidance_scale, (int, float)) or not math.isfinite(guidance_scale) or guidance_scale < 0:
         raise PromptError(f"guidance_scale must be a number >= 0 (0: unconditional, 1: conditional, > 1: stronger), got {guidance_scale!r}")
+    if reading.formula is not None:                                    # chapter 07c: whole formula units only
+        if n_atoms is not None: check_cell_size(reading.formula, int(n_atoms), self.max_atoms)
+        elif not cell_sizes(reading.formula, self.max_atoms): check_cell_size(reading.formula, self.max_atoms + 1, self.max_atoms)
     if self.kind == 'composition' and elements is None:
         raise PromptError(f"the composition model needs element symbols or a formula such as 'Ti O S' or 'TiO2', got {prompt!r}: "
                           "for descriptions use Chameleon.load_general_text_model()")
@@ -199,11 +207,10 @@ def _sample_prototypes(self: Chameleon, prompt: str, n_atoms, n_samples: int, sy
 Chameleon.sample_prototypes = _sample_prototypes
 
 def _uses_prototypes(self: Chameleon, prompt: str, route: str = 'auto', return_trajectory: bool = False) -> bool:
-    "Whether `sample` answers `prompt` from known crystals: route 'prototype', or 'auto' with a formula for the composition model."
+    "Whether `sample` answers `prompt` from known crystals: route 'prototype', or 'auto' when the prompt gives a formula."
     if route not in ('auto', 'prototype', 'diffusion'): raise PromptError(f"route must be 'auto', 'prototype' or 'diffusion', got {route!r}")
     if route == 'prototype' and return_trajectory: raise PromptError("trajectories come from diffusion: use route='diffusion' with return_trajectory=True")
-    return route == 'prototype' or (route == 'auto' and self.kind == 'composition' and not return_trajectory
-                                    and self.read_prompt(prompt).formula is not None)
+    return route == 'prototype' or (route == 'auto' and not return_trajectory and self.read_prompt(prompt).formula is not None)
 Chameleon.uses_prototypes = _uses_prototypes
 
 
@@ -238,6 +245,32 @@ def _redraw(atoms_list: list, frames, draw, retries: int):
             if frames is not None: frames[i] = new_frames[k]
     return atoms_list, frames
 
+def _draw_template(pool, wanted: tuple, n: int, min_orbits: int, rng, exclude, counts: dict | None):
+    "A template of the wanted symmetry and size (chapter 06c) whose orbits can hold `counts` (chapter 07c), if given; None, with a PromptWarning, if none can."
+    if counts is None: return pool.draw(*wanted, num_atoms=n, min_orbits=min_orbits, rng=rng, exclude=exclude)
+    idx = [i for i in pool.candidates(*wanted, n, 1) if orbits_fit(pool.templates[i].multiplicities, counts)]
+    if not idx:
+        from .prompts import PromptWarning
+        what = f'space group {wanted[1]}' if wanted[1] is not None else wanted[0]
+        warnings.warn(f"no {what} template of {n} atoms has sites for this formula: generated without the symmetry "
+                      f"(another n_atoms may have one)", PromptWarning)
+        return None
+    taken = {id(t) for t in exclude}
+    fresh = [i for i in idx if id(pool.templates[i]) not in taken] or idx
+    w = pool.counts[fresh] / pool.counts[fresh].sum()
+    return pool.templates[int(rng.choice(fresh, p=w))]
+
+def _formula_cell_size(self: Chameleon, formula: dict, system, spacegroup) -> int:
+    "The cell size for a formula prompt without n_atoms: the formula as written if it fits, else one unit; the first with a fitting template if a symmetry is wanted."
+    sizes = cell_sizes(formula, self.max_atoms)
+    written = int(round(sum(formula.values())))
+    order = ([written] if written in sizes else []) + [n for n in sizes if n != written]
+    if system is None: return order[0]
+    pool = load_symmetry_templates('mp')
+    for n in order:
+        if any(orbits_fit(pool.templates[i].multiplicities, cell_counts(formula, n)) for i in pool.candidates(system, spacegroup, n, 1)): return n
+    return order[0]
+
 def _wanted_symmetry(self: Chameleon, symmetry, prompt: str) -> tuple:
     "(crystal system, space group) to generate for `prompt` (each None: unconstrained); 'auto' reads what a general-text prompt names (never a composition prompt's: 'P1' there is phosphorus)."
     if isinstance(symmetry, str) and symmetry.strip().lower() == 'auto' and self.kind == 'composition': return None, None
@@ -247,8 +280,8 @@ def _wanted_symmetry(self: Chameleon, symmetry, prompt: str) -> tuple:
 @torch.no_grad()
 def _sample_batch(self: Chameleon, prompts: list, num_atoms, guidance_scale: float = 1.0, steps: int | None = None,
                   seed: int | None = None, restrict_elements: bool = True, return_trajectory: bool = False, progress: bool = False,
-                  charge_balanced: bool = True, retries: int = 0, symmetry='auto', step_lr: float | None = None):
-    "One crystal per (prompt, cell size) pair, all in one batched chain: a list of `ase.Atoms` (None where the lattice came out degenerate), and the trajectories if asked. With `retries`, crystals that came out degenerate or with overlapping atoms are drawn again, up to `retries` times (`_redraw`). With a `symmetry` (default 'auto': the crystal system or space group that a general-text prompt names), each crystal is generated inside a symmetry template of mp_mix_20 (chapter 06c) of its cell size. `step_lr` is the corrector's γ (None: the model's own, `diffusion.config.step_lr`; 0: predictor only, half the network passes)."
+                  charge_balanced: bool = True, retries: int = 0, symmetry='auto', step_lr: float | None = None, follow_formula: bool = True):
+    "One crystal per (prompt, cell size) pair, all in one batched chain: a list of `ase.Atoms` (None where the lattice came out degenerate), and the trajectories if asked. With `retries`, crystals that came out degenerate or with overlapping atoms are drawn again, up to `retries` times (`_redraw`). With a `symmetry` (default 'auto': the crystal system or space group that a general-text prompt names), each crystal is generated inside a symmetry template (chapter 06c) of its cell size, from the pool of chapter 06d's prototypes (cells up to 52 atoms). With `follow_formula` (default), a prompt that gives a formula gets exactly whole units of it (chapter 07c's `FormulaConstraint`), in a template whose orbits can hold it. `step_lr` is the corrector's γ (None: the model's own, `diffusion.config.step_lr`; 0: predictor only, half the network passes)."
     num_atoms = [int(n) for n in (num_atoms.tolist() if isinstance(num_atoms, Tensor) else num_atoms)]
     if len(prompts) != len(num_atoms): raise PromptError(f"got {len(prompts)} prompts and {len(num_atoms)} cell sizes: give one of each per crystal")
     if not prompts: raise PromptError("no prompts given: pass at least one")
@@ -262,17 +295,20 @@ def _sample_batch(self: Chameleon, prompts: list, num_atoms, guidance_scale: flo
     from ase.data import atomic_numbers
     allowed = [[atomic_numbers[s] for s in checked[p, n]] if restrict_elements and checked[p, n] else None for p, n in zip(prompts, num_atoms)]
     wanted = {p: self.wanted_symmetry(symmetry, p) for p in set(prompts)}
+    formulas = {p: (self.read_prompt(p).formula if follow_formula else None) for p in set(prompts)}
+    counts = [cell_counts(formulas[p], n) if formulas[p] else None for p, n in zip(prompts, num_atoms)]   # chapter 07c
     templates, constraint = [None] * len(prompts), None
     if any(w[0] is not None for w in wanted.values()):                    # chapter 06c: generate inside a space group
-        pool, rng = load_symmetry_templates(), np.random.default_rng(seed)
+        pool, rng = load_symmetry_templates('mp'), np.random.default_rng(seed)
         drawn = {}                                                     # (prompt, size) -> templates so far: samples of one prompt get different ones
         try:
             for i, (p, n) in enumerate(zip(prompts, num_atoms)):
                 if not wanted[p][0]: continue
-                templates[i] = pool.draw(*wanted[p], num_atoms=n, min_orbits=len(checked[p, n] or ()) or 1, rng=rng, exclude=drawn.get((p, n), ()))
+                templates[i] = _draw_template(pool, wanted[p], n, len(checked[p, n] or ()) or 1, rng, drawn.get((p, n), ()), counts[i])
                 drawn.setdefault((p, n), []).append(templates[i])
         except ValueError as e: raise PromptError(str(e)) from None
         constraint = SymmetryConstraint(templates, num_atoms).to(self.device)
+    if any(c is not None for c in counts): constraint = FormulaConstraint(counts, num_atoms, constraint).to(self.device)
     gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
     out = sample_crystals(self.diffusion, num_atoms=torch.tensor(num_atoms), steps=steps, cond=self.embed(list(prompts)).to(self.device),
                           guidance_scale=float(guidance_scale), generator=gen, allowed_types=allowed if any(a is not None for a in allowed) else None, require_allowed=True,
@@ -293,14 +329,14 @@ def _sample_batch(self: Chameleon, prompts: list, num_atoms, guidance_scale: flo
     if retries:
         again = lambda idx, attempt: self.sample_batch([prompts[i] for i in idx], [num_atoms[i] for i in idx], guidance_scale, steps,
                                                        None if seed is None else (int(seed) * 1_000_003 + attempt) % 2**62, restrict_elements, return_trajectory,
-                                                       progress, charge_balanced, symmetry=symmetry, step_lr=step_lr)
+                                                       progress, charge_balanced, symmetry=symmetry, step_lr=step_lr, follow_formula=follow_formula)
         atoms_list, frames = _redraw(atoms_list, frames, again, retries)
     return atoms_list if frames is None else (atoms_list, frames)
 
 def _sample(self: Chameleon, prompt: str, n_atoms: int | None = None, n_samples: int = 1, guidance_scale: float = 1.0,
             steps: int | None = None, seed: int | None = None, device=None, return_trajectory: bool = False,
             restrict_elements: bool = True, progress: bool = False, charge_balanced: bool = True, retries: int = 2, symmetry='auto', step_lr: float | None = None,
-            route: str = 'auto'):
+            route: str = 'auto', follow_formula: bool = True):
     "`n_samples` crystals for a prompt as a list of `ase.Atoms` (and, with return_trajectory, a list of 21 `ase.Atoms` frames per crystal, frame.info['t'] = steps left); by default with exactly the prompt's elements (`restrict_elements`) in charge-balanced proportions where SMACT allows any (`charge_balanced`), crystals with overlapping atoms drawn again up to `retries` times, and inside a space group when the prompt names a crystal system or space group (`symmetry`='auto'; or pass one, e.g. 'cubic', 225 or 'Fm-3m'; None: never); `step_lr`: the corrector's γ (None: the model's default); `route`: 'prototype' answers from chapter 06d's known crystals (the rest, if too few fit, by diffusion), 'diffusion' never, 'auto' (default) for the composition model's formulas ('Ga2Te3')."
     elements = self.check_request(prompt, n_atoms, n_samples, guidance_scale)
     if device is not None: self.to(device)
@@ -308,9 +344,12 @@ def _sample(self: Chameleon, prompt: str, n_atoms: int | None = None, n_samples:
         found = self.sample_prototypes(prompt, n_atoms, int(n_samples), symmetry)
         if len(found) == n_samples: return found
         return found + self.sample(prompt, n_atoms, int(n_samples) - len(found), guidance_scale, steps, seed, restrict_elements=restrict_elements,
-                                   progress=progress, charge_balanced=charge_balanced, retries=retries, symmetry=symmetry, step_lr=step_lr, route='diffusion')
+                                   progress=progress, charge_balanced=charge_balanced, retries=retries, symmetry=symmetry, step_lr=step_lr, route='diffusion',
+                                   follow_formula=follow_formula)
     system, spacegroup = self.wanted_symmetry(symmetry, prompt)
+    formula = self.read_prompt(prompt).formula if follow_formula else None
     if n_atoms is not None: num_atoms = [int(n_atoms)] * int(n_samples)
+    elif formula is not None: num_atoms = [_formula_cell_size(self, formula, system, spacegroup)] * int(n_samples)
     elif system is not None:                                            # cell sizes as the templates of that symmetry come
         try: num_atoms = load_symmetry_templates().draw_sizes(int(n_samples), system, spacegroup, len(elements or ()) or 1, self.max_atoms,
                                                               np.random.default_rng(seed))
@@ -318,7 +357,7 @@ def _sample(self: Chameleon, prompt: str, n_atoms: int | None = None, n_samples:
     else: num_atoms = _draw_num_atoms(self.diffusion.num_atoms_counts, int(n_samples), len(elements or ()) or 1,
                                       torch.Generator().manual_seed(int(seed)) if seed is not None else None).tolist()
     out = self.sample_batch([prompt] * len(num_atoms), num_atoms, guidance_scale, steps, seed, restrict_elements, return_trajectory, progress,
-                            charge_balanced, retries, symmetry, step_lr)
+                            charge_balanced, retries, symmetry, step_lr, follow_formula)
     atoms_list, frames = out if return_trajectory else (out, None)
     keep = [i for i, a in enumerate(atoms_list) if a is not None]       # still degenerate after the retries: sample_crystals warned
     atoms_list = [atoms_list[i] for i in keep]

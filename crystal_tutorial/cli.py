@@ -112,7 +112,12 @@ def cmd_generate(args) -> int:
     if args.retries < 0: raise PromptError(f"--retries must be 0 or more, got {args.retries}")
     if args.step_lr is not None and not args.step_lr >= 0: raise PromptError(f"--step-lr must be 0 (no corrector) or a small positive number such as 1e-5, got {args.step_lr}")
     model = Chameleon.load(args.model, device=args.device)
-    elements = model.check_request(args.prompt, args.n_atoms, args.n_samples, args.guidance_scale)   # before any file is written
+    with warnings.catch_warnings(record=True) as heard:              # what the prompt reader could not read
+        warnings.simplefilter('always')
+        elements = model.check_request(args.prompt, args.n_atoms, args.n_samples, args.guidance_scale)   # before any file is written
+    for w in heard:
+        if 'mineral name' in str(w.message): raise PromptError(str(w.message))     # an unknown mineral: the structure asked is unknown
+        print(f"warning: {w.message}", file=sys.stderr)
     symmetry = None if args.symmetry.strip().lower() in ('none', 'off') else args.symmetry
     system, spacegroup = model.wanted_symmetry(symmetry, args.prompt)
     model.uses_prototypes(args.prompt, args.route)                       # checks --route

@@ -208,7 +208,8 @@ def _decode_types_per_orbit(self: SymmetryConstraint, scores: Tensor, batch: Ten
 SymmetryConstraint._orbit_assignments, SymmetryConstraint.decode_types = _orbit_assignments, _decode_types_per_orbit
 
 # %% ../nbs/06c_symmetry.ipynb #1ff36e47
-SHIPPED_TEMPLATES = {'mp_mix_20': 'symmetry_templates_mp_mix_20.npz'}
+SHIPPED_TEMPLATES = {'mp_mix_20': 'symmetry_templates_mp_mix_20.npz',     # cells of 1-20 atoms, mp_mix_20 train
+                     'mp': 'symmetry_templates_mp.npz'}                  # 1-52 atoms, chapter 06d's prototype pool
 
 def _template_key(t: SymmetryTemplate) -> bytes:
     return b'|'.join([str(t.spacegroup).encode(), t.rotations.tobytes(), np.round(t.translations * 1e4).astype(np.int32).tobytes(), t.perm.tobytes(),

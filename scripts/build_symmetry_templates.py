@@ -3,6 +3,12 @@
     python scripts/build_symmetry_templates.py --dataset mp_mix_20 --split train \
         --out crystal_tutorial/weights/symmetry_templates_mp_mix_20.npz
 
+    python scripts/build_symmetry_templates.py --from-pool mp \
+        --out crystal_tutorial/weights/symmetry_templates_mp.npz
+
+`--from-pool` takes the crystals of a shipped prototype pool (chapter 06d: mp_mix_20 `train` and MPTS-52 `val`, cells up
+to 52 atoms, every held-out test crystal already left out) instead of a dataset split.
+
 Only space-group operations and the atom permutations they perform are kept: no coordinates, lattices or elements.
 """
 import argparse
@@ -20,11 +26,20 @@ def main(argv=None):
     p.add_argument('--root', default=None, help='folder holding the datasets (default: found automatically)')
     p.add_argument('--symprec', type=float, default=0.1, help='spglib tolerance in Å')
     p.add_argument('--limit', type=int, default=None, help='only the first N crystals (for a quick try)')
+    p.add_argument('--from-pool', default=None, help="a shipped prototype pool ('mp') instead of --dataset/--split")
     p.add_argument('--out', required=True)
     a = p.parse_args(argv)
-    ds = load_dataset(a.dataset, a.split, root=a.root, limit=a.limit)
+    if a.from_pool:
+        from crystal_tutorial.crystals import Crystal
+        from crystal_tutorial.structure_prediction import load_prototype_pool
+        protos = load_prototype_pool(a.from_pool)
+        n = len(protos) if a.limit is None else min(a.limit, len(protos))
+        ds, name = [Crystal.from_structure(protos.structure(i)) for i in range(n)], f'prototype pool {a.from_pool}'
+    else:
+        ds = load_dataset(a.dataset, a.split, root=a.root, limit=a.limit)
+        name = f'{a.dataset} {a.split}'
     t0 = time.time()
-    pool = SymmetryTemplates.from_crystals(ds, symprec=a.symprec, name=f'{a.dataset} {a.split}')
+    pool = SymmetryTemplates.from_crystals(ds, symprec=a.symprec, name=name)
     path = pool.save(a.out)
     by_system = collections.Counter()
     for s, n in zip(pool.systems, pool.counts): by_system[str(s)] += int(n)

@@ -42,7 +42,7 @@ def test_prompt_elements():
 
 def test_checkpoint_round_trip_and_sampling(tiny):
     model = Chameleon.load(tiny)
-    assert model.kind == 'composition' and model.max_atoms == 12
+    assert model.kind == 'composition' and model.trained_max_atoms == 12 and model.max_atoms == 40
     a = model.sample('Na Cl', n_atoms=4, n_samples=3, steps=5, seed=1)
     b = model.sample('Na Cl', n_atoms=4, n_samples=3, steps=5, seed=1)
     assert len(a) == 3 and all(len(x) == 4 for x in a)
@@ -102,7 +102,7 @@ def test_guidance_scale_zero_is_the_unconditional_model(tiny):
     (dict(prompt='Ti O Xx', n_atoms=8), "unknown element 'Xx'"),
     (dict(prompt='', n_atoms=8), 'empty prompt'),
     (dict(prompt='Na Cl', n_atoms=0), 'out of range'),
-    (dict(prompt='Na Cl', n_atoms=13), 'out of range'),
+    (dict(prompt='Na Cl', n_atoms=41), 'out of range'),
     (dict(prompt='Na Cl', n_atoms=4, n_samples=0), 'n_samples'),
     (dict(prompt='Na Cl O', n_atoms=2), 'names 3 elements'),
     (dict(prompt='Na Cl', n_atoms=4, guidance_scale=float('nan')), 'guidance_scale'),

@@ -64,14 +64,17 @@ def general():
 
 
 def test_a_prompt_naming_a_crystal_system_gives_that_system(general):
-    atoms_list = general.sample('Cubic crystal structure of NaCl compound', n_atoms=8, n_samples=3, steps=30, seed=0)
+    known = general.sample('Cubic crystal structure of NaCl compound', n_atoms=8, n_samples=2)    # route 'auto': prototypes
+    assert all(a.info['route'] == 'prototype' and crystal_system_of(a) == 'cubic' for a in known)
+    atoms_list = general.sample('Cubic crystal structure of NaCl compound', n_atoms=8, n_samples=3, steps=30, seed=0, route='diffusion')
     assert len(atoms_list) == 3
     for atoms in atoms_list:
         assert crystal_system(atoms.info['template_spacegroup']) == 'cubic'
         assert set(atoms.get_chemical_symbols()) == {'Na', 'Cl'}
         if not needs_redraw(atoms): assert crystal_system_of(atoms) == 'cubic'
     assert sum(not needs_redraw(a) for a in atoms_list) >= 2
-    free = general.sample('Cubic crystal structure of NaCl compound', n_atoms=8, n_samples=1, steps=5, seed=0, symmetry=None, retries=0)
+    free = general.sample('Cubic crystal structure of NaCl compound', n_atoms=8, n_samples=1, steps=5, seed=0, symmetry=None, retries=0,
+                          route='diffusion')
     assert 'template_spacegroup' not in free[0].info
 
 
@@ -88,7 +91,7 @@ def test_samples_of_one_prompt_get_different_templates(general, monkeypatch):
 
 
 def test_space_group_and_cell_size_from_the_templates(general):
-    atoms_list = general.sample('NaCl in space group Fm-3m', n_samples=2, steps=10, seed=1, retries=0)
+    atoms_list = general.sample('NaCl in space group Fm-3m', n_samples=2, steps=10, seed=1, retries=0, route='diffusion')
     assert [a.info['template_spacegroup'] for a in atoms_list] == [225, 225]
     sizes = set(load_symmetry_templates().num_atoms[load_symmetry_templates().spacegroups == 225].tolist())
     assert all(len(a) in sizes for a in atoms_list)
