@@ -1,0 +1,93 @@
+"""Steps against quality for the crystal flow model (notebook 06e): CSP match rate, RMSE, time and network evaluations.
+
+    python benchmarks/eval_crystal_flow.py perov5_csp --n 200 --methods euler heun --steps 10 20 50 --twin-steps 20 50 --record
+
+One sample per composition of the first `--n` crystals of Perov-5 `test`, matched with StructureMatcher(stol=0.5,
+angle_tol=10, ltol=0.3) (chapter 05's `match_targets`, the matcher of `eval_crystal_diffusion.py`), for every ODE scheme and
+number of steps. `--twin-steps` also samples the diffusion twin (`load_crystal_diffusion`) with that many predictor-corrector
+steps, on the same crystals and machine; the twin's recorded 1,000-step figure is read from
+crystal_tutorial/weights/crystal_diffusion_measures.json. `--record` appends the table to
+crystal_tutorial/weights/crystal_flow_measures.json (with the SHA-256 of the weights measured), where notebook 06e finds it.
+"""
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from crystal_tutorial.core import write_text_atomic
+from crystal_tutorial.crystal_diffusion import csp_benchmark, load_crystal_diffusion, shipped_measures
+from crystal_tutorial.crystals import load_dataset, sha256_file
+from crystal_tutorial.flow_matching import FLOW_MEASURES_FILE, SHIPPED_FLOWS, flow_csp_benchmark, load_crystal_flow, read_flow_measures
+from eval_crystal_diffusion import measure_args
+
+
+def twin_rows(name: str, targets, steps_list, bs: int, seed: int) -> list:
+    "The diffusion twin sampled with fewer steps on the same crystals, in the flow table's columns."
+    twin, rows = load_crystal_diffusion(name), []
+    evals = 2 if twin.config.step_lr > 0 else 1                     # corrector + predictor per step
+    for steps in steps_list:
+        f = csp_benchmark(twin, targets, steps=steps, bs=bs, seed=seed)
+        rows.append({'model': 'diffusion', 'method': 'pc', 'steps': steps, 'nfe': steps * evals, 'n': f['n'],
+                     'match_rate': f['match_rate@1'], 'rmse': f['rmse@1'], 's_per_crystal': 1 / f['crystals_per_s']})
+    return rows
+
+
+def recorded_twin(name: str):
+    "The twin's recorded large measure (1,000 steps), as a table row, or None."
+    entries = [e for e in shipped_measures(name) if e.get('steps') == 1000 and e.get('split') == 'test']
+    if not entries: return None
+    e = entries[-1]; f = e['figures']
+    return {'model': 'diffusion (recorded)', 'method': 'pc', 'steps': 1000, 'nfe': 2000, 'n': f['n'], 'match_rate': f['match_rate@1'],
+            'rmse': f['rmse@1'], 's_per_crystal': 1 / f['crystals_per_s'], 'command': e['command'], 'date': e['date']}
+
+
+def main():
+    args = p.parse_args()
+    if args.threads: torch.set_num_threads(args.threads)
+    model = load_crystal_flow(args.model)
+    ds = load_dataset(args.dataset, args.split)
+    targets = [ds[i] for i in range(min(args.n, len(ds)))]
+    rows, t0 = [], time.time()
+    for method in args.methods:
+        for steps in args.steps:
+            f = flow_csp_benchmark(model, targets, steps, method, args.anneal, bs=args.bs, seed=args.seed)
+            rows.append({'model': 'flow', **f}); print_row(rows[-1])
+    for row in twin_rows('perov5_csp', targets, args.twin_steps, args.bs, args.seed): rows.append(row); print_row(row)
+    twin = recorded_twin('perov5_csp')
+    if twin: print_row(twin)
+    print(f'{time.time() - t0:.0f} s on {model.device}, {torch.get_num_threads()} thread(s)')
+    if args.record:
+        weights = Path(args.model) if Path(args.model).exists() else Path(__file__).parents[1] / 'crystal_tutorial/weights' / SHIPPED_FLOWS[args.model][0]
+        entry = {'model': args.model if args.model in SHIPPED_FLOWS else weights.name, 'weights_sha256': sha256_file(weights),
+                 'date': time.strftime('%Y-%m-%d'), 'command': 'python benchmarks/eval_crystal_flow.py ' + ' '.join(measure_args(sys.argv[1:])),
+                 'dataset': args.dataset, 'split': args.split, 'n': len(targets), 'seconds': round(time.time() - t0),
+                 'hardware': f'{platform.machine()} {model.device.type}, {torch.get_num_threads()} thread(s)', 'rows': rows, 'twin': twin}
+        write_text_atomic(FLOW_MEASURES_FILE, json.dumps(read_flow_measures() + [entry], indent=1, ensure_ascii=False) + '\n')
+        print(f'recorded in {FLOW_MEASURES_FILE.name}')
+
+
+def print_row(r: dict):
+    print(f"{r['model']:22s} {r['method']:8s} steps {r['steps']:5d}  evals {r['nfe']:5d}  match {100 * r['match_rate']:5.1f} %  "
+          f"RMSE {r['rmse']:.4f}  {r['s_per_crystal']:.4f} s/crystal", flush=True)
+
+
+p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+p.add_argument('model', nargs='?', default='perov5_csp', help='a shipped flow model name (perov5_csp) or a checkpoint path')
+p.add_argument('--dataset', default='perov_5')
+p.add_argument('--split', default='test')
+p.add_argument('--n', type=int, default=200, help='the first n crystals of the split')
+p.add_argument('--methods', nargs='+', default=['euler', 'heun'], help='ODE schemes: euler, heun, midpoint')
+p.add_argument('--steps', nargs='+', type=int, default=[10, 20, 50], help='ODE steps to measure')
+p.add_argument('--anneal', type=float, default=0.0, help="FlowMM's anti-annealing s of the coordinate velocity (0: none)")
+p.add_argument('--twin-steps', nargs='*', type=int, default=[], help='also sample the diffusion twin with these step counts')
+p.add_argument('--bs', type=int, default=100, help='crystals sampled at once')
+p.add_argument('--seed', type=int, default=0)
+p.add_argument('--threads', type=int, default=1, help='CPU threads (default 1, like the recorded diffusion measure)')
+p.add_argument('--record', action='store_true', help='append the table to crystal_tutorial/weights/crystal_flow_measures.json')
+
+if __name__ == '__main__':
+    main()

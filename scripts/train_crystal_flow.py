@@ -1,0 +1,80 @@
+"""Train a crystal flow-matching model (notebook 06e) for crystal structure prediction on a dataset split.
+
+    python scripts/train_crystal_flow.py --dataset perov_5 --split val --epochs 300 --max-minutes 55 --threads 1 \\
+        --out crystal_tutorial/weights/crystal_flow_perov5_csp.pt
+
+The network, data split and training settings are those of `scripts/train_crystal_diffusion.py` (every field of
+`CrystalDiffusionConfig` is an option; the diffusion-only fields are unused), so that a flow model and its diffusion twin
+differ only in what they learn: a velocity instead of a noise or a score. A fraction of the split is held out for validation
+(`--valid-fraction`, the same permutation as the diffusion script), so the test split stays untouched.
+
+The run is resumable: after every epoch the full training state goes to `<out>.last.pt` (or `--state`), and the same command
+continues from it; `--max-minutes` stops cleanly after a time budget. At the end (or when the budget is spent) `--out` gets a
+compact checkpoint for `load_crystal_flow`: weights, configuration, history, training time, hardware, data and command.
+"""
+import argparse
+import json
+import shlex
+import sys
+from dataclasses import asdict, fields
+
+import torch
+
+from crystal_tutorial.core import fit_with_budget, load_checkpoint, save_checkpoint, set_seed
+from crystal_tutorial.crystal_diffusion import CrystalDiffusionConfig, config_for_data, save_training_state
+from crystal_tutorial.flow_matching import crystal_flow_learner
+from _run import load_split, resume_learner, run_setup, validation_split
+
+DATA_FITTED = ('lattice_scale', 'lattice_clip', 'max_atoms')
+
+p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+p.add_argument('--dataset', default='perov_5', help="dataset name for load_dataset: perov_5, carbon_24, mp_mix_20, toy, ...")
+p.add_argument('--split', default='val', help='split to train on (Perov-5 ships val and test here: train on val)')
+p.add_argument('--limit', type=int, default=None, help='use only the first LIMIT crystals of the split (quick runs)')
+p.add_argument('--valid-fraction', type=float, default=0.05, help='fraction of the split held out for the validation loss')
+p.add_argument('--out', required=True, help='the final checkpoint (e.g. crystal_tutorial/weights/crystal_flow_perov5_csp.pt)')
+p.add_argument('--state', default=None, help='resumable training state (default: <out>.last.pt)')
+p.add_argument('--max-minutes', type=float, default=None, help='stop after this much training time in this run (resume later)')
+p.add_argument('--device', default=None, help="'cpu', 'cuda', 'mps' (default: the best available)")
+p.add_argument('--threads', type=int, default=None, help='CPU threads for torch (default: torch decides)')
+for f in fields(CrystalDiffusionConfig):
+    if f.name == 'task': continue                                   # structure prediction only
+    p.add_argument('--' + f.name.replace('_', '-'), type=type(f.default), default=None,
+                   help=f'configuration: {f.name} (default {"fitted to the data" if f.name in DATA_FITTED else f.default})')
+
+
+def main():
+    args = p.parse_args()
+    out, state_path, device, hardware = run_setup(args)
+    ds = load_split(args)
+    train_idx, valid_idx = validation_split(len(ds), args.valid_fraction)
+    train_ds, valid_ds = ds.subset(train_idx), (ds.subset(valid_idx) if len(valid_idx) else None)
+    data = dict(dataset=args.dataset, split=args.split, limit=args.limit, crystals=len(ds), train=len(train_ds),
+                valid=len(valid_idx), sha256=getattr(ds, 'info', {}).get('sha256'))
+    print(f'{args.dataset}/{args.split}: {len(train_ds):,} training and {len(valid_idx):,} validation crystals; {device} ({hardware})')
+    overrides = {f.name: getattr(args, f.name) for f in fields(CrystalDiffusionConfig) if getattr(args, f.name, None) is not None}
+    command = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)
+    set_seed(overrides.get('seed', 0))
+    config = config_for_data(train_ds, task='csp', **overrides)
+    elapsed = 0.0
+    if state_path.exists():
+        saved = load_checkpoint(state_path)['config']
+        config = CrystalDiffusionConfig.from_dict({**saved, 'epochs': config.epochs})    # resuming keeps the saved settings
+    learn = crystal_flow_learner(config, train_ds, valid_ds, device=device)
+    if state_path.exists(): elapsed = resume_learner(learn, state_path, config.epochs)
+    print('configuration:', json.dumps(asdict(config)))
+    print(f'{sum(q.numel() for q in learn.model.parameters()):,} parameters')
+    save = lambda sec: save_training_state(learn, state_path, elapsed=sec, data=data, command=command, hardware=hardware,
+                                           model_class='CrystalFlow')
+    budget = args.max_minutes * 60 if args.max_minutes is not None else None
+    seconds = fit_with_budget(learn, config.epochs, save, budget, elapsed, log=lambda m: print(m, flush=True))
+    complete = learn.epoch >= config.epochs
+    save_checkpoint(out, learn.model, model_class='CrystalFlow', config=asdict(config), history=learn.history,
+                    epochs_done=learn.epoch, complete=complete, train_seconds=seconds, hardware=hardware, data=data,
+                    command=command, torch_version=str(torch.__version__))
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB) after {learn.epoch} epochs, {seconds / 60:.1f} min"
+          + ('' if complete else f'; not finished: run the same command again to resume from {state_path}'))
+
+
+if __name__ == '__main__':
+    main()
