@@ -1,0 +1,95 @@
+"""Crystal flow matching (notebook 06e): the torus path, the ODE solvers, training, reproducible sampling, bad step counts,
+loading the shipped flow model (skipped until it ships), and the training script."""
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from crystal_tutorial.core import loss_drops_on_batch
+from crystal_tutorial.crystal_diffusion import config_for_data
+from crystal_tutorial.crystals import collate_crystals, toy_dataset
+from crystal_tutorial.flow_matching import (SHIPPED_FLOWS, SOLVERS, WEIGHTS_DIR, CrystalFlow, flow_from_checkpoint, load_crystal_flow,
+                                            ode_solve, sample_flow, torus_path, wrap01, wrap_diff)
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(hidden=16, n_layers=2, n_freq=4, time_dim=16)
+SHIPPED = WEIGHTS_DIR / SHIPPED_FLOWS['perov5_csp'][0]
+
+
+@pytest.fixture(scope='module')
+def toy():
+    return toy_dataset()
+
+
+@pytest.fixture(scope='module')
+def model(toy):
+    torch.manual_seed(0)
+    return CrystalFlow(config_for_data(toy, task='csp', **TINY)).set_data_stats(toy)
+
+
+def test_torus_path_goes_the_short_way_and_stays_on_the_torus():
+    f0, f1 = torch.tensor([[0.97, 0.02, 0.4]]), torch.tensor([[0.03, 0.99, 0.6]])
+    _, u = torus_path(f0, f1, torch.tensor(0.0))
+    assert torch.allclose(u, torch.tensor([[0.06, -0.03, 0.2]]), atol=1e-6)
+    ft, _ = torus_path(f0.expand(201, 3), f1.expand(201, 3), torch.linspace(0, 1, 201)[:, None])
+    assert ((ft >= 0) & (ft < 1)).all()
+    assert wrap_diff(ft[-1] - f1[0]).abs().max() < 1e-6
+    assert (wrap01(torch.tensor([-1e-9, -1e-12, 1.0])) < 1).all()
+
+
+@pytest.mark.parametrize('method,order', [('euler', 1), ('heun', 2), ('midpoint', 2)])
+def test_solvers_converge_at_their_order(method, order):
+    err = [abs(ode_solve(lambda xs, t: xs, (torch.tensor(1.0, dtype=torch.float64),), n, method)[0].item() - math.e) for n in (20, 40)]
+    assert abs(math.log2(err[0] / err[1]) - order) < 0.2
+
+
+@pytest.mark.parametrize('steps', [0, -3, 2.5, True])
+def test_steps_below_one_is_a_one_line_error(model, toy, steps):
+    with pytest.raises(ValueError, match='steps must be a whole number') as e:
+        sample_flow(model, [toy[0]], steps=steps)
+    assert '\n' not in str(e.value)
+
+
+def test_one_training_step_lowers_the_loss_on_a_fixed_batch(toy):
+    torch.manual_seed(1)
+    m = CrystalFlow(config_for_data(toy, task='csp', **TINY)).set_data_stats(toy)
+    batch = collate_crystals([toy[i] for i in range(16)])
+    before, after = loss_drops_on_batch(m, lambda m, b: m.loss(b, generator=torch.Generator().manual_seed(0)), batch, steps=1, lr=1e-4)
+    assert after < before
+
+
+def test_sampling_with_a_seed_is_reproducible(model, toy):
+    comps = [toy[i] for i in range(3)]
+    a, b = (sample_flow(model, comps, steps=3, method='heun', generator=torch.Generator().manual_seed(7)) for _ in range(2))
+    assert all(torch.equal(x.frac_coords, y.frac_coords) and torch.equal(x.lattice, y.lattice) for x, y in zip(a, b))
+    c = sample_flow(model, comps, steps=3, method='heun', generator=torch.Generator().manual_seed(8))
+    assert not torch.equal(a[0].frac_coords, c[0].frac_coords)
+
+
+def test_a_diffusion_checkpoint_is_not_read_as_a_flow(model):
+    with pytest.raises(ValueError, match='does not hold a CrystalFlow'):
+        flow_from_checkpoint({'config': {}, 'model': model.state_dict()})
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason='the Perov-5 flow model is not shipped')
+def test_shipped_flow_model_loads_and_samples_on_cpu():
+    flow = load_crystal_flow('perov5_csp', device='cpu')
+    assert SHIPPED.stat().st_size < 20 * 2**20
+    out = sample_flow(flow, ['SrTiO3', 'BaZrO3'], steps=10, method='heun', generator=torch.Generator().manual_seed(0))
+    assert [c.num_atoms for c in out] == [5, 5]
+    assert all(2.5 < c.lattice.det().abs() ** (1 / 3) < 7 for c in out)        # a perovskite-sized cell, Å
+
+
+def test_training_script_runs_and_resumes(tmp_path):
+    out = tmp_path / 'flow.pt'
+    cmd = [sys.executable, str(ROOT / 'scripts/train_crystal_flow.py'), '--dataset', 'toy', '--limit', '40', '--hidden', '16',
+           '--n-layers', '1', '--time-dim', '16', '--batch-size', '20', '--threads', '1', '--out', str(out)]
+    for epochs in ('1', '2'):
+        r = subprocess.run(cmd + ['--epochs', epochs], capture_output=True, text=True, cwd=ROOT)
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert 'resuming' in r.stdout
+    flow = load_crystal_flow(out)
+    assert isinstance(flow, CrystalFlow) and flow.config.epochs == 2
