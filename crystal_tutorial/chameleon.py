@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .core import WEIGHTS_DIR, Learner, data_dir, get_device, load_checkpoint, resolve_weights, save_checkpoint
+from .core import (WEIGHTS_DIR, Learner, check_seed, data_dir, get_device, load_checkpoint, resolve_weights,
+                                   save_checkpoint)
 from .crystals import CrystalDataset
 from crystal_tutorial.crystal_diffusion import (
     CrystalDiffusion, CrystalDiffusionConfig, crystal_diffusion_loss, model_from_checkpoint, sample_crystals,
@@ -27,9 +28,10 @@ from .symmetry import SymmetryConstraint, load_symmetry_templates, resolve_symme
 from .constraints import FormulaConstraint, cell_counts, cell_sizes, check_cell_size, orbits_fit
 
 # %% auto #0
-__all__ = ['PROMPT_TEMPLATES', 'SHIPPED_CHAMELEON_MODELS', 'SERVED_MAX_ATOMS', 'prompt_elements', 'conditioned_pairs',
-           'chameleon_learner', 'save_chameleon', 'Chameleon', 'needs_redraw', 'element_set', 'prompt_adherence',
-           'generation_summary', 'held_out_crystals', 'sample_prompts', 'crystal_system_of', 'PromptError']
+__all__ = ['PROMPT_TEMPLATES', 'SHIPPED_CHAMELEON_MODELS', 'SERVED_MAX_ATOMS', 'MAX_GUIDANCE', 'prompt_elements',
+           'conditioned_pairs', 'chameleon_learner', 'save_chameleon', 'Chameleon', 'needs_redraw', 'element_set',
+           'prompt_adherence', 'formula_adherence', 'generation_summary', 'held_out_crystals', 'sample_prompts',
+           'crystal_system_of', 'PromptError']
 
 # %% ../nbs/08_chameleon.ipynb #6cf3e7f0
 from .prompts import PromptError, PromptReading, read_prompt     # chapter 07b: the prompt reader
@@ -142,6 +144,8 @@ class Chameleon:
         return embed_prompts(self.clip, prompts, self._cache)
 
 # %% ../nbs/08_chameleon.ipynb #ebc867e7
+MAX_GUIDANCE = 50      # beyond it the guided noise estimate overflows and every lattice comes out non-finite
+
 def _check_request(self: Chameleon, prompt: str, n_atoms, n_samples, guidance_scale=1.0) -> list | None:
     "The prompt's element symbols, or PromptError for anything this model cannot answer."
     reading = self.read_prompt(prompt)
@@ -153,8 +157,9 @@ def _check_request(self: Chameleon, prompt: str, n_atoms, n_samples, guidance_sc
             raise PromptError(f"n_atoms must be a whole number from 1 to {self.max_atoms} (or None to draw it from the training data), got {n_atoms!r}")
         if not 1 <= n_atoms <= self.max_atoms:
             raise PromptError(f"n_atoms={n_atoms} is out of range: this model generates cells of 1 to {self.max_atoms} atoms")
-    if not isinstance(guidance_scale, (int, float)) or not math.isfinite(guidance_scale) or guidance_scale < 0:
-        raise PromptError(f"guidance_scale must be a number >= 0 (0: unconditional, 1: conditional, > 1: stronger), got {guidance_scale!r}")
+    if not isinstance(guidance_scale, (int, float)) or not 0 <= guidance_scale <= MAX_GUIDANCE:
+        raise PromptError(f"guidance_scale must be a number from 0 to {MAX_GUIDANCE} (0: unconditional, 1: conditional, > 1: stronger), "
+                          f"got {guidance_scale!r}")
     if reading.formula is not None:                                    # chapter 07c: whole formula units only
         if n_atoms is not None: check_cell_size(reading.formula, int(n_atoms), self.max_atoms)
         elif not cell_sizes(reading.formula, self.max_atoms): check_cell_size(reading.formula, self.max_atoms + 1, self.max_atoms)
@@ -217,6 +222,7 @@ Chameleon.uses_prototypes = _uses_prototypes
 # %% ../nbs/08_chameleon.ipynb #22f7224c
 def _draw_num_atoms(counts: Tensor, n: int, at_least: int, generator) -> Tensor:
     counts = counts.clone().cpu(); counts[:at_least] = 0
+    if counts.sum() == 0: return torch.full((n,), at_least)        # more elements than any training cell: the smallest that holds them
     return torch.multinomial(counts.double(), n, replacement=True, generator=generator)
 
 def _frame_atoms(frame):
@@ -282,7 +288,7 @@ def _sample_batch(self: Chameleon, prompts: list, num_atoms, guidance_scale: flo
                   seed: int | None = None, restrict_elements: bool = True, return_trajectory: bool = False, progress: bool = False,
                   charge_balanced: bool = True, retries: int = 0, symmetry='auto', step_lr: float | None = None, follow_formula: bool = True):
     "One crystal per (prompt, cell size) pair, all in one batched chain: a list of `ase.Atoms` (None where the lattice came out degenerate), and the trajectories if asked. With `retries`, crystals that came out degenerate or with overlapping atoms are drawn again, up to `retries` times (`_redraw`). With a `symmetry` (default 'auto': the crystal system or space group that a general-text prompt names), each crystal is generated inside a symmetry template (chapter 06c) of its cell size, from the pool of chapter 06d's prototypes (cells up to 52 atoms). With `follow_formula` (default), a prompt that gives a formula gets exactly whole units of it (chapter 07c's `FormulaConstraint`), in a template whose orbits can hold it. `step_lr` is the corrector's γ (None: the model's own, `diffusion.config.step_lr`; 0: predictor only, half the network passes)."
-    num_atoms = [int(n) for n in (num_atoms.tolist() if isinstance(num_atoms, Tensor) else num_atoms)]
+    num_atoms, seed = [int(n) for n in (num_atoms.tolist() if isinstance(num_atoms, Tensor) else num_atoms)], check_seed(seed)
     if len(prompts) != len(num_atoms): raise PromptError(f"got {len(prompts)} prompts and {len(num_atoms)} cell sizes: give one of each per crystal")
     if not prompts: raise PromptError("no prompts given: pass at least one")
     if isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
@@ -338,7 +344,7 @@ def _sample(self: Chameleon, prompt: str, n_atoms: int | None = None, n_samples:
             restrict_elements: bool = True, progress: bool = False, charge_balanced: bool = True, retries: int = 2, symmetry='auto', step_lr: float | None = None,
             route: str = 'auto', follow_formula: bool = True):
     "`n_samples` crystals for a prompt as a list of `ase.Atoms` (and, with return_trajectory, a list of 21 `ase.Atoms` frames per crystal, frame.info['t'] = steps left); by default with exactly the prompt's elements (`restrict_elements`) in charge-balanced proportions where SMACT allows any (`charge_balanced`), crystals with overlapping atoms drawn again up to `retries` times, and inside a space group when the prompt names a crystal system or space group (`symmetry`='auto'; or pass one, e.g. 'cubic', 225 or 'Fm-3m'; None: never); `step_lr`: the corrector's γ (None: the model's default); `route`: 'prototype' answers from chapter 06d's known crystals (the rest, if too few fit, by diffusion), 'diffusion' never, 'auto' (default) for the composition model's formulas ('Ga2Te3')."
-    elements = self.check_request(prompt, n_atoms, n_samples, guidance_scale)
+    elements, seed = self.check_request(prompt, n_atoms, n_samples, guidance_scale), check_seed(seed)
     if device is not None: self.to(device)
     if self.uses_prototypes(prompt, route, return_trajectory):         # chapter 06d: relatives of known crystals first
         found = self.sample_prototypes(prompt, n_atoms, int(n_samples), symmetry)
@@ -376,7 +382,14 @@ def prompt_adherence(atoms_list, elements) -> float:
     want = frozenset(elements)
     return float(np.mean([element_set(a) == want for a in atoms_list]))
 
-def generation_summary(atoms_list, elements=None, n_requested: int | None = None) -> dict:
+def formula_adherence(atoms_list, formula: dict) -> float:
+    "Fraction of crystals whose reduced formula is the prompt's (SrTiO2 does not answer 'SrTiO3', though its elements do)."
+    from pymatgen.core import Composition
+    if not atoms_list: return float('nan')
+    want = Composition(formula).reduced_formula
+    return float(np.mean([Composition(a.get_chemical_formula()).reduced_formula == want for a in atoms_list]))
+
+def generation_summary(atoms_list, elements=None, n_requested: int | None = None, formula: dict | None = None) -> dict:
     "Chapter 05's validity and uniqueness (and prompt adherence when `elements` is given) of generated crystals, as fractions of `n_requested` (default: of those generated)."
     from crystal_tutorial.evaluation import composition_validity, structure_validity, to_structure, unique_mask
     n = len(atoms_list) if n_requested is None else n_requested
@@ -387,6 +400,7 @@ def generation_summary(atoms_list, elements=None, n_requested: int | None = None
     out['comp_valid'] = sum(composition_validity(s) for s in structures) / n
     out['unique'] = float(unique_mask(structures).sum()) / n if structures else 0.0
     if elements is not None: out['prompt_adherence'] = prompt_adherence(atoms_list, elements) * len(atoms_list) / n
+    if formula: out['formula_adherence'] = formula_adherence(atoms_list, formula) * len(atoms_list) / n
     return out
 
 # %% ../nbs/08_chameleon.ipynb #f275e7eb

@@ -10,33 +10,86 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
-from .core import write_text_atomic
 
 # %% auto #0
-__all__ = ['OUTPUT_FILES', 'GENERATE_FILES', 'output_dir', 'cmd_evaluate', 'generate_dir', 'cmd_generate', 'cmd_predict',
-           'build_parser', 'main']
+__all__ = ['OUTPUT_FILES', 'GENERATE_FILES', 'MAX_SAMPLES', 'BATCH', 'OVERVIEW', 'output_claim', 'output_dir', 'cmd_evaluate',
+           'generate_dir', 'cmd_generate', 'cmd_predict', 'build_parser', 'main']
+
+# %% ../nbs/09_cli.ipynb #b1c2d3e5
+def _lock(folder: Path):
+    "An exclusive lock on `folder` (a file `.<name>.lock` beside it), or None if another run holds it."
+    lock = folder.with_name(f'.{folder.name}.lock')
+    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        import fcntl
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)   # released by the kernel when the process dies, even by kill -9
+    except ImportError: pass                             # no fcntl (Windows): the rename at the end still never overwrites
+    except OSError: os.close(fd); return None
+    return fd, lock
+
+def _unlock(held):
+    fd, lock = held
+    try: os.unlink(lock)
+    except OSError: pass
+    os.close(fd)
+
+def _publish(tmp: Path, out: Path, results) -> None:
+    "Move the files of `tmp` into `out`: a rename of the whole folder when `out` is new, else file by file, never over results."
+    from crystal_tutorial.core import default_mode
+    for f in tmp.iterdir(): os.chmod(f, default_mode())
+    os.chmod(tmp, default_mode(folder=True))
+    if not out.exists():
+        os.rename(tmp, out); return
+    if _holds(out, results): raise OSError(f"--out {out} was filled by another program meanwhile: nothing written")
+    for f in sorted(tmp.iterdir()): os.replace(f, out / f.name)
+
+def _holds(folder: Path, results) -> bool:
+    return folder.exists() and (not folder.is_dir() or any(any(folder.glob(p)) for p in results))
+
+@contextmanager
+def output_claim(out, results, error, numbered: bool = False):
+    """Claim the output folder `out` for one run and yield a private temporary folder beside it to write into.
+
+    `out` is refused (`error`, one line) when it is a file, holds a file matching a `results` pattern, cannot be
+    written, or is being written by another run; with `numbered`, `out-2`, `out-3`, ... are tried instead.
+    On success the files move into `out`; on any failure (or Ctrl-C) nothing is left behind."""
+    out = Path(out).expanduser().absolute()
+    for k in range(1, 10_000 if numbered else 2):
+        folder = out if k == 1 else out.with_name(f'{out.name}-{k}')
+        if folder.exists() and not folder.is_dir(): raise error(f"--out {folder} is a file, not a folder")
+        if numbered and _holds(folder, results): continue
+        try: folder.parent.mkdir(parents=True, exist_ok=True); held = _lock(folder)
+        except OSError as e: raise error(f"cannot write to {folder.parent} ({e.strerror}): choose another --out") from None
+        if held is None and numbered: continue
+        if held is None: raise error(f"--out {folder} is being written by another run: wait for it or choose another folder")
+        break
+    try:
+        if _holds(folder, results):
+            raise error(f"--out {folder} already holds results ({', '.join(results)}): choose another folder or remove them")
+        if folder.is_dir() and not os.access(folder, os.W_OK): raise error(f"cannot write to {folder}: choose another --out")
+        for stale in folder.parent.glob(f'.{folder.name}.*.tmp'): shutil.rmtree(stale, ignore_errors=True)  # a killed run's
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f'.{folder.name}.', suffix='.tmp'))
+        try:
+            yield tmp, folder
+            _publish(tmp, folder, results)
+        finally: shutil.rmtree(tmp, ignore_errors=True)
+    finally: _unlock(held)
 
 # %% ../nbs/09_cli.ipynb #4f5c5d92
 OUTPUT_FILES = ('metrics.json', 'per_structure.csv')
 
-def output_dir(samples: Path, out=None) -> Path:
-    "Where `evaluate` writes: `out` if given (refused if it already holds results), else `<samples>_evaluation` beside the samples, numbered -2, -3, ... if taken."
+def output_dir(samples: Path, out=None):
+    "The claim on where `evaluate` writes: `out`, else `<samples>_evaluation` beside the samples (-2, -3, ... if taken)."
     from crystal_tutorial.evaluation import EvaluationError
-    def taken(p: Path): return p.exists() and (not p.is_dir() or any((p / f).exists() for f in OUTPUT_FILES))
-    if out is not None:
-        out = Path(out).expanduser()
-        if out.exists() and not out.is_dir(): raise EvaluationError(f"--out {out} is a file, not a folder")
-        if taken(out): raise EvaluationError(f"--out {out} already holds results ({', '.join(OUTPUT_FILES)}): choose another folder or remove them")
-        return out
-    base = samples.resolve().parent / f'{samples.resolve().name}_evaluation'
-    out, k = base, 1
-    while taken(out): k += 1; out = base.with_name(f'{base.name}-{k}')
-    return out
+    default = samples.resolve().parent / f'{samples.resolve().name}_evaluation'
+    return output_claim(default if out is None else out, OUTPUT_FILES, EvaluationError, numbered=out is None)
 
 def _load_csv_structures(path, what: str):
     from crystal_tutorial.core import data_dir
@@ -55,45 +108,39 @@ def _load_csv_structures(path, what: str):
 def cmd_evaluate(args) -> int:
     "The `evaluate` subcommand: evaluate a folder of CIF files, write OUT/metrics.json and OUT/per_structure.csv, print the summary."
     from crystal_tutorial.evaluation import ConvexHull, EvaluationError, ReferenceSet, evaluate, load_structures
+    from crystal_tutorial.core import get_device, to_json, write_text_atomic
+    if args.relax is not None and args.relax < 0: raise EvaluationError(f"--relax needs a number of steps >= 0, got {args.relax}")
+    if not args.fmax > 0 or not math.isfinite(args.fmax): raise EvaluationError(f"--fmax must be a positive number of eV/Å, got {args.fmax}")
+    device = get_device(args.device)                               # an unknown or absent device: now, not after the slow part
     samples = Path(args.dir).expanduser()
     names, structures, errors = load_structures(samples)           # checks the folder first: fail before the slow parts
     for n, e in zip(names, errors):
         if e: print(f"warning: {n}: cannot be read, {e}; counted as invalid", file=sys.stderr)
     if all(s is None for s in structures): raise EvaluationError(f"none of the {len(names)} .cif files in {samples} could be read")
-    out = output_dir(samples, args.out)
-    if args.relax is not None and args.relax < 0: raise EvaluationError(f"--relax needs a number of steps >= 0, got {args.relax}")
-    if args.fmax <= 0: raise EvaluationError(f"--fmax must be positive, got {args.fmax}")
-    reference = ReferenceSet(_load_csv_structures(args.reference, '--reference'))
-    targets = _load_csv_structures(args.targets, '--targets') if args.targets else None
     hull = None
     if args.relax is not None:
         try: hull = ConvexHull(args.hull)
         except EvaluationError as e: print(f"warning: no energy above hull: {e}", file=sys.stderr)
-    df, summary = evaluate(samples, reference=reference, targets=targets, relax_steps=args.relax, fmax=args.fmax, hull=hull,
-                           device=args.device, coverage_metrics=args.coverage, verbose=not args.quiet)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / 'per_structure.csv', df.to_csv(index=False))
-    write_text_atomic(out / 'metrics.json', json.dumps(summary, indent=2) + '\n')
+    with output_dir(samples, args.out) as (tmp, out):
+        reference = ReferenceSet(_load_csv_structures(args.reference, '--reference'))
+        targets = _load_csv_structures(args.targets, '--targets') if args.targets else None
+        df, summary = evaluate((names, structures, errors), reference=reference, targets=targets, relax_steps=args.relax,
+                               fmax=args.fmax, hull=hull, device=device, coverage_metrics=args.coverage, verbose=not args.quiet)
+        write_text_atomic(tmp / 'per_structure.csv', df.to_csv(index=False))
+        write_text_atomic(tmp / 'metrics.json', to_json(summary))
     width = max(len(k) for k in summary)
     for k, v in summary.items(): print(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
     print(f"wrote {out / 'metrics.json'} and {out / 'per_structure.csv'}")
     return 0
 
 # %% ../nbs/09_cli.ipynb #f23477ef
-GENERATE_FILES = ('summary.json', 'overview.png')
+GENERATE_FILES = ('structure_*.cif', 'summary.json', 'overview.png')
+MAX_SAMPLES, BATCH, OVERVIEW = 1000, 50, 30   # crystals per run, drawn per batch, drawn in overview.png
 
-def generate_dir(out=None, default: str = 'chameleon_structures') -> Path:
-    "Where `generate` writes: `out` if given (refused if it is a file or already holds generated structures), else `default` in the working folder, numbered -2, -3, ... if taken."
+def generate_dir(out=None, default: str = 'chameleon_structures'):
+    "The claim on where `generate` writes: `out`, else `default` in the working folder (-2, -3, ... if taken)."
     from crystal_tutorial.chameleon import PromptError
-    def taken(p: Path): return p.exists() and (not p.is_dir() or any(p.glob('structure_*.cif')) or any((p / f).exists() for f in GENERATE_FILES))
-    if out is not None:
-        out = Path(out).expanduser()
-        if out.exists() and not out.is_dir(): raise PromptError(f"--out {out} is a file, not a folder")
-        if taken(out): raise PromptError(f"--out {out} already holds generated structures: choose another folder or remove them")
-        return out
-    out, k = Path(default), 1
-    while taken(out): k += 1; out = Path(f'{default}-{k}')
-    return out
+    return output_claim(default if out is None else out, GENERATE_FILES, PromptError, numbered=out is None)
 
 def _write_file_atomic(path: Path, write):
     "Call `write(tmp_path)`, then rename the temporary file into place."
@@ -103,58 +150,92 @@ def _write_file_atomic(path: Path, write):
     finally:
         if os.path.exists(tmp): os.remove(tmp)
 
+def _check_generate(args):
+    "Every argument of `generate` that can be checked before the model is loaded."
+    from crystal_tutorial.chameleon import PromptError
+    from crystal_tutorial.core import check_seed, get_device
+    if args.steps is not None and args.steps < 1: raise PromptError(f"--steps must be at least 1, got {args.steps}")
+    if args.retries < 0: raise PromptError(f"--retries must be 0 or more, got {args.retries}")
+    if args.step_lr is not None and not 0 <= args.step_lr < math.inf:
+        raise PromptError(f"--step-lr must be 0 (no corrector) or a small positive number such as 1e-5, got {args.step_lr}")
+    if not 1 <= args.n_samples <= MAX_SAMPLES:
+        raise PromptError(f"--n-samples must be from 1 to {MAX_SAMPLES} per run, got {args.n_samples}: run again for more")
+    check_seed(args.seed)
+    return get_device(args.device)
+
+def _sample_in_batches(model, args, symmetry) -> list:
+    "`model.sample` in batches of BATCH crystals (bounded memory), with a line per batch on stderr."
+    atoms_list = []
+    for start in range(0, args.n_samples, BATCH):
+        n = min(BATCH, args.n_samples - start)
+        seed = None if args.seed is None else (args.seed + start) % 2**63
+        atoms_list += model.sample(args.prompt, n_atoms=args.n_atoms, n_samples=n, guidance_scale=args.guidance_scale,
+                                   steps=args.steps, seed=seed, restrict_elements=not args.any_elements,
+                                   charge_balanced=not args.no_charge_balance, retries=args.retries, symmetry=symmetry,
+                                   step_lr=args.step_lr, route=args.route, progress=not args.quiet and sys.stdout.isatty())
+        if args.n_samples > BATCH and not args.quiet: print(f"{start + n}/{args.n_samples} drawn", file=sys.stderr)
+    return atoms_list
+
+def _overview(folder: Path, atoms_list, title: str):
+    "overview.png: a picture of each of the first OVERVIEW crystals."
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from crystal_tutorial.visualize import plot_crystals
+    shown = atoms_list[:OVERVIEW]
+    more = f' (first {OVERVIEW} of {len(atoms_list)})' if len(atoms_list) > OVERVIEW else ''
+    fig = plot_crystals(shown, ncols=5, size=2.2, suptitle=title + more,
+                        titles=[f'{i + 1}: {a.get_chemical_formula(empirical=True)}' for i, a in enumerate(shown)])
+    _write_file_atomic(folder / 'overview.png', lambda tmp: fig.savefig(tmp, dpi=110, format='png'))
+    plt.close(fig)
+
+def _check_prompt(model, args) -> list | None:
+    "The prompt's elements; an unknown mineral name is an error, what else the reader could not read one warning line."
+    from crystal_tutorial.chameleon import PromptError
+    with warnings.catch_warnings(record=True) as heard:
+        warnings.simplefilter('always')
+        elements = model.check_request(args.prompt, args.n_atoms, args.n_samples, args.guidance_scale)
+    for w in heard:
+        if 'mineral name' in str(w.message): raise PromptError(str(w.message))     # the structure asked for is unknown
+        print(f"warning: {w.message}", file=sys.stderr)
+    return elements
+
 def cmd_generate(args) -> int:
     "The `generate` subcommand: sample crystals for a prompt with a shipped Chameleon model, write CIFs, overview.png and summary.json."
     import time
+    from ase.io import write
     from crystal_tutorial.chameleon import Chameleon, PromptError, generation_summary
+    from crystal_tutorial.core import to_json, write_text_atomic
     t0 = time.time()
-    if args.steps is not None and args.steps < 1: raise PromptError(f"--steps must be at least 1, got {args.steps}")
-    if args.retries < 0: raise PromptError(f"--retries must be 0 or more, got {args.retries}")
-    if args.step_lr is not None and not args.step_lr >= 0: raise PromptError(f"--step-lr must be 0 (no corrector) or a small positive number such as 1e-5, got {args.step_lr}")
-    model = Chameleon.load(args.model, device=args.device)
-    with warnings.catch_warnings(record=True) as heard:              # what the prompt reader could not read
-        warnings.simplefilter('always')
-        elements = model.check_request(args.prompt, args.n_atoms, args.n_samples, args.guidance_scale)   # before any file is written
-    for w in heard:
-        if 'mineral name' in str(w.message): raise PromptError(str(w.message))     # an unknown mineral: the structure asked is unknown
-        print(f"warning: {w.message}", file=sys.stderr)
+    device = _check_generate(args)
+    model = Chameleon.load(args.model, device=device)
+    elements = _check_prompt(model, args)                                  # before any file is written
     symmetry = None if args.symmetry.strip().lower() in ('none', 'off') else args.symmetry
     system, spacegroup = model.wanted_symmetry(symmetry, args.prompt)
     model.uses_prototypes(args.prompt, args.route)                       # checks --route
     if args.steps is not None and args.steps > model.diffusion.n_steps:
         raise PromptError(f"--steps must be at most the model's {model.diffusion.n_steps} diffusion steps, got {args.steps}")
-    out = generate_dir(args.out)
-    if not args.quiet: print(f"{model}: {args.n_samples} crystal(s) for {args.prompt!r}", file=sys.stderr)
-    atoms_list = model.sample(args.prompt, n_atoms=args.n_atoms, n_samples=args.n_samples, guidance_scale=args.guidance_scale,
-                              steps=args.steps, seed=args.seed, restrict_elements=not args.any_elements, charge_balanced=not args.no_charge_balance,
-                              retries=args.retries, symmetry=symmetry, step_lr=args.step_lr, route=args.route, progress=not args.quiet and sys.stdout.isatty())     # a bar in a terminal, not in logs
-    out.mkdir(parents=True, exist_ok=True)
-    from ase.io import write
-    names = []
-    for i, atoms in enumerate(atoms_list):
-        path = out / f'structure_{i + 1}.cif'
-        _write_file_atomic(path, lambda tmp: write(tmp, atoms, format='cif'))
-        names.append(path.name)
-    if atoms_list:
-        import matplotlib; matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-        from crystal_tutorial.visualize import plot_crystals
-        fig = plot_crystals(atoms_list, ncols=5, size=2.2, titles=[f'{i + 1}: {a.get_chemical_formula(empirical=True)}' for i, a in enumerate(atoms_list)],
-                            suptitle=f'"{args.prompt}" ({model.kind} model, guidance {args.guidance_scale:g})')
-        _write_file_atomic(out / 'overview.png', lambda tmp: fig.savefig(tmp, dpi=110, format='png'))
-        plt.close(fig)
-    summary = {'prompt': args.prompt, 'model': model.kind, 'n_atoms': args.n_atoms, 'guidance_scale': args.guidance_scale,
-               'steps': args.steps or model.diffusion.n_steps,
-               'step_lr': model.diffusion.config.step_lr if args.step_lr is None else args.step_lr, 'seed': args.seed, 'restricted_to_prompt_elements': bool(elements) and not args.any_elements,
-               'charge_balanced': not args.no_charge_balance, 'retries': args.retries,
-               'crystal_system': system, 'spacegroup': spacegroup,
-               'redrawn': sum(a.info.get('attempt', 0) > 0 for a in atoms_list),
-               'from_prototypes': sum(a.info.get('route') == 'prototype' for a in atoms_list),
-               **generation_summary(atoms_list, elements, n_requested=args.n_samples), 'files': names, 'seconds': round(time.time() - t0, 1)}
-    write_text_atomic(out / 'summary.json', json.dumps(summary, indent=2) + '\n')
-    for k in ('n_generated', 'struct_valid', 'comp_valid', 'unique', 'prompt_adherence'):
+    with generate_dir(args.out) as (tmp, out):                            # claimed (and checked writable) before sampling
+        if not args.quiet: print(f"{model}: {args.n_samples} crystal(s) for {args.prompt!r}", file=sys.stderr)
+        atoms_list = _sample_in_batches(model, args, symmetry)
+        names = [f'structure_{i + 1}.cif' for i in range(len(atoms_list))]
+        for name, atoms in zip(names, atoms_list): write(tmp / name, atoms, format='cif')
+        title = f'"{args.prompt}" ({model.kind} model, guidance {args.guidance_scale:g})'
+        if atoms_list: _overview(tmp, atoms_list, title)
+        summary = {'prompt': args.prompt, 'model': model.kind, 'n_atoms': args.n_atoms, 'guidance_scale': args.guidance_scale,
+                   'steps': args.steps or model.diffusion.n_steps,
+                   'step_lr': model.diffusion.config.step_lr if args.step_lr is None else args.step_lr, 'seed': args.seed,
+                   'restricted_to_prompt_elements': bool(elements) and not args.any_elements,
+                   'charge_balanced': not args.no_charge_balance, 'retries': args.retries,
+                   'crystal_system': system, 'spacegroup': spacegroup,
+                   'redrawn': sum(a.info.get('attempt', 0) > 0 for a in atoms_list),
+                   'from_prototypes': sum(a.info.get('route') == 'prototype' for a in atoms_list),
+                   **generation_summary(atoms_list, elements, args.n_samples, model.read_prompt(args.prompt).formula), 'files': names,
+                   'seconds': round(time.time() - t0, 1)}
+        write_text_atomic(tmp / 'summary.json', to_json(summary))
+    for k in ('n_generated', 'struct_valid', 'comp_valid', 'unique', 'prompt_adherence', 'formula_adherence'):
         if k in summary: print(f"{k:<17} {summary[k]:.2f}" if isinstance(summary[k], float) else f"{k:<17} {summary[k]}")
-    print(f"wrote {len(names)} CIF files, overview.png and summary.json to {out}/ in {summary['seconds']:.0f} s")
+    what = 'CIF files, overview.png and summary.json' if atoms_list else 'summary.json (no crystal came out)'
+    print(f"wrote {len(names)} {what} to {out}/ in {summary['seconds']:.0f} s")
     return 0
 
 # %% ../nbs/09_cli.ipynb #5780b634
@@ -188,32 +269,23 @@ def _predict_targets(spec: str) -> list:
         out.append((re.sub(r'[^\w.-]', '_', name), counts))
     return out
 
-def _claim_output(out: Path) -> Path:
-    "A private temporary folder beside `out`, after checking that `out` is free and its parent writable."
-    from crystal_tutorial.structure_prediction import PredictionError
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise PredictionError(f"--out {out} already exists and is not empty: choose another folder or remove it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(out.parent, os.W_OK): raise PredictionError(f"cannot write to {out.parent}: choose another --out")
-    return Path(tempfile.mkdtemp(dir=out.parent, prefix=f'.{out.name}.'))
-
 def cmd_predict(args) -> int:
     "The `predict` subcommand: ranked structures for a formula or each row of a CSV (chapter 06d), as CIFs and summary.json."
-    import shutil, time
+    import time
     from ase.io import write
+    from crystal_tutorial.core import get_device, to_json, write_text_atomic
     from crystal_tutorial.structure_prediction import PredictionError, load_prototype_pool, predict_structure
     from fastprogress.fastprogress import progress_bar
     t0 = time.time()
     if args.k < 1: raise PredictionError(f"--k must be at least 1, got {args.k}")
     if args.relax < 0 or args.refine_from < 0: raise PredictionError("--relax and --refine-from must be 0 or more")
     targets = _predict_targets(args.target)                       # every row checked before the slow part
-    out = Path(args.out).expanduser()
-    tmp = _claim_output(out)
-    try:
+    device = get_device(args.device)
+    with output_claim(args.out, ('*.cif', 'summary.json'), PredictionError) as (tmp, out):
         pool, rows = load_prototype_pool(args.pool), []
         for name, counts in (progress_bar(targets) if len(targets) > 1 and not args.quiet else targets):
             t1 = time.time()
-            cands = predict_structure(counts, k=args.k, pool=pool, refine_from=args.refine_from, relax_steps=args.relax, device=args.device)
+            cands = predict_structure(counts, k=args.k, pool=pool, refine_from=args.refine_from, relax_steps=args.relax, device=device)
             for i, c in enumerate(cands):
                 write(tmp / (f'{name}.cif' if i == 0 else f'{name}_k{i + 1}.cif'), c.to_atoms(), format='cif')
             rows.append({'name': name, 'composition': counts, 'seconds': round(time.time() - t1, 2),
@@ -223,13 +295,7 @@ def cmd_predict(args) -> int:
         summary = {'target': args.target, 'k': args.k, 'pool': args.pool, 'relax_steps': args.relax, 'refine_from': args.refine_from,
                    'n_targets': len(rows), 'prototype_share': sum(r['candidates'][0]['route'] == 'prototype' for r in rows if r['candidates']) / len(rows),
                    'seconds': round(time.time() - t0, 1), 'targets': rows}
-        write_text_atomic(tmp / 'summary.json', json.dumps(summary, indent=2, allow_nan=False) + '\n')
-        for f in tmp.iterdir(): os.chmod(f, 0o644)
-        os.chmod(tmp, 0o755)
-        try: os.rename(tmp, out)                                 # all or nothing; fails if another run took `out` meanwhile
-        except OSError: raise PredictionError(f"--out {out} was filled by another run meanwhile: nothing written") from None
-    finally:
-        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+        write_text_atomic(tmp / 'summary.json', to_json(summary))
     for r in rows[:10]:
         c = r['candidates'][0] if r['candidates'] else None
         print(f"{r['name']:<16} {c['formula'] + ' from ' + c['prototype'] + ' (SG ' + str(c['prototype_spacegroup']) + ')' if c else 'no candidate'}")
@@ -293,15 +359,13 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, 'func', None) is None: parser.print_help(sys.stderr); return 2
-    from crystal_tutorial.evaluation import EvaluationError
-    from crystal_tutorial.chameleon import PromptError
-    from crystal_tutorial.core import CheckpointError
-    from crystal_tutorial.structure_prediction import PredictionError
+    from crystal_tutorial.core import InputError, use_threads    # every error of the project's is an InputError
     try:
+        use_threads()                                            # as many threads as the machine has idle cores
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
             return args.func(args)
-    except (EvaluationError, PromptError, PredictionError, CheckpointError, OSError) as e:
+    except (InputError, OSError) as e:
         print(f"crystal-tutorial {args.command}: error: {' '.join(str(e).split())}", file=sys.stderr); return 2
     except KeyboardInterrupt:
         print(f"crystal-tutorial {args.command}: interrupted", file=sys.stderr); return 130

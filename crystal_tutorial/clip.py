@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import WEIGHTS_DIR, Learner, data_dir, get_device, load_checkpoint, resolve_weights, save_checkpoint
+from .core import (WEIGHTS_DIR, Learner, data_dir, get_device, load_checkpoint, model_from_state, resolve_weights,
+                                   save_checkpoint)
 from .crystals import (
     Crystal, CrystalBatch, CrystalDataset, ELEMENT_GROUPS, GROUP_COLORS, element_group, fully_connected_edges, scatter_mean)
 from .crystal_diffusion import N_ELEMENTS, CSPNet, atom_types_to_onehot, lattice_invariants
@@ -428,12 +429,7 @@ SHIPPED_CLIP_MODELS = {'mp_mix_20': ('crystal_clip_mp_mix_20.pt', 'mp_mix_20', '
 
 def clip_from_checkpoint(state: dict) -> CrystalCLIP:
     "The CrystalCLIP stored in a loaded checkpoint (its configuration and weights)."
-    if 'config' not in state or 'model' not in state: raise ValueError("this checkpoint has no 'config' and 'model': it was not written for CrystalCLIP")
-    try: config = CrystalCLIPConfig.from_dict(state['config'])
-    except (ValueError, TypeError) as e: raise ValueError(f"not a Crystal CLIP checkpoint: {e}") from None
-    model = CrystalCLIP(config)
-    model.load_state_dict(state['model'])
-    return model
+    return model_from_state(state, lambda config: CrystalCLIP(CrystalCLIPConfig.from_dict(config)), 'CrystalCLIP')
 
 def save_crystal_clip(path, model: CrystalCLIP, **extra) -> Path:
     "Weights and configuration of `model` (plus `extra`: history, data, ...) for `load_crystal_clip`."

@@ -5,11 +5,14 @@
 # %% ../nbs/00_core.ipynb #5d64bd85
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import random
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -21,9 +24,12 @@ from torch import nn
 import crystal_tutorial
 
 # %% auto #0
-__all__ = ['DEVICE_ENV', 'MODE_ENV', 'DATA_ENV', 'CHECKPOINT_FORMAT', 'WEIGHTS_DIR', 'get_device', 'set_seed', 'run_mode',
-           'is_fast', 'fast_or_full', 'project_root', 'data_dir', 'Learner', 'loss_drops_on_batch', 'CheckpointError',
-           'save_checkpoint', 'write_text_atomic', 'load_checkpoint', 'resolve_weights', 'fit_with_budget']
+__all__ = ['DEVICE_ENV', 'THREADS_ENV', 'MODE_ENV', 'DATA_ENV', 'CHECKPOINT_FORMAT', 'WEIGHTS_DIR', 'MANIFEST_NAME',
+           'HASHED_SUFFIXES', 'InputError', 'DeviceError', 'get_device', 'use_threads', 'check_seed', 'set_seed',
+           'run_mode', 'is_fast', 'fast_or_full', 'project_root', 'data_dir', 'Learner', 'loss_drops_on_batch',
+           'CheckpointError', 'default_mode', 'save_checkpoint', 'write_text_atomic', 'to_json', 'load_weights',
+           'model_from_state', 'nonfinite_weight', 'load_checkpoint', 'file_sha256', 'build_weights_manifest',
+           'write_weights_manifest', 'weights_manifest', 'verify_shipped', 'resolve_weights', 'fit_with_budget']
 
 # %% ../nbs/00_core.ipynb #52ae8bf0
 DEVICE_ENV = 'CRYSTAL_TUTORIAL_DEVICE'
@@ -31,6 +37,11 @@ DEVICE_ENV = 'CRYSTAL_TUTORIAL_DEVICE'
 def _mps_available() -> bool:
     mps = getattr(torch.backends, 'mps', None)
     return bool(mps is not None and mps.is_available())
+
+class InputError(ValueError):
+    "Something a user gave that cannot work (a device, a seed, a size, a file): the command line prints it as one line, exit 2."
+
+class DeviceError(InputError): "A device that does not exist or is not available."
 
 def get_device(device: str | torch.device | None = None) -> torch.device:
     "The device to compute on: `device` if given, else `$CRYSTAL_TUTORIAL_DEVICE`, else CUDA, then Apple MPS, then CPU."
@@ -41,16 +52,43 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
         return torch.device('cpu')
     try: dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda', 'cuda:0' or 'mps' (or leave it unset to pick the best one)") from None
+        where = f" (from ${DEVICE_ENV})" if device == os.environ.get(DEVICE_ENV) else ""
+        raise DeviceError(f"unknown device {device!r}{where}: use 'cpu', 'cuda', 'cuda:0' or 'mps' (or leave it unset to pick the best one)") from None
     if dev.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f"device {str(dev)!r} was asked for but no CUDA GPU is visible: use device='cpu' or leave it unset")
+        raise DeviceError(f"device {str(dev)!r} was asked for but no CUDA GPU is visible: use device='cpu' or leave it unset")
+    if dev.type == 'cuda' and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DeviceError(f"device {str(dev)!r} does not exist: {torch.cuda.device_count()} CUDA GPU(s) are visible")
     if dev.type == 'mps' and not _mps_available():
-        raise ValueError(f"device 'mps' was asked for but Apple MPS is not available: use device='cpu' or leave it unset")
+        raise DeviceError(f"device 'mps' was asked for but Apple MPS is not available: use device='cpu' or leave it unset")
+    if dev.type not in ('cpu', 'cuda', 'mps'): raise DeviceError(f"device {str(dev)!r} is not supported: use 'cpu', 'cuda' or 'mps'")
     return dev
 
 # %% ../nbs/00_core.ipynb #21a04191
+THREADS_ENV = 'CRYSTAL_TUTORIAL_THREADS'
+
+def use_threads(n: int | None = None) -> int:
+    "Set PyTorch's CPU threads to `n`, else `$CRYSTAL_TUTORIAL_THREADS`, else the cores other processes leave idle (1 to 4)."
+    n = n if n is not None else os.environ.get(THREADS_ENV)
+    if n is None and os.environ.get('OMP_NUM_THREADS'): return torch.get_num_threads()   # the user chose already
+    if n is None:
+        cores, busy = os.cpu_count() or 1, os.getloadavg()[0] if hasattr(os, 'getloadavg') else 0.0
+        n = max(1, min(4, round(cores - busy)))                  # threads fighting busy cores run many times slower
+    try: n = int(n); assert n >= 1
+    except (ValueError, AssertionError):
+        raise InputError(f"${THREADS_ENV} must be a whole number of threads >= 1, got {n!r}") from None
+    torch.set_num_threads(n)
+    return n
+
+def check_seed(seed) -> int | None:
+    "`seed` as an int from 0 to 2**63 - 1 (or None); InputError for anything else."
+    if seed is None: return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise InputError(f"seed must be a whole number from 0 to 2**63 - 1, got {seed!r}")
+    return int(seed)
+
 def set_seed(seed: int = 42) -> int:
     "Seed Python, NumPy and PyTorch (CPU and every GPU) so that a run can be repeated."
+    seed = check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -184,10 +222,24 @@ def loss_drops_on_batch(model: nn.Module, loss_func, batch, steps: int = 20, lr:
     return before, loss().item()
 
 # %% ../nbs/00_core.ipynb #76965514
-class CheckpointError(RuntimeError):
-    "A checkpoint file that cannot be read, or does not fit the model it is loaded into."
+class CheckpointError(InputError, RuntimeError):
+    "A checkpoint or weights file that cannot be read, was damaged, holds NaN weights, or does not fit the model it is loaded into (a ValueError, and a RuntimeError as before)."
 
 CHECKPOINT_FORMAT = 1
+
+def _umask() -> int:
+    "The process's umask, read from /proc where it can be (so that no other thread sees it changed)."
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'): return int(line.split()[1], 8)
+    except (OSError, ValueError): pass
+    mask = os.umask(0o022); os.umask(mask)
+    return mask
+
+def default_mode(folder: bool = False) -> int:
+    "The mode a new file (0o666) or folder (0o777) gets under the user's umask: temporary files are created 0600, so files written through them get this."
+    return (0o777 if folder else 0o666) & ~_umask()
 
 def save_checkpoint(path, model: nn.Module | None = None, **extra) -> Path:
     "Write `model`'s weights and `extra` (tensors, numbers, strings, lists, dicts) to `path`, atomically."
@@ -200,6 +252,7 @@ def save_checkpoint(path, model: nn.Module | None = None, **extra) -> Path:
         with os.fdopen(fd, 'wb') as f:
             torch.save(state, f)
             f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp): os.remove(tmp)
@@ -212,34 +265,133 @@ def write_text_atomic(path, text: str) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
         with os.fdopen(fd, 'w', encoding='utf-8') as f: f.write(text); f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.remove(tmp)
     return path
 
+def _finite(x):
+    if isinstance(x, float) and not math.isfinite(x): return None
+    if isinstance(x, dict): return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return [_finite(v) for v in x]
+    if isinstance(x, np.generic): return _finite(x.item())
+    return x
+
+def to_json(obj) -> str:
+    "`obj` as strict JSON text (NaN and infinity become null, NumPy scalars plain numbers), indented, with a final newline."
+    return json.dumps(_finite(obj), indent=2, allow_nan=False) + '\n'
+
+def _first_line(e: Exception) -> str:
+    "The informative line of an exception's message (load_state_dict puts it second)."
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    if len(lines) > 1 and lines[0].startswith('Error(s) in loading'): return lines[1]
+    return lines[0] if lines else type(e).__name__
+
+def load_weights(model: nn.Module, weights, source: str = 'the checkpoint') -> nn.Module:
+    "`model.load_state_dict(weights)`, with a one-line CheckpointError when they do not fit (another model, a missing or mis-shaped tensor)."
+    if not isinstance(weights, dict): raise CheckpointError(f"{source} holds no model weights (a dict of tensors)")
+    try: model.load_state_dict(weights)
+    except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as e:
+        raise CheckpointError(f"{source} was saved from a different model ({_first_line(e)}): "
+                              "build the model with the configuration stored in the checkpoint") from None
+    return model
+
+def model_from_state(state, make, what: str) -> nn.Module:
+    "`make(state['config'])` filled with `state['model']`; a one-line CheckpointError for a missing or bad configuration."
+    if not isinstance(state, dict) or 'config' not in state or 'model' not in state:
+        raise CheckpointError(f"this checkpoint has no 'config' and 'model': it was not written for {what}")
+    try: model = make(state['config'])
+    except (ValueError, TypeError, KeyError, AttributeError, RuntimeError) as e:
+        raise CheckpointError(f"the configuration in this checkpoint is not a valid {what} configuration "
+                              f"({_first_line(e)}): save the checkpoint again with this version") from None
+    return load_weights(model, state['model'], f'this {what} checkpoint')
+
+def nonfinite_weight(state: dict) -> str | None:
+    "The name of the first model weight in a loaded checkpoint (under 'model', or '<key>.model' one level down, e.g. 'clip.model') that holds NaN or infinity; None when all are finite."
+    groups = [('model', state.get('model'))] + [(f'{k}.model', v.get('model')) for k, v in state.items() if isinstance(v, dict) and k != 'model']
+    for prefix, weights in groups:
+        if not isinstance(weights, dict): continue
+        for name, t in weights.items():
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()): return f'{prefix}.{name}'
+    return None
+
 def load_checkpoint(path, model: nn.Module | None = None, device=None) -> dict:
-    "Read a checkpoint safely (`weights_only=True`); if `model` is given, load its weights into it."
+    "Read a checkpoint safely (`weights_only=True`; a shipped file checked against its SHA-256, NaN weights refused); if `model` is given, load its weights into it."
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist: check the path, or train and save the model first")
+    verify_shipped(path)
     try: state = torch.load(path, map_location=get_device(device) if device is not None else 'cpu', weights_only=True)
     except Exception as e:
         raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or not a PyTorch checkpoint ({type(e).__name__}): "
                               "delete it and save or download it again") from None
     if not isinstance(state, dict) or 'format' not in state:
         raise CheckpointError(f"{str(path)!r} is a PyTorch file but not a crystal_tutorial checkpoint: save it with save_checkpoint")
+    bad = nonfinite_weight(state)
+    if bad: raise CheckpointError(f"checkpoint {str(path)!r} holds NaN or infinite weights ({bad}): it comes from a diverged training run; train again or use another checkpoint")
     if model is not None:
         if 'model' not in state: raise CheckpointError(f"checkpoint {str(path)!r} holds no model weights")
-        try: model.load_state_dict(state['model'])
-        except RuntimeError as e:
-            first = str(e).strip().splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
-            raise CheckpointError(f"checkpoint {str(path)!r} was saved from a different model ({first}): "
-                                  "build the model with the configuration stored in the checkpoint") from None
+        load_weights(model, state['model'], f"checkpoint {str(path)!r}")
     return state
 
-# %% ../nbs/00_core.ipynb #6cbc9ce2
+# %% ../nbs/00_core.ipynb #a3c1f0e7
 WEIGHTS_DIR = Path(crystal_tutorial.__file__).parent / 'weights'     # trained weights ship inside the package
+MANIFEST_NAME = 'MANIFEST.json'       # in WEIGHTS_DIR: the SHA-256 and size of every shipped .pt and .npz file
+HASHED_SUFFIXES = ('.pt', '.npz')     # the measures (.json) and model cards (.md) are rewritten by benchmarks: not hashed
 
+def file_sha256(path) -> str:
+    "SHA-256 of a file, as hex (read 1 MB at a time)."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
+    return h.hexdigest()
+
+def build_weights_manifest(folder=None, names=None) -> dict:
+    "{file name: {'sha256', 'size'}} for the .pt and .npz files in `folder` (default WEIGHTS_DIR), or for `names` only."
+    folder = Path(folder or WEIGHTS_DIR)
+    files = (sorted(p for p in folder.iterdir() if p.suffix in HASHED_SUFFIXES and p.is_file()) if names is None
+             else [folder / n for n in sorted(names)])
+    return {p.name: {'sha256': file_sha256(p), 'size': p.stat().st_size} for p in files}
+
+def write_weights_manifest(folder=None, names=None) -> Path:
+    "Write `folder`/MANIFEST.json (default WEIGHTS_DIR) for its .pt and .npz files (or `names`): run after retraining a shipped model (scripts/update_weights_manifest.py)."
+    folder = Path(folder or WEIGHTS_DIR)
+    manifest = {'about': 'SHA-256 and size of each shipped weights file, checked on load; rewrite with scripts/update_weights_manifest.py',
+                'files': build_weights_manifest(folder, names)}
+    return write_text_atomic(folder / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True) + '\n')
+
+def _read_manifest(path: Path) -> dict:
+    try: files = json.loads(path.read_text())['files']
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"the weights manifest {path} is damaged ({type(e).__name__}): restore it with "
+                              f"`pip install --force-reinstall crystal_tutorial` or, in a clone, `git checkout -- {_shown(path)}`") from None
+    return {name: (int(e['size']), str(e['sha256'])) for name, e in files.items()}
+
+def weights_manifest(folder=None) -> dict:
+    "The manifest of `folder` (default WEIGHTS_DIR): file name -> (size, SHA-256); empty when the folder has none."
+    path = Path(folder or WEIGHTS_DIR) / MANIFEST_NAME
+    return _read_manifest(path) if path.exists() else {}
+
+def _shown(path: Path) -> str:
+    "`path` as a `git checkout -- ...` hint names it: relative to the checkout for a shipped file."
+    return f'crystal_tutorial/weights/{path.name}' if path.resolve().parent == WEIGHTS_DIR.resolve() else str(path)
+
+def verify_shipped(path, folder=None) -> Path:
+    "Check a file of `folder` (default WEIGHTS_DIR) against its manifest entry (size, then SHA-256); other files pass. Returns `path`."
+    path, folder = Path(path), Path(folder or WEIGHTS_DIR)
+    try: real = path.resolve(); inside = real.parent == folder.resolve()
+    except OSError: return path
+    if not inside: return path
+    entry = weights_manifest(folder).get(real.name)
+    if entry is None: return path
+    if real.stat().st_size != entry[0] or file_sha256(real) != entry[1]:
+        raise CheckpointError(f"the shipped file {real.name} does not match its SHA-256 in {MANIFEST_NAME} (damaged or changed): restore it with "
+                              f"`pip install --force-reinstall crystal_tutorial` or, in a clone, `git checkout -- {_shown(real)}` "
+                              f"(after retraining it on purpose: python scripts/update_weights_manifest.py)")
+    return path
+
+# %% ../nbs/00_core.ipynb #6cbc9ce2
 def resolve_weights(name_or_path, shipped: dict, what: str, train_command=None) -> Path:
     "The checkpoint file of a shipped model (`shipped`: name -> file in WEIGHTS_DIR) or of a path; `train_command(name, path)` says how to make a missing shipped file."
     name = str(name_or_path)
@@ -248,22 +400,51 @@ def resolve_weights(name_or_path, shipped: dict, what: str, train_command=None) 
         if not path.exists():
             how = f": train it with `{train_command(name, path)}`" if train_command else ""
             raise FileNotFoundError(f"the {what} {name!r} is not shipped in this version ({path} is missing){how}")
-        return path
+        return path                                  # load_checkpoint checks it against the manifest
     path = Path(name_or_path).expanduser()
     if not path.exists(): raise ValueError(f"{name!r} is neither a shipped {what} ({', '.join(shipped)}) nor an existing checkpoint file")
     return path
 
 # %% ../nbs/00_core.ipynb #b4d92693
-def _learner_save(self, path, **extra) -> Path:
-    "Save weights, optimizer state, epoch and history, to resume training later."
+def _rng_state(learn) -> dict:
+    "The random states a training run draws from: Python, NumPy, torch (CPU, CUDA) and the data loader's own generator."
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {'python': list(random.getstate()[1]), 'numpy': [torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+             'torch': torch.get_rng_state()}
+    if torch.cuda.is_available(): state['cuda'] = torch.cuda.get_rng_state_all()
+    gen = getattr(learn.train_dl, 'generator', None)
+    if isinstance(gen, torch.Generator): state['loader'] = gen.get_state()
+    return state
+
+def _set_rng_state(learn, state: dict):
+    random.setstate((3, tuple(state['python']), None))
+    keys, pos, has_gauss, gauss = state['numpy']
+    np.random.set_state(('MT19937', keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state['torch'])
+    if 'cuda' in state and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state['cuda'])
+    gen = getattr(learn.train_dl, 'generator', None)
+    if 'loader' in state and isinstance(gen, torch.Generator): gen.set_state(state['loader'])
+
+def _previous(path: Path) -> Path: return path.with_name(path.name + '.prev')
+
+def _learner_save(self, path, keep_previous: bool = False, **extra) -> Path:
+    "Save weights, optimizer, epoch, history and random states, to resume later; `keep_previous` keeps the last file as `.prev`."
+    path = Path(path)
+    if keep_previous and path.exists(): os.replace(path, _previous(path))   # each step atomic: one good file at any moment
     return save_checkpoint(path, self.model, optimizer=self.opt.state_dict(), epoch=self.epoch,
-                           history=self.history, **extra)
+                           history=self.history, rng=_rng_state(self), **extra)
 
 def _learner_load(self, path) -> dict:
-    "Restore what `save` wrote, and continue from that epoch."
-    state = load_checkpoint(path, self.model, device=self.device)
+    "Restore what `save` wrote and continue from that epoch: the same run, data order and noise included."
+    path = Path(path)
+    try: state = load_checkpoint(path, self.model, device=self.device)
+    except CheckpointError as e:                                  # killed while writing, or damaged: the one before
+        if not _previous(path).exists(): raise
+        warnings.warn(f"{e}; resuming from the previous state {_previous(path).name} instead")
+        state = load_checkpoint(_previous(path), self.model, device=self.device)
     if 'optimizer' in state: self.opt.load_state_dict(state['optimizer'])
     self.epoch, self.history = state.get('epoch', 0), list(state.get('history', []))
+    if 'rng' in state: _set_rng_state(self, state['rng'])
     return state
 
 Learner.save, Learner.load = _learner_save, _learner_load

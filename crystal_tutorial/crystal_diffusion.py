@@ -24,7 +24,8 @@ from fastprogress.fastprogress import progress_bar
 from torch import Tensor, nn
 
 import crystal_tutorial
-from .core import WEIGHTS_DIR, Learner, get_device, load_checkpoint, resolve_weights, save_checkpoint, write_text_atomic
+from .core import (WEIGHTS_DIR, Learner, get_device, load_checkpoint, model_from_state, resolve_weights,
+                                   save_checkpoint, write_text_atomic)
 from crystal_tutorial.crystals import (
     Crystal, CrystalBatch, CrystalDataset, collate_crystals, fully_connected_edges, lattice_to_params, owner_index, scatter_mean,
     sha256_file, wrap_frac)
@@ -615,7 +616,7 @@ def crystal_diffusion_learner(config: CrystalDiffusionConfig, train_ds: CrystalD
 
 def save_training_state(learn: Learner, path, **extra) -> Path:
     "Weights, optimizer, learning-rate schedule, epoch, history and configuration: everything `resume_training` needs."
-    return learn.save(path, config=asdict(learn.config), lr_schedule=learn.lr_schedule.state_dict(), **extra)
+    return learn.save(path, keep_previous=True, config=asdict(learn.config), lr_schedule=learn.lr_schedule.state_dict(), **extra)
 
 def resume_training(path, train_ds: CrystalDataset, valid_ds: CrystalDataset | None = None, device=None, **overrides) -> tuple[Learner, dict]:
     "A Learner rebuilt from a `save_training_state` checkpoint (configuration `overrides` allowed, e.g. epochs), ready to `fit` the remaining epochs; also returns the checkpoint's extra entries."
@@ -639,10 +640,8 @@ SHIPPED_MODELS = {                       # name: (file in WEIGHTS_DIR, dataset, 
 
 def model_from_checkpoint(state: dict) -> CrystalDiffusion:
     "The CrystalDiffusion model stored in a loaded checkpoint (its configuration and weights)."
-    if 'config' not in state or 'model' not in state: raise ValueError("this checkpoint has no 'config' and 'model': it was not written for CrystalDiffusion")
-    model = CrystalDiffusion(CrystalDiffusionConfig.from_dict(state['config']))
-    model.load_state_dict(state['model'])
-    return model
+    make = lambda config: CrystalDiffusion(CrystalDiffusionConfig.from_dict(config))
+    return model_from_state(state, make, 'CrystalDiffusion')
 
 def load_crystal_diffusion(name_or_path, device=None) -> CrystalDiffusion:
     "A trained model: one of `SHIPPED_MODELS` by name, or any checkpoint written by the training script or `save_training_state`."

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from .core import data_dir, project_root
+from .core import InputError, data_dir, project_root
 
 # %% auto #0
 __all__ = ['IONIC_RADII', 'DATASETS_ENV', 'CDVAE_URL', 'DOWNLOADABLE', 'CDVAE_SHA256', 'CACHE_FORMAT', 'ELEMENT_GROUPS',
@@ -475,7 +475,7 @@ CDVAE_SHA256 = {
     ('mp_20', 'train'): None, ('mp_20', 'val'): None, ('mp_20', 'test'): None,
 }
 
-class DatasetError(RuntimeError):
+class DatasetError(InputError, RuntimeError):
     "A dataset file that is missing, cannot be downloaded, or does not have the expected content."
 
 class ChecksumError(DatasetError):
@@ -570,11 +570,9 @@ def _writable(folder: Path) -> bool:
     return not (hasattr(os, 'geteuid') and os.geteuid() == 0 and not st.st_mode & 0o222)
 
 def cache_path(csv, digest: str, tag: str, cache_dir=None) -> Path:
-    "Where `load_csv` keeps the parsed tensors of `csv`: in `cache_dir` if given, else next to the CSV if that folder is writable, else in `data_dir()/parsed`."
-    csv = Path(csv); name = f'{csv.name}.{digest[:16]}.{tag}.pt'
-    if cache_dir is not None: return Path(cache_dir) / f'{csv.parent.name}_{name}'
-    if _writable(csv.parent): return csv.parent / name
-    return data_dir() / 'parsed' / f'{csv.parent.name}_{name}'
+    "Where `load_csv` keeps the parsed tensors of `csv`: in `cache_dir` if given, else in `data_dir()/parsed` (never beside the CSV)."
+    csv = Path(csv); name = f'{csv.parent.name}_{csv.name}.{digest[:16]}.{tag}.pt'
+    return Path(cache_dir if cache_dir is not None else data_dir() / 'parsed') / name
 
 def _read_csv(path: Path, limit: int | None) -> pd.DataFrame:
     "pandas' reading of a plain or gzip CSV (gzip recognized by its first bytes, whatever the file is called), as a DatasetError if it is not one."

@@ -16,7 +16,7 @@ from fastprogress.fastprogress import progress_bar
 from torch import nn
 
 import crystal_tutorial
-from .core import WEIGHTS_DIR, get_device, load_checkpoint, save_checkpoint
+from .core import WEIGHTS_DIR, get_device, load_checkpoint, model_from_state, save_checkpoint
 
 # %% auto #0
 __all__ = ['MNIST_DIFFUSION', 'to_model_range', 'to_pixel_range', 'NoiseSchedule', 'linear_betas', 'cosine_betas',
@@ -281,10 +281,8 @@ def load_mnist_diffusion(path=None, device=None) -> Diffusion:
     "The pretrained class-conditional MNIST diffusion model that ships with the library (or the checkpoint at `path`)."
     path = Path(path) if path is not None else WEIGHTS_DIR / MNIST_DIFFUSION
     ckpt = load_checkpoint(path, device='cpu')
-    cfg = ckpt.get('config', {})
-    model = mnist_diffusion(tuple(cfg.get('channels', (32, 64, 128))), cfg.get('n_steps', 1000))
-    model.load_state_dict(ckpt['model'])
-    return model.to(get_device(device)).eval()
+    make = lambda cfg: mnist_diffusion(tuple(cfg.get('channels', (32, 64, 128))), cfg.get('n_steps', 1000))
+    return model_from_state({'config': {}, **ckpt}, make, 'MNIST diffusion').to(get_device(device)).eval()
 
 # %% ../nbs/03_diffusion.ipynb #afe2d23f
 def ddim_timesteps(n_train_steps: int, steps: int) -> list[int]:

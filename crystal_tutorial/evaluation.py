@@ -22,19 +22,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import get_device
+from .core import InputError, get_device
 from .crystals import Crystal, CrystalBatch, CrystalDataset, datasets_root, lattice_to_params
 
 # %% auto #0
-__all__ = ['MAX_SMACT_ELEMENTS', 'MIN_VOLUME_PER_ATOM', 'EvaluationError', 'to_structure', 'read_cif_text', 'load_structures',
-           'shortest_lattice_vector', 'min_interatomic_distance', 'structure_validity', 'composition_validity',
-           'lattice_ranges', 'lattice_in_range', 'make_matcher', 'rms_dist', 'reduced_formula', 'group_by_formula',
-           'unique_mask', 'ReferenceSet', 'novel_mask', 'match_targets', 'csp_metrics', 'perturb', 'random_structures',
-           'structure_fingerprint', 'composition_fingerprint', 'coverage', 'wasserstein_metrics', 'load_chgnet',
-           'relax_rmsd', 'CellCollapse', 'relax_structures', 'ConvexHull', 'evaluate', 'plot_summary']
+__all__ = ['MAX_CIF_BYTES', 'MAX_CIF_ATOMS', 'MAX_SMACT_ELEMENTS', 'MIN_VOLUME_PER_ATOM', 'EvaluationError', 'to_structure',
+           'read_cif_text', 'load_structures', 'shortest_lattice_vector', 'min_interatomic_distance',
+           'structure_validity', 'composition_validity', 'lattice_ranges', 'lattice_in_range', 'make_matcher',
+           'rms_dist', 'reduced_formula', 'group_by_formula', 'unique_mask', 'ReferenceSet', 'novel_mask',
+           'match_targets', 'csp_metrics', 'perturb', 'random_structures', 'structure_fingerprint',
+           'composition_fingerprint', 'coverage', 'wasserstein_metrics', 'load_chgnet', 'relax_rmsd', 'CellCollapse',
+           'relax_structures', 'ConvexHull', 'evaluate', 'plot_summary']
 
 # %% ../nbs/05_evaluation.ipynb #629064c9
-class EvaluationError(ValueError):
+class EvaluationError(InputError):
     "Input that cannot be evaluated: nothing to evaluate, a missing folder, a reference file without the expected column."
 
 def to_structure(x):
@@ -48,10 +49,13 @@ def to_structure(x):
     if isinstance(x, str): return read_cif_text(x)
     raise TypeError(f"cannot evaluate a {type(x).__name__}: give a pymatgen Structure, an ase.Atoms, a Crystal or CIF text")
 
+MAX_CIF_BYTES, MAX_CIF_ATOMS = 2**20, 1000      # a generated crystal's CIF is a few kB; larger files are refused unread
+
 def read_cif_text(text: str):
     "The first structure of a CIF text, as a `Structure`; a ValueError with a one-line reason if there is none."
     from pymatgen.core import Structure
     if not text.strip(): raise ValueError('empty file')
+    if len(text) > MAX_CIF_BYTES: raise ValueError(f'larger than {MAX_CIF_BYTES >> 20} MB, the limit for one crystal: not read')
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
@@ -60,6 +64,7 @@ def read_cif_text(text: str):
         reason = ' '.join(str(e).split())[:150] or type(e).__name__
         raise ValueError(f'not a readable CIF ({reason})') from None
     if len(s) == 0: raise ValueError('CIF with no atoms')
+    if len(s) > MAX_CIF_ATOMS: raise ValueError(f'{len(s)} atoms in the cell, more than the limit of {MAX_CIF_ATOMS}')
     if not s.is_ordered: raise ValueError('partially occupied sites (a generated crystal has one element per site)')
     return s
 
@@ -70,6 +75,7 @@ def _batch_structures(b) -> list:
 
 def load_structures(source) -> tuple[list, list, list]:
     "(names, structures, errors) from a folder of CIF files, a list of Structures / Atoms / Crystals / CIF texts, or a CrystalDataset / CrystalBatch; a structure is None where its error says why."
+    if isinstance(source, tuple) and len(source) == 3: return source          # already loaded: each file is read once
     if isinstance(source, (str, os.PathLike)):
         folder = Path(source).expanduser()
         if not folder.exists(): raise EvaluationError(f"{folder} does not exist: give a folder of .cif files")
@@ -79,7 +85,9 @@ def load_structures(source) -> tuple[list, list, list]:
         names, structures, errors = [], [], []
         for p in files:
             names.append(p.name)
-            try: structures.append(read_cif_text(p.read_text(errors='replace'))); errors.append(None)
+            try:
+                if p.stat().st_size > MAX_CIF_BYTES: raise ValueError(f'larger than {MAX_CIF_BYTES >> 20} MB, the limit for one crystal: not read')
+                structures.append(read_cif_text(p.read_text(errors='replace'))); errors.append(None)
             except (ValueError, OSError) as e: structures.append(None); errors.append(str(e))
         return names, structures, errors
     if isinstance(source, (CrystalDataset, CrystalBatch)):

@@ -16,6 +16,7 @@ from functools import lru_cache
 from ase.data import atomic_names, chemical_symbols
 
 from .clip import _N_ELEMENTS_WORD, crystal_system
+from .core import InputError
 from .symmetry import _SYSTEM_WORDS, _spacegroup_by_symbol, resolve_symmetry
 
 # %% auto #0
@@ -25,7 +26,7 @@ __all__ = ['ELEMENTS', 'ELEMENT_NAMES', 'ANION_WORDS', 'STRUCTURE_TYPES', 'STRUC
            'read_prompt']
 
 # %% ../nbs/07b_prompts.ipynb #8921d6af
-class PromptError(ValueError):
+class PromptError(InputError):
     "A prompt or a request the model cannot answer; the message says what is wrong and how to fix it."
 
 class PromptWarning(UserWarning):

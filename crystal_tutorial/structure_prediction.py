@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from ase.data import atomic_numbers, chemical_symbols
 
-from .core import WEIGHTS_DIR
+from .core import WEIGHTS_DIR, InputError, verify_shipped
 from .crystals import Crystal, CrystalDataset
 
 # %% auto #0
@@ -29,7 +29,7 @@ __all__ = ['MAX_ATOMS', 'POOL_FORMAT', 'SHIPPED_POOLS', 'ENERGY_WEIGHT', 'MEASUR
            'record_prediction_measure']
 
 # %% ../nbs/06d_structure_prediction.ipynb #19e8dd8c
-class PredictionError(ValueError):
+class PredictionError(InputError):
     "A composition or request that structure prediction cannot answer; the message says what is wrong and how to fix it."
 
 MAX_ATOMS = 52   # the largest cells of the reference data (MPTS-52)
@@ -146,6 +146,7 @@ def _load_pool(cls, path) -> PrototypePool:
     import json
     path = Path(path).expanduser()
     if not path.is_file(): raise PredictionError(f"no prototype pool at {path}: build one with scripts/build_prototype_pool.py")
+    verify_shipped(path)                                         # a shipped file must match its SHA-256
     try:
         with np.load(path, allow_pickle=False) as z: a = {k: z[k] for k in z.files}
         if str(a['format']) != POOL_FORMAT: raise ValueError(f"unknown format {a['format']}")

@@ -16,7 +16,7 @@ import torch
 from ase.data import chemical_symbols
 from torch import Tensor
 
-from .core import WEIGHTS_DIR
+from .core import WEIGHTS_DIR, verify_shipped
 from .crystals import Crystal, CrystalDataset, owner_index, scatter_mean, scatter_sum
 from .crystal_diffusion import CrystalDiffusion, _decode_types, _formula_balanced, sample_crystals
 from .clip import CRYSTAL_SYSTEMS, crystal_system, spacegroup_symbol
@@ -258,6 +258,7 @@ def _load_templates(cls, path) -> SymmetryTemplates:
     "A pool written by `save`; a clear ValueError for anything else."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"no symmetry-template file at {path}: build one with scripts/build_symmetry_templates.py")
+    verify_shipped(path)                                         # a shipped file must match its SHA-256
     try:
         with np.load(path, allow_pickle=False) as z:
             a = {k: z[k] for k in z.files}                       # each z[k] decompresses the whole array: read once

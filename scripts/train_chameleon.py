@@ -88,7 +88,7 @@ print('configuration:', json.dumps(asdict(config)))
 print(f'{sum(q.numel() for q in model.parameters()):,} parameters')
 
 budget = args.max_minutes * 60 if args.max_minutes is not None else None
-seconds = fit_with_budget(learn, config.epochs, lambda sec: learn.save(state_path, config=asdict(config), lr_schedule=learn.lr_schedule.state_dict(),
+seconds = fit_with_budget(learn, config.epochs, lambda sec: learn.save(state_path, keep_previous=True, config=asdict(config), lr_schedule=learn.lr_schedule.state_dict(),
                                                                        elapsed=sec), budget, elapsed, log=lambda m: print(m, flush=True))
 complete = learn.epoch >= config.epochs
 save_chameleon(out, learn.model, clip, args.kind, templates, history=learn.history, epochs_done=learn.epoch, complete=complete, train_seconds=seconds, hardware=hardware,

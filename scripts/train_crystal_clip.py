@@ -91,7 +91,7 @@ print('configuration:', json.dumps(asdict(config)))
 print(f'{sum(q.numel() for q in learn.model.parameters() if q.requires_grad):,} trainable parameters')
 
 budget = args.max_minutes * 60 if args.max_minutes is not None else None
-seconds = fit_with_budget(learn, config.epochs, lambda sec: learn.save(state_path, config=asdict(config), lr_schedule=learn.lr_schedule.state_dict(),
+seconds = fit_with_budget(learn, config.epochs, lambda sec: learn.save(state_path, keep_previous=True, config=asdict(config), lr_schedule=learn.lr_schedule.state_dict(),
                                                                        elapsed=sec, data=data, command=command, hardware=hardware),
                           budget, elapsed, log=lambda m: print(m, flush=True))
 complete = learn.epoch >= config.epochs

@@ -38,7 +38,7 @@ if last.exists():
     for _ in range(learn.epoch): learn.lr_schedule.step()
     print(f'resuming from {last} after epoch {learn.epoch}')
 t0 = time.time()
-learn.cbs.append(lambda learn: learn.save(last, elapsed=elapsed + time.time() - t0))
+learn.cbs.append(lambda learn: learn.save(last, keep_previous=True, elapsed=elapsed + time.time() - t0))
 learn.fit(args.epochs - learn.epoch, progress=False)
 for h in learn.history: print(h)
 seconds = elapsed + time.time() - t0

@@ -172,7 +172,7 @@ def test_cli_generate_end_to_end(tmp_path):
     (['', '--n-atoms', '8'], 'empty prompt'),
     (['Ti O S', '--n-atoms', '0'], 'out of range'),
     (['Ti O S', '--n-atoms', '2'], 'names 3 elements'),
-    (['Ti O S', '--n-samples', '-1'], 'n_samples'),
+    (['Ti O S', '--n-samples', '-1'], '--n-samples'),
     (['Ti O S', '--steps', '0'], '--steps'),
     (['a cubic oxide'], 'needs element symbols'),
     (['Ti O S', '--retries', '-1'], '--retries'),
@@ -192,7 +192,7 @@ def test_cli_generate_never_overwrites(tmp_path):
     (out / 'structure_1.cif').write_text('my own file\n')
     r = subprocess.run(CLI + ['generate', 'Ti O', '--n-atoms', '4', '--n-samples', '1', '--steps', '2', '--out', str(out)],
                        capture_output=True, text=True)
-    assert r.returncode == 2 and 'already holds generated structures' in r.stderr
+    assert r.returncode == 2 and 'already holds results' in r.stderr
     assert (out / 'structure_1.cif').read_text() == 'my own file\n'
     r = subprocess.run(CLI + ['generate', 'Ti O', '--n-atoms', '4', '--n-samples', '1', '--steps', '2', '--quiet'],
                        capture_output=True, text=True, cwd=tmp_path)

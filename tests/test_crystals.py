@@ -235,12 +235,13 @@ def test_environment_variable_naming_a_missing_folder_is_ignored_with_a_warning(
         dataset_csv('perov_5', 'val', root='/nonexistent/datasets')
 
 
-def test_cache_hit_is_faster_and_equal(tmp_path, toy):
+def test_cache_hit_is_faster_and_equal(tmp_path, toy, isolated_data):
     csv = write_csv(tmp_path / 'set' / 'val.csv', toy[:60])
     cold = load_csv(csv, verbose=False)
     warm = load_csv(csv, verbose=False)
     assert not cold.info['from_cache'] and warm.info['from_cache']
-    assert Path(warm.info['cache']).parent == csv.parent and Path(warm.info['cache']).exists()
+    assert Path(warm.info['cache']).parent == isolated_data / 'parsed' and Path(warm.info['cache']).exists()
+    assert sorted(p.name for p in csv.parent.iterdir()) == ['val.csv']        # a user's data folder is never written to
     assert warm.info['seconds'] < cold.info['seconds'] / 3
     for k in ('frac_coords', 'atom_types', 'lattice', 'num_atoms'):
         assert torch.equal(getattr(warm, k), getattr(cold, k))
