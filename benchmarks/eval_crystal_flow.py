@@ -8,6 +8,8 @@ number of steps. `--twin-steps` also samples the diffusion twin (`load_crystal_d
 steps, on the same crystals and machine; the twin's recorded 1,000-step figure is read from
 crystal_tutorial/weights/crystal_diffusion_measures.json. `--record` appends the table to
 crystal_tutorial/weights/crystal_flow_measures.json (with the SHA-256 of the weights measured), where notebook 06e finds it.
+`--held-out` measures instead the crystals of Perov-5 `val` that training held out (the training script's split), to choose a
+sampler setting such as `--anneal` without looking at the test split.
 """
 import argparse
 import json
@@ -23,6 +25,9 @@ from crystal_tutorial.crystal_diffusion import csp_benchmark, load_crystal_diffu
 from crystal_tutorial.crystals import load_dataset, sha256_file
 from crystal_tutorial.flow_matching import FLOW_MEASURES_FILE, SHIPPED_FLOWS, flow_csp_benchmark, load_crystal_flow, read_flow_measures
 from eval_crystal_diffusion import measure_args
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'scripts'))
+from _run import validation_split                                                     # the training script's split
 
 
 def twin_rows(name: str, targets, steps_list, bs: int, seed: int) -> list:
@@ -49,8 +54,14 @@ def main():
     args = p.parse_args()
     if args.threads: torch.set_num_threads(args.threads)
     model = load_crystal_flow(args.model)
-    ds = load_dataset(args.dataset, args.split)
-    targets = [ds[i] for i in range(min(args.n, len(ds)))]
+    if args.held_out:
+        if args.record: p.error('--record keeps test-split measures: drop --held-out or --record')
+        args.split = 'val'
+        ds = load_dataset(args.dataset, 'val')
+        targets = [ds[int(i)] for i in validation_split(len(ds), 0.05)[1][:args.n]]
+    else:
+        ds = load_dataset(args.dataset, args.split)
+        targets = [ds[i] for i in range(min(args.n, len(ds)))]
     rows, t0 = [], time.time()
     for method in args.methods:
         for steps in args.steps:
@@ -87,6 +98,7 @@ p.add_argument('--twin-steps', nargs='*', type=int, default=[], help='also sampl
 p.add_argument('--bs', type=int, default=100, help='crystals sampled at once')
 p.add_argument('--seed', type=int, default=0)
 p.add_argument('--threads', type=int, default=1, help='CPU threads (default 1, like the recorded diffusion measure)')
+p.add_argument('--held-out', action='store_true', help="the crystals of 'val' held out by the training script, not the test split")
 p.add_argument('--record', action='store_true', help='append the table to crystal_tutorial/weights/crystal_flow_measures.json')
 
 if __name__ == '__main__':
