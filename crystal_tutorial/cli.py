@@ -345,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description='Predict structures from prototypes: writes OUT/<name>.cif, OUT/<name>_k<i>.cif and OUT/summary.json.')
     pr.add_argument('target', metavar='TARGET', help="a formula ('Ga2Te3') or a CDVAE-style CSV (composition, formula or cif column)")
     pr.add_argument('--k', type=int, default=5, help='candidates per composition (default 5)')
-    pr.add_argument('--out', required=True, metavar='OUT', help='output folder (must not exist or be empty; never overwritten)')
+    pr.add_argument('--out', required=True, metavar='OUT', help='output folder (refused if it already holds results; never overwritten)')
     pr.add_argument('--pool', default='mp', help="prototype pool: 'mp' (default), 'perov_5' or a pool file")
     pr.add_argument('--relax', type=int, default=0, metavar='STEPS', help='CHGNet relaxation steps per candidate before ranking (default 0)')
     pr.add_argument('--refine-from', type=int, default=0, metavar='T', help='SDEdit refinement from diffusion step T (default 0: none)')

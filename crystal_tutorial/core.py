@@ -26,10 +26,11 @@ import crystal_tutorial
 # %% auto #0
 __all__ = ['DEVICE_ENV', 'THREADS_ENV', 'MODE_ENV', 'DATA_ENV', 'CHECKPOINT_FORMAT', 'WEIGHTS_DIR', 'MANIFEST_NAME',
            'HASHED_SUFFIXES', 'InputError', 'DeviceError', 'get_device', 'use_threads', 'check_seed', 'set_seed',
-           'run_mode', 'is_fast', 'fast_or_full', 'project_root', 'data_dir', 'Learner', 'loss_drops_on_batch',
-           'CheckpointError', 'default_mode', 'save_checkpoint', 'write_text_atomic', 'to_json', 'load_weights',
-           'model_from_state', 'nonfinite_weight', 'load_checkpoint', 'file_sha256', 'build_weights_manifest',
-           'write_weights_manifest', 'weights_manifest', 'verify_shipped', 'resolve_weights', 'fit_with_budget']
+           'run_mode', 'is_fast', 'fast_or_full', 'project_root', 'data_dir', 'world_size', 'rank', 'Learner',
+           'loss_drops_on_batch', 'CheckpointError', 'default_mode', 'save_checkpoint', 'write_text_atomic', 'to_json',
+           'load_weights', 'model_from_state', 'nonfinite_weight', 'load_checkpoint', 'file_sha256',
+           'build_weights_manifest', 'write_weights_manifest', 'weights_manifest', 'verify_shipped', 'resolve_weights',
+           'fit_with_budget', 'init_distributed', 'shard_loader']
 
 # %% ../nbs/00_core.ipynb #52ae8bf0
 DEVICE_ENV = 'CRYSTAL_TUTORIAL_DEVICE'
@@ -138,6 +139,26 @@ def _to(batch, device):
     if isinstance(batch, (list, tuple)): return type(batch)(_to(b, device) for b in batch)
     return batch
 
+def world_size() -> int:
+    "How many processes train together (torch.distributed; 1 when it is not in use)."
+    import torch.distributed as dist
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+def rank() -> int:
+    "This process's number among them (0: the one that writes files and logs)."
+    import torch.distributed as dist
+    return dist.get_rank() if world_size() > 1 else 0
+
+def _sum_over_processes(sums: dict, n: int) -> tuple[dict, int]:
+    "Loss sums and counts added over all processes, so that every one logs the mean over all of the data."
+    if world_size() == 1: return sums, n
+    import torch.distributed as dist
+    keys = sorted(sums)
+    on = torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else 'cpu'
+    t = torch.tensor([sums[k] for k in keys] + [n], dtype=torch.float64, device=on)
+    dist.all_reduce(t)
+    return dict(zip(keys, t[:-1].tolist())), int(t[-1].item())
+
 def _batch_size(batch) -> int:
     first = batch if isinstance(batch, torch.Tensor) else (next(iter(batch.values())) if isinstance(batch, dict) else batch[0])
     return len(first)
@@ -153,16 +174,19 @@ class Learner:
         self.opt = opt_func(self.model.parameters(), lr=lr)
         self.cbs = list(cbs)
         self.epoch, self.history, self.batch_losses = 0, [], []
+        self.ddp = None                      # the DistributedDataParallel wrapper, once `distribute` made one
 
     def loss_terms(self, batch) -> dict:
         "The loss function's terms on one batch, as a dict with a 'loss' entry."
-        out = self.loss_func(self.model, _to(batch, self.device))
+        batch = _to(batch, self.device)
+        out = self.ddp(batch) if self.ddp is not None and self.model.training else self.loss_func(self.model, batch)
         terms = out if isinstance(out, dict) else {'loss': out}
         if 'loss' not in terms: raise KeyError("loss_func returned a dict without a 'loss' entry to optimize")
         return terms
 
     def _run_epoch(self, dl, train: bool, parent=None) -> dict:
         self.model.train(train)
+        if hasattr(getattr(dl, 'sampler', None), 'set_epoch'): dl.sampler.set_epoch(self.epoch)   # shards: a new order
         sums, n = {}, 0
         with torch.set_grad_enabled(train):
             for batch in (progress_bar(dl, parent=parent, leave=False) if parent is not None else dl):
@@ -174,6 +198,7 @@ class Learner:
                     self.batch_losses.append(terms['loss'].item())
                 bs = _batch_size(batch); n += bs
                 for k, v in terms.items(): sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v) * bs
+        sums, n = _sum_over_processes(sums, n)
         return {k: v / max(n, 1) for k, v in sums.items()}
 
     def fit(self, n_epochs: int, progress: bool = True):
@@ -430,9 +455,14 @@ def _previous(path: Path) -> Path: return path.with_name(path.name + '.prev')
 def _learner_save(self, path, keep_previous: bool = False, **extra) -> Path:
     "Save weights, optimizer, epoch, history and random states, to resume later; `keep_previous` keeps the last file as `.prev`."
     path = Path(path)
-    if keep_previous and path.exists(): os.replace(path, _previous(path))   # each step atomic: one good file at any moment
-    return save_checkpoint(path, self.model, optimizer=self.opt.state_dict(), epoch=self.epoch,
-                           history=self.history, rng=_rng_state(self), **extra)
+    if rank() == 0:                                              # one writer among several processes
+        if keep_previous and path.exists(): os.replace(path, _previous(path))   # each step atomic: one good file at a time
+        save_checkpoint(path, self.model, optimizer=self.opt.state_dict(), epoch=self.epoch,
+                        history=self.history, rng=_rng_state(self), **extra)
+    if world_size() > 1:
+        import torch.distributed as dist
+        dist.barrier()                                           # the others read it only once it is there
+    return path
 
 def _learner_load(self, path) -> dict:
     "Restore what `save` wrote and continue from that epoch: the same run, data order and noise included."
@@ -459,7 +489,54 @@ def fit_with_budget(learn: Learner, epochs: int, save_state, max_seconds: float 
         seconds = elapsed + time.time() - t0
         save_state(seconds)
         h = learn.history[-1]
-        log(f"epoch {learn.epoch}/{epochs} ({seconds / 60:.1f} min, {len(learn.train_dl) / (time.time() - t1):.2f} steps/s): "
+        if rank() == 0: log(f"epoch {learn.epoch}/{epochs} ({seconds / 60:.1f} min, {len(learn.train_dl) / (time.time() - t1):.2f} steps/s): "
             + '  '.join(f'{k} {v:.4f}' for k, v in h.items() if k != 'epoch'))
-        if max_seconds is not None and time.time() - t0 > max_seconds: break
+        if _agreed(max_seconds is not None and time.time() - t0 > max_seconds): break
     return elapsed + time.time() - t0
+
+def _agreed(flag: bool) -> bool:
+    "Process 0's decision, for all: processes that stop at different epochs would wait for each other forever."
+    if world_size() == 1: return flag
+    import torch.distributed as dist
+    t = torch.tensor([float(flag)], device=torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else 'cpu')
+    dist.broadcast(t, 0)
+    return bool(t.item())
+
+# %% ../nbs/00_core.ipynb #d1a2b3c5
+def init_distributed() -> int:
+    "Join the process group that `torchrun` set up (gloo on CPU, NCCL on CUDA); returns the number of processes (1: none)."
+    import torch.distributed as dist
+    n = int(os.environ.get('WORLD_SIZE', '1'))
+    if n > 1 and not dist.is_initialized():
+        cuda = torch.cuda.is_available() and os.environ.get(DEVICE_ENV, 'cuda').startswith('cuda')
+        if cuda: torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', '0')))
+        dist.init_process_group('nccl' if cuda else 'gloo')
+    return world_size()
+
+def shard_loader(dl, shuffle: bool, seed: int = 0):
+    "The same DataLoader, each process reading its own 1/N of the data in batches of batch_size / N."
+    from torch.utils.data import DataLoader, DistributedSampler
+    n = world_size()
+    if dl.batch_size % n: raise InputError(f"batch size {dl.batch_size} does not split over {n} processes: use a multiple of {n}")
+    sampler = DistributedSampler(dl.dataset, num_replicas=n, rank=rank(), shuffle=shuffle, seed=seed)
+    return DataLoader(dl.dataset, batch_size=dl.batch_size // n, sampler=sampler, collate_fn=dl.collate_fn,
+                      num_workers=dl.num_workers, pin_memory=dl.pin_memory)
+
+class _Loss(nn.Module):
+    "The loss as a module, so that DistributedDataParallel sees every parameter it uses (models are called by methods)."
+    def __init__(self, model, loss_func): super().__init__(); self.model, self.loss_func = model, loss_func
+    def forward(self, batch): return self.loss_func(self.model, batch)
+
+def _distribute(self: Learner, seed: int = 0) -> Learner:
+    "Train on all of torchrun's processes: shards of the data, gradients averaged by DistributedDataParallel (no-op for one)."
+    if world_size() == 1 or self.ddp is not None: return self
+    from torch.nn.parallel import DistributedDataParallel
+    if self.device.type == 'cuda':
+        self.device = torch.device('cuda', torch.cuda.current_device()); self.model.to(self.device)
+    self.train_dl = shard_loader(self.train_dl, shuffle=True, seed=seed)
+    if self.valid_dl is not None: self.valid_dl = shard_loader(self.valid_dl, shuffle=False)
+    ids = [self.device.index] if self.device.type == 'cuda' else None
+    self.ddp = DistributedDataParallel(_Loss(self.model, self.loss_func), device_ids=ids, find_unused_parameters=True)
+    return self
+
+Learner.distribute = _distribute

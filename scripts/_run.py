@@ -2,26 +2,36 @@
 
 Imported by the scripts beside it (`python scripts/train_*.py` puts this folder on the path); not part of the library.
 """
+import os
 import platform
 import sys
 from pathlib import Path
 
 import torch
 
-from crystal_tutorial.core import get_device
+from crystal_tutorial.core import get_device, init_distributed, rank, world_size
 from crystal_tutorial.crystals import load_dataset
 
 
 def run_setup(args) -> tuple:
-    "Threads, the output and state paths, the device and a hardware line, from the options every script has (--threads, --out, --state, --device, --valid-fraction)."
+    """Threads, the output and state paths, the device and a hardware line, from the options every script has (--threads,
+    --out, --state, --device, --valid-fraction). Under `torchrun` it joins the process group; only rank 0 prints."""
     if args.threads: torch.set_num_threads(args.threads)
+    if init_distributed() > 1 and rank() > 0: sys.stdout = open(os.devnull, 'w')
     if not 0 <= args.valid_fraction < 1: sys.exit(f'--valid-fraction must be in [0, 1), got {args.valid_fraction}')
     out = Path(args.out)
     state_path = Path(args.state) if args.state else out.with_name(out.name + '.last.pt')
     device = get_device(args.device)
+    if device.type == 'cuda' and world_size() > 1: device = torch.device('cuda', torch.cuda.current_device())
     hardware = (torch.cuda.get_device_name(device) if device.type == 'cuda'
                 else f'{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads')
+    if world_size() > 1: hardware += f', {world_size()} processes'
     return out, state_path, device, hardware
+
+
+def others_stop():
+    "After training under torchrun: every rank but 0 leaves here (rank 0 writes the final checkpoint)."
+    if world_size() > 1 and rank() > 0: sys.exit(0)
 
 
 def load_split(args):

@@ -30,7 +30,7 @@ from crystal_tutorial.chameleon import PROMPT_TEMPLATES, chameleon_learner, cond
 from crystal_tutorial.clip import TextEmbeddingCache, dataset_facts, load_crystal_clip
 from crystal_tutorial.core import fit_with_budget, load_checkpoint, set_seed
 from crystal_tutorial.crystal_diffusion import CrystalDiffusionConfig, config_for_data
-from _run import load_split, resume_learner, run_setup, validation_split
+from _run import load_split, others_stop, resume_learner, run_setup, validation_split
 DATA_FITTED = ('lattice_scale', 'lattice_clip', 'max_atoms')
 DEFAULTS = dict(task='dng', batch_size=64, epochs=30, step_lr=1e-5, p_uncond=0.1)
 
@@ -84,12 +84,14 @@ learn = chameleon_learner(config, train_pairs, valid_pairs, device=device)
 model = learn.model
 if resume:
     elapsed = resume_learner(learn, state_path, config.epochs)
+learn.distribute(seed=config.seed)                      # under torchrun: a shard of the data per process
 print('configuration:', json.dumps(asdict(config)))
 print(f'{sum(q.numel() for q in model.parameters()):,} parameters')
 
 budget = args.max_minutes * 60 if args.max_minutes is not None else None
 seconds = fit_with_budget(learn, config.epochs, lambda sec: learn.save(state_path, keep_previous=True, config=asdict(config), lr_schedule=learn.lr_schedule.state_dict(),
                                                                        elapsed=sec), budget, elapsed, log=lambda m: print(m, flush=True))
+others_stop()
 complete = learn.epoch >= config.epochs
 save_chameleon(out, learn.model, clip, args.kind, templates, history=learn.history, epochs_done=learn.epoch, complete=complete, train_seconds=seconds, hardware=hardware,
                 data=data, command=command, torch_version=str(torch.__version__))

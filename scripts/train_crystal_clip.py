@@ -26,7 +26,7 @@ import torch
 from crystal_tutorial.clip import (CrystalCLIPConfig, CrystalTextDataset, TextEmbeddingCache, crystal_clip_learner, dataset_facts,
                                    fit_config, pair_texts, save_crystal_clip)
 from crystal_tutorial.core import fit_with_budget, load_checkpoint, set_seed
-from _run import load_split, resume_learner, run_setup, validation_split
+from _run import load_split, others_stop, resume_learner, run_setup, validation_split
 
 DATA_FITTED = ('lattice_scale', 'max_atoms')
 
@@ -87,6 +87,7 @@ print(f'{len(train_pairs.vocab):,} distinct training texts embedded (or read fro
 learn = crystal_clip_learner(config, train_pairs, valid_pairs, device=device)
 if resume:
     elapsed = resume_learner(learn, state_path, config.epochs)
+learn.distribute(seed=config.seed)                      # under torchrun: a shard of the data per process
 print('configuration:', json.dumps(asdict(config)))
 print(f'{sum(q.numel() for q in learn.model.parameters() if q.requires_grad):,} trainable parameters')
 
@@ -94,6 +95,7 @@ budget = args.max_minutes * 60 if args.max_minutes is not None else None
 seconds = fit_with_budget(learn, config.epochs, lambda sec: learn.save(state_path, keep_previous=True, config=asdict(config), lr_schedule=learn.lr_schedule.state_dict(),
                                                                        elapsed=sec, data=data, command=command, hardware=hardware),
                           budget, elapsed, log=lambda m: print(m, flush=True))
+others_stop()
 complete = learn.epoch >= config.epochs
 save_crystal_clip(out, learn.model, history=learn.history, epochs_done=learn.epoch, complete=complete, train_seconds=seconds,
                   hardware=hardware, data=data, command=command, torch_version=str(torch.__version__))

@@ -27,7 +27,7 @@ import torch
 from crystal_tutorial.core import fit_with_budget, save_checkpoint, set_seed
 from crystal_tutorial.crystal_diffusion import (CrystalDiffusionConfig, config_for_data, crystal_diffusion_learner,
                                                 resume_training, save_training_state)
-from _run import load_split, run_setup, validation_split
+from _run import load_split, others_stop, run_setup, validation_split
 
 DATA_FITTED = ('lattice_scale', 'lattice_clip', 'max_atoms')
 
@@ -81,12 +81,14 @@ else:
     set_seed(overrides.get('seed', 0))
     learn = crystal_diffusion_learner(config_for_data(train_ds, **overrides), train_ds, valid_ds, device=device)
 config = learn.config
+learn.distribute(seed=config.seed)                      # under torchrun: a shard of the data per process
 print('configuration:', json.dumps(asdict(config)))
 print(f'{sum(q.numel() for q in learn.model.parameters()):,} parameters')
 
 budget = args.max_minutes * 60 if args.max_minutes is not None else None
 seconds = fit_with_budget(learn, config.epochs, lambda sec: save_training_state(learn, state_path, elapsed=sec, data=data, command=command,
                                                                                 hardware=hardware), budget, elapsed, log=lambda m: print(m, flush=True))
+others_stop()
 complete = learn.epoch >= config.epochs
 save_checkpoint(out, learn.model, config=asdict(config), history=learn.history, epochs_done=learn.epoch, complete=complete,
                 train_seconds=seconds, hardware=hardware, data=data, command=command, torch_version=str(torch.__version__))

@@ -115,8 +115,12 @@ def test_cli_predict_bad_input_is_one_line_and_writes_nothing(tmp_path, target, 
 def test_cli_predict_never_overwrites(tmp_path):
     out = tmp_path / 'out'; out.mkdir(); (out / 'keep.txt').write_text('mine')
     r = run('NaCl', '--out', out)
-    assert r.returncode == 2 and 'not empty' in r.stderr
-    assert [p.name for p in out.iterdir()] == ['keep.txt'] and (out / 'keep.txt').read_text() == 'mine'
+    assert r.returncode == 0, r.stderr                                     # results go in beside the user's own file
+    assert (out / 'keep.txt').read_text() == 'mine' and (out / 'summary.json').exists()
+    before = (out / 'summary.json').read_text()
+    r = run('NaCl', '--out', out)
+    assert r.returncode == 2 and 'already holds results' in r.stderr
+    assert (out / 'summary.json').read_text() == before
 
 
 def test_cli_generate_answers_formulas_from_prototypes(tmp_path):

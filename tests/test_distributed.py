@@ -1,0 +1,71 @@
+"""Data-parallel training with torch.distributed (gloo, two CPU processes started by torchrun): the same losses as one
+process with the same global batch, one checkpoint written, resumed with another number of processes."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+SCRIPT = textwrap.dedent('''
+    import json, sys, torch
+    import torch.distributed as dist
+    from torch import nn
+    from crystal_tutorial.core import Learner, init_distributed, rank, set_seed, shard_loader, world_size
+    epochs, state, resume, same_order = int(sys.argv[1]), sys.argv[2], sys.argv[3] == 'resume', sys.argv[4] == 'sharded'
+    torch.set_num_threads(1)
+    init_distributed()
+    set_seed(0)
+    x = torch.linspace(-3, 3, 256)[:, None]
+    ds = torch.utils.data.TensorDataset(x, torch.sin(2 * x))
+    dl = torch.utils.data.DataLoader(ds, batch_size=32, shuffle=True)
+    model = nn.Sequential(nn.Linear(1, 32), nn.Tanh(), nn.Linear(32, 1))
+    mse = lambda m, b: nn.functional.mse_loss(m(b[0]), b[1])
+    learn = Learner(model, dl, None, mse, lr=1e-2, device='cpu')
+    if same_order and world_size() == 1: learn.train_dl = shard_loader(dl, shuffle=True)   # one process, the shards' order
+    learn.distribute()
+    if resume: learn.load(state)
+    seen = [int(i) for i in learn.train_dl.sampler] if hasattr(learn.train_dl.sampler, 'set_epoch') else []
+    learn.fit(epochs - learn.epoch, progress=False)
+    learn.save(state)
+    everyone = [None] * world_size()
+    if world_size() > 1: dist.all_gather_object(everyone, seen)
+    else: everyone = [seen]
+    if rank() == 0:
+        print('RESULT', json.dumps({'world': world_size(), 'losses': [h['train_loss'] for h in learn.history],
+                                    'weight': learn.model[0].weight.flatten().tolist(), 'seen': sorted(sum(everyone, [])),
+                                    'batch': learn.train_dl.batch_size}))
+''')
+
+
+def run(tmp_path, n_proc, epochs, state, resume=False, same_order=True):
+    script = tmp_path / 'train.py'
+    script.write_text(SCRIPT)
+    launch = ([sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc-per-node={n_proc}']
+              if n_proc > 1 else [sys.executable])
+    r = subprocess.run(launch + [str(script), str(epochs), str(state), 'resume' if resume else 'new',
+                                 'sharded' if same_order else 'plain'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    line = next(l for l in r.stdout.splitlines() if l.startswith('RESULT'))
+    return json.loads(line[len('RESULT'):])
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason='this torch has no torch.distributed')
+def test_two_processes_train_as_one(tmp_path):
+    one = run(tmp_path, 1, 3, tmp_path / 'one.pt')                        # 3 epochs of 8 steps: 24 optimizer steps
+    two = run(tmp_path, 2, 3, tmp_path / 'two.pt')
+    assert two['world'] == 2 and two['batch'] == 16 and one['batch'] == 32    # the same global batch
+    assert max(abs(a - b) for a, b in zip(one['losses'], two['losses'])) < 1e-4
+    assert max(abs(a - b) for a, b in zip(one['weight'], two['weight'])) < 1e-4
+    assert two['seen'] == list(range(256))                                # every crystal once per epoch, over both
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['one.pt', 'train.py', 'two.pt']   # one file, written once
+    # resumed by a single process, for two more epochs, it carries on from the two-process state
+    more = run(tmp_path, 1, 5, tmp_path / 'two.pt', resume=True)
+    assert more['world'] == 1 and len(more['losses']) == 5 and more['losses'][:3] == two['losses']
+    assert more['losses'][-1] < more['losses'][0]
+
+
+def test_one_process_is_unchanged_by_distribute(tmp_path):
+    plain = run(tmp_path, 1, 1, tmp_path / 'plain.pt', same_order=False)
+    assert plain['world'] == 1 and plain['batch'] == 32 and plain['seen'] == []   # the DataLoader as given
