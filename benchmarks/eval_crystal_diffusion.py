@@ -18,7 +18,8 @@ constraint together, not the model alone as the papers do). `--json` also writes
 `--record` appends the figures of a shipped model to crystal_tutorial/weights/crystal_diffusion_measures.json
 (`record_measure`, notebook 06), where notebook 06b finds them beside its own smaller measures.
 `--workers W` samples DNG crystals in W processes of one thread each (seeds seed, seed+1, ...), for a 1,000-sample run on a
-multi-core CPU.
+multi-core CPU: the script starts itself under `torchrun` (torch.distributed, gloo), each process samples its share and
+rank 0 gathers them and measures.
 
     python benchmarks/eval_crystal_diffusion.py mp_mix_20_dng --dataset mp_mix_20 --n 1000 --workers 2
 """
@@ -42,6 +43,26 @@ def sample_part(job):
     return out
 
 
+def relaunch_under_torchrun(workers: int):
+    "Start this script again as `workers` torch.distributed processes (one thread each); returns their exit code."
+    import os, subprocess
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc-per-node={workers}', __file__]
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'EVAL_ARGV': json.dumps(sys.argv[1:])}   # torchrun would read --n itself
+    return subprocess.run(cmd, env=env).returncode
+
+
+def sample_distributed(args, world: int) -> list | None:
+    "This process's share of the DNG samples; rank 0 gets everyone's (in rank order), the others None."
+    import torch.distributed as dist
+    from crystal_tutorial.core import rank
+    me = rank()
+    part = sample_part((args.model, args.n // world + (me < args.n % world), args.steps, args.bs, args.seed + me,
+                        args.step_lr, args.charge_balanced))
+    parts = [None] * world
+    dist.all_gather_object(parts, part)
+    return [c for p in parts for c in p] if me == 0 else None
+
+
 def measure_args(argv: list) -> list:
     "The command-line arguments that decide a measure: those naming output files (--json, --save) left out."
     out, skip = [], False
@@ -53,7 +74,11 @@ def measure_args(argv: list) -> list:
 
 
 def main():
-    args = p.parse_args()
+    import os
+    args = p.parse_args(json.loads(os.environ['EVAL_ARGV']) if 'EVAL_ARGV' in os.environ else None)
+    from crystal_tutorial.core import init_distributed
+    world = init_distributed()
+    if args.workers > 1 and world == 1: sys.exit(relaunch_under_torchrun(args.workers))
     if args.record and args.model not in SHIPPED_MODELS:
         p.error(f"--record keeps measures of shipped models only ({', '.join(SHIPPED_MODELS)}), not of {args.model!r}: drop --record or use --json")
 
@@ -64,19 +89,17 @@ def main():
     steps = args.steps or model.config.n_steps
     t0 = time.time()
     if model.task == 'csp':
+        if world > 1: sys.exit('--workers and torchrun apply to DNG sampling: run CSP measures in one process')
         figures = csp_benchmark(model, reference, k=args.k, steps=args.steps, bs=args.bs, seed=args.seed)
         print(f'{args.model} on {args.dataset}/{args.split}, first {len(reference)} crystals, k={args.k}, steps={steps}, step_lr={model.config.step_lr:g}')
     else:
         single_element = len({c.formula for c in reference}) == 1
         train = None if single_element or args.train_split == 'none' else load_dataset(args.dataset, args.train_split)
-        if args.workers > 1:
-            import multiprocessing as mp
-            shares = [args.n // args.workers + (w < args.n % args.workers) for w in range(args.workers)]
-            with mp.get_context('spawn').Pool(args.workers) as pool:
-                parts = pool.map(sample_part, [(args.model, k, args.steps, args.bs, args.seed + w, args.step_lr, args.charge_balanced) for w, k in enumerate(shares)])
-            samples = [c for part in parts for c in part]
+        if world > 1:                                              # under torchrun: a share per process
+            samples = sample_distributed(args, world)
+            if samples is None: return                              # rank 0 measures
             seconds = time.time() - t0
-            figures = {**dng_metrics(samples, reference, train), 'crystals_per_s': args.n / seconds, 'workers': args.workers}
+            figures = {**dng_metrics(samples, reference, train), 'crystals_per_s': args.n / seconds, 'workers': world}
         else:
             figures, samples = dng_benchmark(model, args.n, reference, train=train, steps=args.steps, bs=args.bs, seed=args.seed,
                                              return_samples=True, charge_balanced=args.charge_balanced)
