@@ -1,6 +1,6 @@
 """Steps against quality for the crystal flow model (notebook 06e): CSP match rate, RMSE, time and network evaluations.
 
-    python benchmarks/eval_crystal_flow.py perov5_csp --n 200 --methods euler heun --steps 10 20 50 --twin-steps 20 50 --record
+    python benchmarks/eval_crystal_flow.py perov5_csp --n 200 --methods euler heun --steps 10 20 50 --anneal 0 2 --twin-steps 20 50 --record
 
 One sample per composition of the first `--n` crystals of Perov-5 `test`, matched with StructureMatcher(stol=0.5,
 angle_tol=10, ltol=0.3) (chapter 05's `match_targets`, the matcher of `eval_crystal_diffusion.py`), for every ODE scheme and
@@ -63,10 +63,11 @@ def main():
         ds = load_dataset(args.dataset, args.split)
         targets = [ds[i] for i in range(min(args.n, len(ds)))]
     rows, t0 = [], time.time()
-    for method in args.methods:
-        for steps in args.steps:
-            f = flow_csp_benchmark(model, targets, steps, method, args.anneal, bs=args.bs, seed=args.seed)
-            rows.append({'model': 'flow', **f}); print_row(rows[-1])
+    for anneal in args.anneal:
+        for method in args.methods:
+            for steps in args.steps:
+                f = flow_csp_benchmark(model, targets, steps, method, anneal, bs=args.bs, seed=args.seed)
+                rows.append({'model': 'flow', **f}); print_row(rows[-1])
     for row in twin_rows('perov5_csp', targets, args.twin_steps, args.bs, args.seed): rows.append(row); print_row(row)
     twin = recorded_twin('perov5_csp')
     if twin: print_row(twin)
@@ -82,7 +83,8 @@ def main():
 
 
 def print_row(r: dict):
-    print(f"{r['model']:22s} {r['method']:8s} steps {r['steps']:5d}  evals {r['nfe']:5d}  match {100 * r['match_rate']:5.1f} %  "
+    anneal = f"anneal {r['anneal']:<4g}" if r['model'] == 'flow' else ' ' * 11
+    print(f"{r['model']:22s} {r['method']:8s} {anneal} steps {r['steps']:5d}  evals {r['nfe']:5d}  match {100 * r['match_rate']:5.1f} %  "
           f"RMSE {r['rmse']:.4f}  {r['s_per_crystal']:.4f} s/crystal", flush=True)
 
 
@@ -93,7 +95,7 @@ p.add_argument('--split', default='test')
 p.add_argument('--n', type=int, default=200, help='the first n crystals of the split')
 p.add_argument('--methods', nargs='+', default=['euler', 'heun'], help='ODE schemes: euler, heun, midpoint')
 p.add_argument('--steps', nargs='+', type=int, default=[10, 20, 50], help='ODE steps to measure')
-p.add_argument('--anneal', type=float, default=0.0, help="FlowMM's anti-annealing s of the coordinate velocity (0: none)")
+p.add_argument('--anneal', nargs='+', type=float, default=[0.0], help="FlowMM's anti-annealing s of the coordinate velocity (0: none); several: each")
 p.add_argument('--twin-steps', nargs='*', type=int, default=[], help='also sample the diffusion twin with these step counts')
 p.add_argument('--bs', type=int, default=100, help='crystals sampled at once')
 p.add_argument('--seed', type=int, default=0)
