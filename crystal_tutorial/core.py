@@ -282,7 +282,14 @@ def save_checkpoint(path, model: nn.Module | None = None, **extra) -> Path:
     except BaseException:
         if os.path.exists(tmp): os.remove(tmp)
         raise
+    _remove_stale_temporaries(path)
     return path
+
+def _remove_stale_temporaries(path: Path):
+    "Temporary files of `path` left by a writer that was killed (kill -9 runs no clean-up): gone once a write succeeds."
+    for stale in path.parent.glob(f'.{path.name}.*.tmp'):
+        try: stale.unlink()
+        except OSError: pass
 
 def write_text_atomic(path, text: str) -> Path:
     "Write `text` to `path` through a temporary file in the same folder, then rename it into place: a reader never sees half a file, and a failed write leaves the old one."
@@ -294,6 +301,7 @@ def write_text_atomic(path, text: str) -> Path:
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.remove(tmp)
+    _remove_stale_temporaries(path)
     return path
 
 def _finite(x):

@@ -246,3 +246,25 @@ def test_a_damaged_shipped_file_is_refused_on_load(tmp_path, monkeypatch):
     monkeypatch.setattr(core, 'WEIGHTS_DIR', tmp_path)
     with pytest.raises(CheckpointError, match='git checkout -- '):
         load_checkpoint(tmp_path / name)
+
+
+def test_a_killed_writer_leaves_no_temporary_behind(tmp_path):
+    stale = tmp_path / '.model.pt.k1ll3d.tmp'
+    stale.write_bytes(b'')                                                  # what kill -9 during a save leaves
+    save_checkpoint(tmp_path / 'model.pt', nn.Linear(2, 2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['model.pt']
+
+
+def test_resume_falls_back_to_the_previous_state(tmp_path):
+    from crystal_tutorial.core import Learner
+    x = torch.randn(64, 1)
+    dl = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, 2 * x), batch_size=16, shuffle=True)
+    mse = lambda m, b: nn.functional.mse_loss(m(b[0]), b[1])
+    learn = Learner(nn.Linear(1, 1), dl, None, mse, device='cpu').fit(1, progress=False)
+    learn.save(tmp_path / 'state.pt', keep_previous=True)
+    learn.fit(1, progress=False).save(tmp_path / 'state.pt', keep_previous=True)
+    (tmp_path / 'state.pt').write_bytes((tmp_path / 'state.pt').read_bytes()[:64])          # cut short
+    again = Learner(nn.Linear(1, 1), dl, None, mse, device='cpu')
+    with pytest.warns(UserWarning, match='previous state'):
+        again.load(tmp_path / 'state.pt')
+    assert again.epoch == 1
