@@ -29,12 +29,13 @@ def worker(args):
     set_seed(0)
     config = config_for_data(ds, task='csp', batch_size=args.batch_size, epochs=args.epochs + 1)
     learn = crystal_diffusion_learner(config, ds, None, device=args.device).distribute()
+    learn.amp = args.amp
     learn.fit(1, progress=False)                                                # warm-up
     t0 = time.perf_counter()
     learn.fit(args.epochs, progress=False)
     seconds = time.perf_counter() - t0
     if rank() == 0:
-        print('RESULT', json.dumps({'processes': world_size(), 'crystals': len(ds), 'seconds': seconds,
+        print('RESULT', json.dumps({'processes': world_size(), 'amp': args.amp, 'crystals': len(ds), 'seconds': seconds,
                                     'crystals_per_s': len(ds) * args.epochs / seconds,
                                     'final_loss': learn.history[-1]['train_loss'], 'device': str(learn.device)}))
 
@@ -57,6 +58,7 @@ def main():
     p.add_argument('--batch-size', type=int, default=64, help='the global batch')
     p.add_argument('--threads', type=int, default=1, help='threads per process')
     p.add_argument('--device', default='cpu')
+    p.add_argument('--amp', action='store_true', help='mixed precision: the loss in bfloat16 autocast')
     p.add_argument('--record', action='store_true', help=f'append the figures to {RECORD.name}')
     if 'BENCH_WORKER' in os.environ: return worker(argparse.Namespace(**json.loads(os.environ['BENCH_WORKER'])))
     args = p.parse_args()

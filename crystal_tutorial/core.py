@@ -175,11 +175,13 @@ class Learner:
         self.cbs = list(cbs)
         self.epoch, self.history, self.batch_losses = 0, [], []
         self.ddp = None                      # the DistributedDataParallel wrapper, once `distribute` made one
+        self.amp = False                     # True: the loss in bfloat16 autocast (mixed precision), where the device has it
 
     def loss_terms(self, batch) -> dict:
         "The loss function's terms on one batch, as a dict with a 'loss' entry."
         batch = _to(batch, self.device)
-        out = self.ddp(batch) if self.ddp is not None and self.model.training else self.loss_func(self.model, batch)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.ddp(batch) if self.ddp is not None and self.model.training else self.loss_func(self.model, batch)
         terms = out if isinstance(out, dict) else {'loss': out}
         if 'loss' not in terms: raise KeyError("loss_func returned a dict without a 'loss' entry to optimize")
         return terms

@@ -42,6 +42,7 @@ p.add_argument('--max-minutes', type=float, default=None, help='stop after this 
 p.add_argument('--device', default=None, help="'cpu', 'cuda', 'mps' (default: the best available)")
 p.add_argument('--init-from', default=None, metavar='CKPT', help='start from the weights and configuration of this checkpoint (fine-tuning; fresh optimizer and schedule)')
 p.add_argument('--threads', type=int, default=None, help='CPU threads for torch (default: torch decides)')
+p.add_argument('--amp', action='store_true', help='mixed precision: the loss in bfloat16 autocast; for GPUs (on a CPU without bfloat16 units, 20x slower)')
 for f in fields(CrystalDiffusionConfig):
     p.add_argument('--' + f.name.replace('_', '-'), type=type(f.default), default=None,
                    help=f'configuration: {f.name} (default {"fitted to the data" if f.name in DATA_FITTED else f.default})')
@@ -82,6 +83,7 @@ else:
     learn = crystal_diffusion_learner(config_for_data(train_ds, **overrides), train_ds, valid_ds, device=device)
 config = learn.config
 learn.distribute(seed=config.seed)                      # under torchrun: a shard of the data per process
+learn.amp = args.amp
 print('configuration:', json.dumps(asdict(config)))
 print(f'{sum(q.numel() for q in learn.model.parameters()):,} parameters')
 

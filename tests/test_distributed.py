@@ -69,3 +69,15 @@ def test_two_processes_train_as_one(tmp_path):
 def test_one_process_is_unchanged_by_distribute(tmp_path):
     plain = run(tmp_path, 1, 1, tmp_path / 'plain.pt', same_order=False)
     assert plain['world'] == 1 and plain['batch'] == 32 and plain['seen'] == []   # the DataLoader as given
+
+
+def test_mixed_precision_runs_and_keeps_float32_weights():
+    from torch import nn
+    from crystal_tutorial.core import Learner
+    x = torch.randn(32, 4)
+    dl = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True)), batch_size=8)
+    learn = Learner(nn.Linear(4, 1), dl, None, lambda m, b: nn.functional.mse_loss(m(b[0]).float(), b[1]), device='cpu')
+    learn.amp = True
+    before = learn.evaluate(dl)['loss']
+    learn.fit(3, progress=False)
+    assert learn.model.weight.dtype == torch.float32 and learn.history[-1]['train_loss'] < before
