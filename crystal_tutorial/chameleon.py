@@ -28,7 +28,7 @@ from .symmetry import SymmetryConstraint, load_symmetry_templates, resolve_symme
 from .constraints import FormulaConstraint, cell_counts, cell_sizes, check_cell_size, orbits_fit
 
 # %% auto #0
-__all__ = ['PROMPT_TEMPLATES', 'SHIPPED_CHAMELEON_MODELS', 'SERVED_MAX_ATOMS', 'MAX_GUIDANCE', 'prompt_elements',
+__all__ = ['PROMPT_TEMPLATES', 'SHIPPED_CHAMELEON_MODELS', 'SERVED_MAX_ATOMS', 'MAX_GUIDANCE', 'SAMPLE_BATCH', 'prompt_elements',
            'conditioned_pairs', 'chameleon_learner', 'save_chameleon', 'Chameleon', 'needs_redraw', 'element_set',
            'prompt_adherence', 'formula_adherence', 'generation_summary', 'held_out_crystals', 'sample_prompts',
            'crystal_system_of', 'PromptError']
@@ -339,6 +339,8 @@ def _sample_batch(self: Chameleon, prompts: list, num_atoms, guidance_scale: flo
         atoms_list, frames = _redraw(atoms_list, frames, again, retries)
     return atoms_list if frames is None else (atoms_list, frames)
 
+SAMPLE_BATCH = 64     # crystals in one sampling chain: memory grows with it (and with atoms squared)
+
 def _sample(self: Chameleon, prompt: str, n_atoms: int | None = None, n_samples: int = 1, guidance_scale: float = 1.0,
             steps: int | None = None, seed: int | None = None, device=None, return_trajectory: bool = False,
             restrict_elements: bool = True, progress: bool = False, charge_balanced: bool = True, retries: int = 2, symmetry='auto', step_lr: float | None = None,
@@ -362,9 +364,13 @@ def _sample(self: Chameleon, prompt: str, n_atoms: int | None = None, n_samples:
         except ValueError as e: raise PromptError(str(e)) from None
     else: num_atoms = _draw_num_atoms(self.diffusion.num_atoms_counts, int(n_samples), len(elements or ()) or 1,
                                       torch.Generator().manual_seed(int(seed)) if seed is not None else None).tolist()
-    out = self.sample_batch([prompt] * len(num_atoms), num_atoms, guidance_scale, steps, seed, restrict_elements, return_trajectory, progress,
-                            charge_balanced, retries, symmetry, step_lr, follow_formula)
-    atoms_list, frames = out if return_trajectory else (out, None)
+    atoms_list, frames = [], []
+    for k in range(0, len(num_atoms), SAMPLE_BATCH):                    # bounded memory: one chain per batch
+        sizes, part_seed = num_atoms[k:k + SAMPLE_BATCH], None if seed is None else (seed + k // SAMPLE_BATCH) % 2**63
+        out = self.sample_batch([prompt] * len(sizes), sizes, guidance_scale, steps, part_seed, restrict_elements, return_trajectory,
+                                progress, charge_balanced, retries, symmetry, step_lr, follow_formula)
+        atoms_list += out[0] if return_trajectory else out
+        if return_trajectory: frames += out[1]
     keep = [i for i, a in enumerate(atoms_list) if a is not None]       # still degenerate after the retries: sample_crystals warned
     atoms_list = [atoms_list[i] for i in keep]
     return (atoms_list, [frames[i] for i in keep]) if return_trajectory else atoms_list
