@@ -52,6 +52,7 @@ def recorded_twin(name: str):
 
 def main():
     args = p.parse_args()
+    if min(args.steps + args.twin_steps) < 1: p.error(f'--steps must be 1 or more ODE steps, got {min(args.steps + args.twin_steps)}')
     if args.threads: torch.set_num_threads(args.threads)
     model = load_crystal_flow(args.model)
     if args.held_out:

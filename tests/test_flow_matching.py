@@ -93,3 +93,8 @@ def test_training_script_runs_and_resumes(tmp_path):
     assert 'resuming' in r.stdout
     flow = load_crystal_flow(out)
     assert isinstance(flow, CrystalFlow) and flow.config.epochs == 2
+
+
+def test_benchmark_steps_below_one_is_a_one_line_error():
+    r = subprocess.run([sys.executable, str(ROOT / 'benchmarks/eval_crystal_flow.py'), '--steps', '0'], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].endswith('--steps must be 1 or more ODE steps, got 0')
