@@ -50,6 +50,12 @@ def _publish(tmp: Path, out: Path, results) -> None:
     if _holds(out, results): raise OSError(f"--out {out} was filled by another program meanwhile: nothing written")
     for f in sorted(tmp.iterdir()): os.replace(f, out / f.name)
 
+def _remove_stale(folder: Path):
+    "Temporary folders of `folder` left by a killed run (we hold its lock, so no live run owns one)."
+    prefix = f'.{folder.name}.'
+    for p in folder.parent.glob(prefix + '*.tmp'):
+        if '.' not in p.name[len(prefix):-len('.tmp')]: shutil.rmtree(p, ignore_errors=True)   # not `.<name>.x.<..>.tmp`
+
 def _holds(folder: Path, results) -> bool:
     return folder.exists() and (not folder.is_dir() or any(any(folder.glob(p)) for p in results))
 
@@ -74,7 +80,7 @@ def output_claim(out, results, error, numbered: bool = False):
         if _holds(folder, results):
             raise error(f"--out {folder} already holds results ({', '.join(results)}): choose another folder or remove them")
         if folder.is_dir() and not os.access(folder, os.W_OK): raise error(f"cannot write to {folder}: choose another --out")
-        for stale in folder.parent.glob(f'.{folder.name}.*.tmp'): shutil.rmtree(stale, ignore_errors=True)  # a killed run's
+        _remove_stale(folder)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f'.{folder.name}.', suffix='.tmp'))
         try:
             yield tmp, folder
