@@ -46,7 +46,8 @@ def recorded_twin(name: str):
     entries = [e for e in shipped_measures(name) if e.get('steps') == 1000 and e.get('split') == 'test']
     if not entries: return None
     e = entries[-1]; f = e['figures']
-    return {'model': 'diffusion (recorded)', 'method': 'pc', 'steps': 1000, 'nfe': 2000, 'n': f['n'], 'match_rate': f['match_rate@1'],
+    return {'model': 'diffusion (recorded)', 'method': 'pc', 'steps': 1000, 'nfe': 2000, 'n': f['n'],
+            'match_rate': f['match_rate@1'],
             'rmse': f['rmse@1'], 's_per_crystal': 1 / f['crystals_per_s'], 'command': e['command'], 'date': e['date']}
 
 
@@ -69,17 +70,20 @@ def main():
             for steps in args.steps:
                 f = flow_csp_benchmark(model, targets, steps, method, anneal, bs=args.bs, seed=args.seed)
                 rows.append({'model': 'flow', **f}); print_row(rows[-1])
-    for row in twin_rows('perov5_csp', targets, args.twin_steps, args.bs, args.seed): rows.append(row); print_row(row)
+    for row in twin_rows('perov5_csp', targets, args.twin_steps, args.bs,
+                         args.seed): rows.append(row); print_row(row)
     twin = recorded_twin('perov5_csp')
     if twin: print_row(twin)
     print(f'{time.time() - t0:.0f} s on {model.device}, {torch.get_num_threads()} thread(s)')
     if args.record:
         weights = Path(args.model) if Path(args.model).exists() else Path(__file__).parents[1] / 'crystal_tutorial/weights' / SHIPPED_FLOWS[args.model][0]
-        entry = {'model': args.model if args.model in SHIPPED_FLOWS else weights.name, 'weights_sha256': sha256_file(weights),
+        entry = {'model': args.model if args.model in SHIPPED_FLOWS else weights.name,
+                 'weights_sha256': sha256_file(weights),
                  'date': time.strftime('%Y-%m-%d'), 'command': 'python benchmarks/eval_crystal_flow.py ' + ' '.join(measure_args(sys.argv[1:])),
                  'dataset': args.dataset, 'split': args.split, 'n': len(targets), 'seconds': round(time.time() - t0),
                  'hardware': f'{platform.machine()} {model.device.type}, {torch.get_num_threads()} thread(s)', 'rows': rows, 'twin': twin}
-        write_text_atomic(FLOW_MEASURES_FILE, json.dumps(read_flow_measures() + [entry], indent=1, ensure_ascii=False) + '\n')
+        write_text_atomic(FLOW_MEASURES_FILE, json.dumps(read_flow_measures() + [entry], indent=1,
+                                                         ensure_ascii=False) + '\n')
         print(f'recorded in {FLOW_MEASURES_FILE.name}')
 
 
@@ -89,20 +93,27 @@ def print_row(r: dict):
           f"RMSE {r['rmse']:.4f}  {r['s_per_crystal']:.4f} s/crystal", flush=True)
 
 
-p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-p.add_argument('model', nargs='?', default='perov5_csp', help='a shipped flow model name (perov5_csp) or a checkpoint path')
+p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+p.add_argument('model', nargs='?', default='perov5_csp',
+               help='a shipped flow model name (perov5_csp) or a checkpoint path')
 p.add_argument('--dataset', default='perov_5')
 p.add_argument('--split', default='test')
 p.add_argument('--n', type=int, default=200, help='the first n crystals of the split')
 p.add_argument('--methods', nargs='+', default=['euler', 'heun'], help='ODE schemes: euler, heun, midpoint')
 p.add_argument('--steps', nargs='+', type=int, default=[10, 20, 50], help='ODE steps to measure')
-p.add_argument('--anneal', nargs='+', type=float, default=[0.0], help="FlowMM's anti-annealing s of the coordinate velocity (0: none); several: each")
-p.add_argument('--twin-steps', nargs='*', type=int, default=[], help='also sample the diffusion twin with these step counts')
+p.add_argument('--anneal', nargs='+', type=float, default=[0.0],
+               help="FlowMM's anti-annealing s of the coordinate velocity (0: none); several: each")
+p.add_argument('--twin-steps', nargs='*', type=int, default=[],
+               help='also sample the diffusion twin with these step counts')
 p.add_argument('--bs', type=int, default=100, help='crystals sampled at once')
 p.add_argument('--seed', type=int, default=0)
-p.add_argument('--threads', type=int, default=1, help='CPU threads (default 1, like the recorded diffusion measure)')
-p.add_argument('--held-out', action='store_true', help="the crystals of 'val' held out by the training script, not the test split")
-p.add_argument('--record', action='store_true', help='append the table to crystal_tutorial/weights/crystal_flow_measures.json')
+p.add_argument('--threads', type=int, default=1,
+               help='CPU threads (default 1, like the recorded diffusion measure)')
+p.add_argument('--held-out', action='store_true',
+               help="the crystals of 'val' held out by the training script, not the test split")
+p.add_argument('--record', action='store_true',
+               help='append the table to crystal_tutorial/weights/crystal_flow_measures.json')
 
 if __name__ == '__main__':
     main()

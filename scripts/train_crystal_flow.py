@@ -27,14 +27,21 @@ from _run import load_split, resume_learner, run_setup, validation_split
 
 DATA_FITTED = ('lattice_scale', 'lattice_clip', 'max_atoms')
 
-p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-p.add_argument('--dataset', default='perov_5', help="dataset name for load_dataset: perov_5, carbon_24, mp_mix_20, toy, ...")
-p.add_argument('--split', default='val', help='split to train on (Perov-5 ships val and test here: train on val)')
-p.add_argument('--limit', type=int, default=None, help='use only the first LIMIT crystals of the split (quick runs)')
-p.add_argument('--valid-fraction', type=float, default=0.05, help='fraction of the split held out for the validation loss')
-p.add_argument('--out', required=True, help='the final checkpoint (e.g. crystal_tutorial/weights/crystal_flow_perov5_csp.pt)')
+p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+p.add_argument('--dataset', default='perov_5',
+               help="dataset name for load_dataset: perov_5, carbon_24, mp_mix_20, toy, ...")
+p.add_argument('--split', default='val',
+               help='split to train on (Perov-5 ships val and test here: train on val)')
+p.add_argument('--limit', type=int, default=None,
+               help='use only the first LIMIT crystals of the split (quick runs)')
+p.add_argument('--valid-fraction', type=float, default=0.05,
+               help='fraction of the split held out for the validation loss')
+p.add_argument('--out', required=True,
+               help='the final checkpoint (e.g. crystal_tutorial/weights/crystal_flow_perov5_csp.pt)')
 p.add_argument('--state', default=None, help='resumable training state (default: <out>.last.pt)')
-p.add_argument('--max-minutes', type=float, default=None, help='stop after this much training time in this run (resume later)')
+p.add_argument('--max-minutes', type=float, default=None,
+               help='stop after this much training time in this run (resume later)')
 p.add_argument('--device', default=None, help="'cpu', 'cuda', 'mps' (default: the best available)")
 p.add_argument('--threads', type=int, default=None, help='CPU threads for torch (default: torch decides)')
 for f in fields(CrystalDiffusionConfig):
@@ -52,19 +59,22 @@ def main():
     data = dict(dataset=args.dataset, split=args.split, limit=args.limit, crystals=len(ds), train=len(train_ds),
                 valid=len(valid_idx), sha256=getattr(ds, 'info', {}).get('sha256'))
     print(f'{args.dataset}/{args.split}: {len(train_ds):,} training and {len(valid_idx):,} validation crystals; {device} ({hardware})')
-    overrides = {f.name: getattr(args, f.name) for f in fields(CrystalDiffusionConfig) if getattr(args, f.name, None) is not None}
+    overrides = {f.name: getattr(args, f.name) for f in fields(CrystalDiffusionConfig)
+                 if getattr(args, f.name, None) is not None}
     command = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)
     set_seed(overrides.get('seed', 0))
     config = config_for_data(train_ds, task='csp', **overrides)
     elapsed = 0.0
     if state_path.exists():
         saved = load_checkpoint(state_path)['config']
-        config = CrystalDiffusionConfig.from_dict({**saved, 'epochs': config.epochs})    # resuming keeps the saved settings
+        # resuming keeps the saved settings
+        config = CrystalDiffusionConfig.from_dict({**saved, 'epochs': config.epochs})
     learn = crystal_flow_learner(config, train_ds, valid_ds, device=device)
     if state_path.exists(): elapsed = resume_learner(learn, state_path, config.epochs)
     print('configuration:', json.dumps(asdict(config)))
     print(f'{sum(q.numel() for q in learn.model.parameters()):,} parameters')
-    save = lambda sec: save_training_state(learn, state_path, elapsed=sec, data=data, command=command, hardware=hardware,
+    save = lambda sec: save_training_state(learn, state_path, elapsed=sec, data=data, command=command,
+                                           hardware=hardware,
                                            model_class='CrystalFlow')
     budget = args.max_minutes * 60 if args.max_minutes is not None else None
     seconds = fit_with_budget(learn, config.epochs, save, budget, elapsed, log=lambda m: print(m, flush=True))

@@ -11,7 +11,8 @@ import torch
 from crystal_tutorial.core import loss_drops_on_batch
 from crystal_tutorial.crystal_diffusion import config_for_data
 from crystal_tutorial.crystals import collate_crystals, toy_dataset
-from crystal_tutorial.flow_matching import (SHIPPED_FLOWS, SOLVERS, WEIGHTS_DIR, CrystalFlow, flow_from_checkpoint, load_crystal_flow,
+from crystal_tutorial.flow_matching import (SHIPPED_FLOWS, SOLVERS, WEIGHTS_DIR, CrystalFlow,
+                                            flow_from_checkpoint, load_crystal_flow,
                                             ode_solve, sample_flow, torus_path, wrap01, wrap_diff)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +43,8 @@ def test_torus_path_goes_the_short_way_and_stays_on_the_torus():
 
 @pytest.mark.parametrize('method,order', [('euler', 1), ('heun', 2), ('midpoint', 2)])
 def test_solvers_converge_at_their_order(method, order):
-    err = [abs(ode_solve(lambda xs, t: xs, (torch.tensor(1.0, dtype=torch.float64),), n, method)[0].item() - math.e) for n in (20, 40)]
+    err = [abs(ode_solve(lambda xs, t: xs, (torch.tensor(1.0, dtype=torch.float64),), n,
+                         method)[0].item() - math.e) for n in (20, 40)]
     assert abs(math.log2(err[0] / err[1]) - order) < 0.2
 
 
@@ -57,14 +59,18 @@ def test_one_training_step_lowers_the_loss_on_a_fixed_batch(toy):
     torch.manual_seed(1)
     m = CrystalFlow(config_for_data(toy, task='csp', **TINY)).set_data_stats(toy)
     batch = collate_crystals([toy[i] for i in range(16)])
-    before, after = loss_drops_on_batch(m, lambda m, b: m.loss(b, generator=torch.Generator().manual_seed(0)), batch, steps=1, lr=1e-4)
+    before, after = loss_drops_on_batch(m, lambda m,
+                                        b: m.loss(b,
+                                                  generator=torch.Generator().manual_seed(0)), batch, steps=1, lr=1e-4)
     assert after < before
 
 
 def test_sampling_with_a_seed_is_reproducible(model, toy):
     comps = [toy[i] for i in range(3)]
-    a, b = (sample_flow(model, comps, steps=3, method='heun', generator=torch.Generator().manual_seed(7)) for _ in range(2))
-    assert all(torch.equal(x.frac_coords, y.frac_coords) and torch.equal(x.lattice, y.lattice) for x, y in zip(a, b))
+    a, b = (sample_flow(model, comps, steps=3, method='heun',
+                        generator=torch.Generator().manual_seed(7)) for _ in range(2))
+    assert all(torch.equal(x.frac_coords, y.frac_coords) and torch.equal(x.lattice, y.lattice) for x,
+               y in zip(a, b))
     c = sample_flow(model, comps, steps=3, method='heun', generator=torch.Generator().manual_seed(8))
     assert not torch.equal(a[0].frac_coords, c[0].frac_coords)
 
@@ -78,14 +84,16 @@ def test_a_diffusion_checkpoint_is_not_read_as_a_flow(model):
 def test_shipped_flow_model_loads_and_samples_on_cpu():
     flow = load_crystal_flow('perov5_csp', device='cpu')
     assert SHIPPED.stat().st_size < 20 * 2**20
-    out = sample_flow(flow, ['SrTiO3', 'BaZrO3'], steps=10, method='heun', generator=torch.Generator().manual_seed(0))
+    out = sample_flow(flow, ['SrTiO3', 'BaZrO3'], steps=10, method='heun',
+                      generator=torch.Generator().manual_seed(0))
     assert [c.num_atoms for c in out] == [5, 5]
     assert all(2.5 < c.lattice.det().abs() ** (1 / 3) < 7 for c in out)        # a perovskite-sized cell, Å
 
 
 def test_training_script_runs_and_resumes(tmp_path):
     out = tmp_path / 'flow.pt'
-    cmd = [sys.executable, str(ROOT / 'scripts/train_crystal_flow.py'), '--dataset', 'toy', '--limit', '40', '--hidden', '16',
+    cmd = [sys.executable, str(ROOT / 'scripts/train_crystal_flow.py'), '--dataset', 'toy', '--limit', '40',
+           '--hidden', '16',
            '--n-layers', '1', '--time-dim', '16', '--batch-size', '20', '--threads', '1', '--out', str(out)]
     for epochs in ('1', '2'):
         r = subprocess.run(cmd + ['--epochs', epochs], capture_output=True, text=True, cwd=ROOT)
@@ -96,5 +104,6 @@ def test_training_script_runs_and_resumes(tmp_path):
 
 
 def test_benchmark_steps_below_one_is_a_one_line_error():
-    r = subprocess.run([sys.executable, str(ROOT / 'benchmarks/eval_crystal_flow.py'), '--steps', '0'], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run([sys.executable, str(ROOT / 'benchmarks/eval_crystal_flow.py'), '--steps', '0'],
+                       capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].endswith('--steps must be 1 or more ODE steps, got 0')
