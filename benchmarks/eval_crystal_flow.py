@@ -1,15 +1,18 @@
-"""Steps against quality for the crystal flow model (notebook 06e): CSP match rate, RMSE, time and network evaluations.
+"""Steps against quality for the crystal flow model (notebook 06e): CSP match rate, RMSE, time and network
+evaluations.
 
-    python benchmarks/eval_crystal_flow.py perov5_csp --n 200 --methods euler heun --steps 10 20 50 --anneal 0 2 --twin-steps 20 50 --record
+    python benchmarks/eval_crystal_flow.py perov5_csp --n 200 --methods euler heun --steps 10 20 50 \\
+        --anneal 0 1 --twin-steps 20 50 --record
 
-One sample per composition of the first `--n` crystals of Perov-5 `test`, matched with StructureMatcher(stol=0.5,
-angle_tol=10, ltol=0.3) (chapter 05's `match_targets`, the matcher of `eval_crystal_diffusion.py`), for every ODE scheme and
-number of steps. `--twin-steps` also samples the diffusion twin (`load_crystal_diffusion`) with that many predictor-corrector
-steps, on the same crystals and machine; the twin's recorded 1,000-step figure is read from
+One sample per composition of the first `--n` crystals of Perov-5 `test`, matched with
+StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3) (chapter 05's `match_targets`, the matcher of
+`eval_crystal_diffusion.py`), for every ODE scheme and number of steps. `--twin-steps` also samples the
+diffusion twin (`load_crystal_diffusion`) with that many predictor-corrector steps, on the same crystals and
+machine; the twin's recorded 1,000-step figure is read from
 crystal_tutorial/weights/crystal_diffusion_measures.json. `--record` appends the table to
-crystal_tutorial/weights/crystal_flow_measures.json (with the SHA-256 of the weights measured), where notebook 06e finds it.
-`--held-out` measures instead the crystals of Perov-5 `val` that training held out (the training script's split), to choose a
-sampler setting such as `--anneal` without looking at the test split.
+crystal_tutorial/weights/crystal_flow_measures.json (with the SHA-256 of the weights measured), where notebook
+06e finds it. `--held-out` measures instead the crystals of Perov-5 `val` that training held out (the training
+script's split), to choose a sampler setting such as `--anneal` without looking at the test split.
 """
 import argparse
 import json
@@ -23,11 +26,12 @@ import torch
 from crystal_tutorial.core import write_text_atomic
 from crystal_tutorial.crystal_diffusion import csp_benchmark, load_crystal_diffusion, shipped_measures
 from crystal_tutorial.crystals import load_dataset, sha256_file
-from crystal_tutorial.flow_matching import FLOW_MEASURES_FILE, SHIPPED_FLOWS, flow_csp_benchmark, load_crystal_flow, read_flow_measures
+from crystal_tutorial.flow_matching import (FLOW_MEASURES_FILE, SHIPPED_FLOWS, flow_csp_benchmark, load_crystal_flow,
+                                            read_flow_measures)
 from eval_crystal_diffusion import measure_args
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'scripts'))
-from _run import validation_split                                                     # the training script's split
+from _run import validation_split                 # the training script's split
 
 
 def twin_rows(name: str, targets, steps_list, bs: int, seed: int) -> list:

@@ -1,16 +1,18 @@
 """Train a crystal flow-matching model (notebook 06e) for crystal structure prediction on a dataset split.
 
-    python scripts/train_crystal_flow.py --dataset perov_5 --split val --epochs 300 --max-minutes 55 --threads 1 \\
-        --out crystal_tutorial/weights/crystal_flow_perov5_csp.pt
+    python scripts/train_crystal_flow.py --dataset perov_5 --split val --epochs 350 --max-minutes 58 \\
+        --threads 1 --out data/crystal_flow_perov5_csp.pt
 
-The network, data split and training settings are those of `scripts/train_crystal_diffusion.py` (every field of
-`CrystalDiffusionConfig` is an option; the diffusion-only fields are unused), so that a flow model and its diffusion twin
-differ only in what they learn: a velocity instead of a noise or a score. A fraction of the split is held out for validation
-(`--valid-fraction`, the same permutation as the diffusion script), so the test split stays untouched.
+The network, data split and training settings are those of `scripts/train_crystal_diffusion.py` (every field
+of `CrystalDiffusionConfig` is an option; the diffusion-only fields are unused), so that a flow model and its
+diffusion twin differ only in what they learn: a velocity instead of a noise or a score. A fraction of the
+split is held out for validation (`--valid-fraction`, the same permutation as the diffusion script), so the
+test split stays untouched.
 
-The run is resumable: after every epoch the full training state goes to `<out>.last.pt` (or `--state`), and the same command
-continues from it; `--max-minutes` stops cleanly after a time budget. At the end (or when the budget is spent) `--out` gets a
-compact checkpoint for `load_crystal_flow`: weights, configuration, history, training time, hardware, data and command.
+The run is resumable: after every epoch the full training state goes to `<out>.last.pt` (or `--state`), and
+the same command continues from it; `--max-minutes` stops cleanly after a time budget. At the end (or when the
+budget is spent) `--out` gets a compact checkpoint for `load_crystal_flow`: weights, configuration, history,
+training time, hardware, data and command.
 """
 import argparse
 import json

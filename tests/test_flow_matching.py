@@ -1,5 +1,5 @@
-"""Crystal flow matching (notebook 06e): the torus path, the ODE solvers, training, reproducible sampling, bad step counts,
-loading the shipped flow model (skipped until it ships), and the training script."""
+"""Crystal flow matching (notebook 06e): the torus path, the ODE solvers, training, reproducible sampling, bad
+step counts, loading the shipped flow model (skipped until it ships), and the training script."""
 import math
 import subprocess
 import sys
