@@ -382,10 +382,14 @@ def file_sha256(path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
     return h.hexdigest()
 
+def _shipped_name(name: str) -> bool:
+    "A weights or pool file, not a training state (`<out>.last.pt`) that a run left beside it."
+    return name.endswith(HASHED_SUFFIXES) and not name.endswith('.last.pt')
+
 def build_weights_manifest(folder=None, names=None) -> dict:
     "{file name: {'sha256', 'size'}} for the .pt and .npz files in `folder` (default WEIGHTS_DIR), or for `names` only."
     folder = Path(folder or WEIGHTS_DIR)
-    files = (sorted(p for p in folder.iterdir() if p.suffix in HASHED_SUFFIXES and p.is_file()) if names is None
+    files = (sorted(p for p in folder.iterdir() if _shipped_name(p.name) and p.is_file()) if names is None
              else [folder / n for n in sorted(names)])
     return {p.name: {'sha256': file_sha256(p), 'size': p.stat().st_size} for p in files}
 
