@@ -56,7 +56,8 @@ def cart_to_frac(cart_coords, lattice, batch: Tensor | None = None) -> Tensor:
 
 def wrap_frac(frac_coords: Tensor) -> Tensor:
     "Fractional coordinates moved into the cell, [0, 1): the same atoms of the same infinite crystal."
-    return frac_coords - torch.floor(frac_coords)
+    wrapped = frac_coords - torch.floor(frac_coords)
+    return torch.where(wrapped >= 1, wrapped - 1, wrapped)   # -1e-9 + 1 rounds to 1.0 in float32: that is 0
 
 # %% ../nbs/04_crystals.ipynb #98f9924b
 def lattice_from_params(lengths, angles) -> Tensor:

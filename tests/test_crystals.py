@@ -401,3 +401,11 @@ def test_real_files_load_with_a_limit_into_a_private_cache(tmp_path, isolated_da
         assert load_dataset(name, split, limit=30, verbose=False).info['from_cache']
     after = {p for f in REAL_FILES for p in _shared_file(*f).parent.iterdir()}
     assert after == before, 'the shared folder must not be written to'
+
+
+def test_wrap_frac_stays_below_one_in_float32():
+    from crystal_tutorial.crystals import wrap_frac
+    x = torch.tensor([-1e-9, -1e-7, 1.0, 2.5, -0.25, 0.999999], dtype=torch.float32)
+    w = wrap_frac(x)
+    assert bool(((w >= 0) & (w < 1)).all()), w
+    assert torch.allclose(w, torch.tensor([0.0, 1 - 1e-7, 0.0, 0.5, 0.75, 0.999999]), atol=1e-6)
