@@ -601,6 +601,8 @@ def load_csv(path, limit: int | None = None, niggli: bool = True, canonical: boo
             ds = CrystalDataset.from_state_dict(state['dataset'])
             ds.info = {'path': str(path), 'sha256': digest, 'cache': str(cache_file), 'from_cache': True,
                        'skipped': [tuple(s) for s in state['skipped']], 'seconds': time.perf_counter() - t0}
+            for k, mid, reason in ds.info['skipped']:                   # as when parsed: a dropped row is never silent
+                warnings.warn(f"{label}: skipped row {k} (material_id {mid}): {reason}", MalformedRowWarning)
             if verbose: print(f"{label}: {len(ds):,} crystals from the cache ({ds.info['seconds']:.2f} s)")
             return ds
         except (CheckpointError, KeyError, ValueError, TypeError, AttributeError, IndexError) as e:
