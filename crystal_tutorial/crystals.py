@@ -23,18 +23,18 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from .core import InputError, data_dir, project_root
+from .core import InputError, data_dir, file_sha256, project_root
 
 # %% auto #0
-__all__ = ['IONIC_RADII', 'DATASETS_ENV', 'CDVAE_URL', 'DOWNLOADABLE', 'CDVAE_SHA256', 'CACHE_FORMAT', 'ELEMENT_GROUPS',
-           'GROUP_COLORS', 'frac_to_cart', 'cart_to_frac', 'wrap_frac', 'lattice_from_params', 'lattice_to_params',
-           'Crystal', 'min_image_vectors', 'distance_matrix', 'niggli_reduce', 'make_toy_crystals',
+__all__ = ['IONIC_RADII', 'DATASETS_ENV', 'CDVAE_URL', 'DOWNLOADABLE', 'CDVAE_SHA256', 'sha256_file', 'CACHE_FORMAT',
+           'ELEMENT_GROUPS', 'GROUP_COLORS', 'frac_to_cart', 'cart_to_frac', 'wrap_frac', 'lattice_from_params',
+           'lattice_to_params', 'Crystal', 'min_image_vectors', 'distance_matrix', 'niggli_reduce', 'make_toy_crystals',
            'with_boundary_atoms', 'plot_crystal', 'plot_crystals', 'owner_index', 'CrystalDataset', 'toy_dataset',
-           'DatasetError', 'ChecksumError', 'sha256_file', 'download_file', 'datasets_root', 'dataset_csv',
-           'MalformedRowWarning', 'parse_cif', 'cache_path', 'load_csv', 'load_dataset', 'scatter_sum', 'scatter_mean',
-           'scatter_max', 'CrystalBatch', 'collate_crystals', 'fully_connected_edges', 'PeriodicGraph',
-           'radius_graph_pbc', 'pymatgen_edges', 'edge_mismatches', 'Visualizer', 'element_group',
-           'space_group_numbers', 'element_presence', 'plot_dataset_stats']
+           'DatasetError', 'ChecksumError', 'download_file', 'datasets_root', 'dataset_csv', 'MalformedRowWarning',
+           'parse_cif', 'cache_path', 'load_csv', 'load_dataset', 'scatter_sum', 'scatter_mean', 'scatter_max',
+           'CrystalBatch', 'collate_crystals', 'fully_connected_edges', 'PeriodicGraph', 'radius_graph_pbc',
+           'pymatgen_edges', 'edge_mismatches', 'Visualizer', 'element_group', 'space_group_numbers',
+           'element_presence', 'plot_dataset_stats']
 
 # %% ../nbs/04_crystals.ipynb #95ab9726
 def _as_float(x, dtype=None) -> Tensor:
@@ -482,12 +482,7 @@ class DatasetError(InputError, RuntimeError):
 class ChecksumError(DatasetError):
     "A downloaded file whose SHA-256 is not the expected one."
 
-def sha256_file(path) -> str:
-    "SHA-256 of a file, as hex."
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
-    return h.hexdigest()
+sha256_file = file_sha256     # SHA-256 of a file, as hex: chapter 00's, which also checks the shipped weights
 
 def download_file(url: str, dest, sha256: str | None = None, timeout: float = 60) -> Path:
     "Download `url` to `dest` through a temporary file, check its SHA-256 (or, when `sha256` is None, that it is a CSV with a `cif` column), then move it into place."
