@@ -22,7 +22,8 @@ import torch
 
 from crystal_tutorial.chameleon import (Chameleon, crystal_system_of, generation_summary, held_out_crystals, prompt_adherence,
                                         prompt_elements, sample_prompts)
-from crystal_tutorial.clip import crystal_facts, fill_template, spacegroup_numbers
+from crystal_tutorial.clip import crystal_facts, fill_template
+from crystal_tutorial.crystals import space_group_numbers
 from crystal_tutorial.crystals import load_dataset
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -71,7 +72,7 @@ if 'composition' in models:
     results['composition'] = rows
 
 if 'general' in models:
-    sg = spacegroup_numbers(test_ds)
+    sg = space_group_numbers(test_ds)
     facts = {test_ds[i].formula: crystal_facts(test_ds[i], int(sg[i])) for i in range(len(test_ds))}
     fs = [facts[c.formula] for c in held_out]
     prompts = [fill_template('chemeleon', f) for f in fs]

@@ -29,7 +29,7 @@ import platform
 import sys
 import time
 
-from crystal_tutorial.crystal_diffusion import SHIPPED_MODELS, csp_benchmark, dng_benchmark, dng_metrics, load_crystal_diffusion, sample_crystals
+from crystal_tutorial.crystal_diffusion import SHIPPED_MODELS, ChargeBalance, csp_benchmark, dng_benchmark, dng_metrics, load_crystal_diffusion, sample_crystals
 from crystal_tutorial.crystals import load_dataset
 
 def sample_part(job):
@@ -39,7 +39,8 @@ def sample_part(job):
     name, n, steps, bs, seed, step_lr, charge_balanced = job
     model, g, out = load_crystal_diffusion(name), torch.Generator().manual_seed(seed), []
     if step_lr is not None: model.config.step_lr = step_lr
-    for start in range(0, n, bs): out += sample_crystals(model, n=min(bs, n - start), steps=steps, generator=g, charge_balanced=charge_balanced)
+    for start in range(0, n, bs): out += sample_crystals(model, n=min(bs, n - start), generator=g, steps=steps,
+                                                          constraints=[ChargeBalance()] if charge_balanced else ())
     return out
 
 
@@ -102,7 +103,8 @@ def main():
             figures = {**dng_metrics(samples, reference, train), 'crystals_per_s': args.n / seconds, 'workers': world}
         else:
             figures, samples = dng_benchmark(model, args.n, reference, train=train, steps=args.steps, bs=args.bs, seed=args.seed,
-                                             return_samples=True, charge_balanced=args.charge_balanced)
+                                             return_samples=True,
+                                             constraints=[ChargeBalance()] if args.charge_balanced else ())
         print(f'{args.model}: {args.n} DNG samples, steps={steps}, step_lr={model.config.step_lr:g}{", charge-balanced" if args.charge_balanced else ""}; references: the first {len(reference)} of {args.dataset}/{args.split}'
               + ('' if train is not None else '; novelty not measured'))
         if args.save:

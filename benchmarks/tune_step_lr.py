@@ -9,9 +9,7 @@ For each γ: CSP match rate and RMSE (`csp_benchmark`, one sample per compositio
 """
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'scripts'))
 from _run import validation_split                                                     # the training script's split
 
-from crystal_tutorial.core import load_checkpoint
+from crystal_tutorial.core import load_checkpoint, write_atomic
 from crystal_tutorial.crystal_diffusion import SHIPPED_MODELS, WEIGHTS_DIR, csp_benchmark, load_crystal_diffusion
 from crystal_tutorial.crystals import load_dataset
 
@@ -59,7 +57,5 @@ if __name__ == '__main__':
         state['config']['step_lr'] = args.write
         state['step_lr_tuning'] = {'previous': state.get('step_lr_tuning'), 'chosen': args.write, 'on': f'{len(held_out)} held-out crystals of {args.dataset}/{args.split}',
                                    'command': 'python ' + ' '.join(sys.argv), 'rows': rows}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')    # atomically, as save_checkpoint does
-        with os.fdopen(fd, 'wb') as f: torch.save(state, f)
-        os.replace(tmp, path)
+        write_atomic(path, lambda tmp: torch.save(state, tmp))
         print(f'wrote step_lr = {args.write:g} into {path}')

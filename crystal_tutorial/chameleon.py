@@ -8,102 +8,131 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 from torch import Tensor
 
-from .core import (WEIGHTS_DIR, Learner, check_seed, data_dir, get_device, load_checkpoint, resolve_weights,
-                                   save_checkpoint)
+from .core import (WEIGHTS_DIR, CosineSchedule, Learner, check_seed, data_dir, get_device,
+                                   load_checkpoint, resolve_weights, save_checkpoint)
 from .crystals import CrystalDataset
-from crystal_tutorial.crystal_diffusion import (
-    CrystalDiffusion, CrystalDiffusionConfig, crystal_diffusion_loss, model_from_checkpoint, sample_crystals,
-    trajectory_crystals)
+from .crystal_diffusion import (
+    AllowedElements, ChargeBalance, CrystalDiffusion, CrystalDiffusionConfig, RequiredElements,
+    crystal_diffusion_loss, model_from_checkpoint, sample_crystals, trajectory_crystals)
 from .clip import (
-    COMPOSITION_TEMPLATES, HELD_OUT_TEMPLATES, TRAIN_TEMPLATES, CrystalCLIP, CrystalTextDataset, TextEmbeddingCache,
-    clip_from_checkpoint, embed_prompts, pair_texts)
+    COMPOSITION_TEMPLATES, HELD_OUT_TEMPLATES, TRAIN_TEMPLATES, CrystalCLIP, CrystalTextDataset,
+    TextEmbeddingCache, clip_from_checkpoint, collate_pairs, embed_prompts, pair_texts)
 from .symmetry import SymmetryConstraint, load_symmetry_templates, resolve_symmetry
-from .constraints import FormulaConstraint, cell_counts, cell_sizes, check_cell_size, orbits_fit
+from .constraints import (FormulaConstraint, cell_counts, cell_sizes, check_cell_size,
+                                          orbits_fit)
 
 # %% auto #0
 __all__ = ['PROMPT_TEMPLATES', 'SHIPPED_CHAMELEON_MODELS', 'SERVED_MAX_ATOMS', 'MAX_GUIDANCE', 'SAMPLE_BATCH', 'prompt_elements',
-           'conditioned_pairs', 'chameleon_learner', 'save_chameleon', 'Chameleon', 'needs_redraw', 'element_set',
-           'prompt_adherence', 'formula_adherence', 'generation_summary', 'held_out_crystals', 'sample_prompts',
-           'crystal_system_of', 'PromptError']
+           'conditioned_pairs', 'chameleon_learner', 'save_chameleon', 'Chameleon', 'SampleOptions', 'needs_redraw',
+           'element_set', 'prompt_adherence', 'formula_adherence', 'generation_summary', 'held_out_crystals',
+           'sample_prompts', 'crystal_system_of', 'PromptError']
 
 # %% ../nbs/08_chameleon.ipynb #6cf3e7f0
-from .prompts import PromptError, PromptReading, read_prompt     # chapter 07b: the prompt reader
-_all_ = ['PromptError']                                                          # still chameleon.PromptError
+from .prompts import read_prompt as _read_prompt   # chapter 07b's reader; the method below wraps it
+from .prompts import PromptError, PromptReading
+_all_ = ['PromptError']                                     # still chameleon.PromptError
 
 def prompt_elements(prompt: str) -> list | None:
     "Element symbols of a prompt, in order of first mention; None if it names none or some ('a cubic oxide')."
-    reading = read_prompt(prompt)
+    reading = _read_prompt(prompt)
     return reading.elements if reading.complete else None
 
 # %% ../nbs/08_chameleon.ipynb #cc5cbcf8
 PROMPT_TEMPLATES = {                   # kind of model: chapter 07's templates its training texts come from
-    'composition': tuple(t for t in COMPOSITION_TEMPLATES if t not in HELD_OUT_TEMPLATES),   # 'Ti O S', 'TiOS2', 'titanium, oxygen and sulfur'
-    'general': tuple(TRAIN_TEMPLATES),                                                      # also symmetry, properties, structure type
+    # 'Ti O S', 'TiOS2', 'titanium, oxygen and sulfur'
+    'composition': tuple(t for t in COMPOSITION_TEMPLATES if t not in HELD_OUT_TEMPLATES),
+    'general': tuple(TRAIN_TEMPLATES),     # also symmetry, properties, structure type
 }
 
 @torch.no_grad()
-def conditioned_pairs(ds: CrystalDataset, facts: list, templates, clip: CrystalCLIP, cache: TextEmbeddingCache | None = None,
-                      seed: int = 0) -> CrystalTextDataset:
-    "Crystals paired with their texts (one drawn per item), each text as its Crystal CLIP condition vector: items are (CrystalBatch, cond [B, embed_dim], text ids)."
-    if len(facts) != len(ds): raise ValueError(f"got facts for {len(facts)} crystals but the dataset has {len(ds)}")
-    pairs = CrystalTextDataset(ds, pair_texts(facts, templates), cache if cache is not None else TextEmbeddingCache(), seed=seed)
+def conditioned_pairs(ds: CrystalDataset, facts: list, templates, clip: CrystalCLIP,
+                      cache: TextEmbeddingCache | None = None, seed: int = 0) -> CrystalTextDataset:
+    "Crystals paired with their texts (one drawn per item), each text as its Crystal CLIP condition vector."
+    # items are (CrystalBatch, cond [B, embed_dim], text ids)
+    if len(facts) != len(ds):
+        raise ValueError(f"got facts for {len(facts)} crystals but the dataset has {len(ds)}")
+    pairs = CrystalTextDataset(ds, pair_texts(facts, templates),
+                               cache if cache is not None else TextEmbeddingCache(), seed=seed)
     clip.eval()
-    pairs.embeddings = clip.encode_text_embeddings(pairs.embeddings).cpu()       # baseline 384 → condition vector
+    # the baseline's 384 numbers → the condition vector
+    pairs.embeddings = clip.encode_text_embeddings(pairs.embeddings).cpu()
     return pairs
 
-def _as_is(batch): return batch
-
-def chameleon_learner(config: CrystalDiffusionConfig, train: CrystalTextDataset, valid: CrystalTextDataset | None = None,
-                      device=None) -> Learner:
-    "A Learner for a new text-conditioned DNG CrystalDiffusion: statistics from the training crystals, Adam, cosine learning-rate decay over config.epochs."
-    if config.task != 'dng' or not config.cond_dim: raise ValueError("a text-conditioned model needs task='dng' and cond_dim > 0 (the condition size)")
+def chameleon_learner(config: CrystalDiffusionConfig, train: CrystalTextDataset,
+                      valid: CrystalTextDataset | None = None, device=None) -> Learner:
+    "A Learner for a new text-conditioned DNG CrystalDiffusion."
+    # statistics from the training crystals, Adam, cosine learning-rate decay over config.epochs
+    if config.task != 'dng' or not config.cond_dim:
+        raise ValueError("a text-conditioned model needs task='dng' and cond_dim > 0 (the condition size)")
     if train.embeddings.shape[1] != config.cond_dim:
-        raise ValueError(f"the conditions have {train.embeddings.shape[1]} numbers but cond_dim={config.cond_dim}: make them with conditioned_pairs")
+        raise ValueError(f"the conditions have {train.embeddings.shape[1]} numbers "
+                         f"but cond_dim={config.cond_dim}: make them with conditioned_pairs")
     torch.manual_seed(config.seed)
     model = CrystalDiffusion(config).set_data_stats(train.ds)
-    train_dl = torch.utils.data.DataLoader(train, batch_size=config.batch_size, shuffle=True, collate_fn=_as_is,
+    train_dl = torch.utils.data.DataLoader(train, batch_size=config.batch_size, shuffle=True,
+                                           collate_fn=collate_pairs,
                                            generator=torch.Generator().manual_seed(config.seed))
-    valid_dl = torch.utils.data.DataLoader(valid, batch_size=config.batch_size, collate_fn=_as_is) if valid is not None else None
-    learn = Learner(model, train_dl, valid_dl, crystal_diffusion_loss, lr=config.lr, device=device)   # loss reads (crystals, cond)
-    learn.lr_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(learn.opt, T_max=max(config.epochs, 1), eta_min=config.lr / 20)
-    learn.cbs = [lambda learn: learn.lr_schedule.step()]
+    valid_dl = (torch.utils.data.DataLoader(valid, batch_size=config.batch_size, collate_fn=collate_pairs)
+                if valid is not None else None)
+    # the loss reads (crystals, cond)
+    learn = Learner(model, train_dl, valid_dl, crystal_diffusion_loss, lr=config.lr, device=device)
+    learn.cbs = [CosineSchedule(learn, config.epochs)]
     learn.config = config
     return learn
 
 # %% ../nbs/08_chameleon.ipynb #d41a02db
-SHIPPED_CHAMELEON_MODELS = {'composition': 'chameleon_composition.pt', 'general': 'chameleon_general.pt'}   # kind: file in WEIGHTS_DIR
+# kind: file in WEIGHTS_DIR
+SHIPPED_CHAMELEON_MODELS = {'composition': 'chameleon_composition.pt', 'general': 'chameleon_general.pt'}
 
-def save_chameleon(path, diffusion: CrystalDiffusion, clip: CrystalCLIP, kind: str, templates, **extra) -> Path:
-    "A self-contained checkpoint for `Chameleon.load`: the denoiser, its configuration, the Crystal CLIP and the kind of prompts (plus `extra`: history, data, ...)."
-    if kind not in SHIPPED_CHAMELEON_MODELS: raise ValueError(f"kind must be one of {sorted(SHIPPED_CHAMELEON_MODELS)}, got {kind!r}")
-    return save_checkpoint(path, diffusion, config=asdict(diffusion.config), kind=kind, templates=list(templates),
-                           clip={'config': asdict(clip.config), 'model': {k: v.detach().cpu() for k, v in clip.state_dict().items()}}, **extra)
+def save_chameleon(path, diffusion: CrystalDiffusion, clip: CrystalCLIP, kind: str, templates,
+                   **extra,  # stored too: history, data, ...
+                  ) -> Path:
+    "A self-contained checkpoint for `Chameleon.load`: denoiser, configuration, Crystal CLIP, prompt kind."
+    if kind not in SHIPPED_CHAMELEON_MODELS:
+        raise ValueError(f"kind must be one of {sorted(SHIPPED_CHAMELEON_MODELS)}, got {kind!r}")
+    return save_checkpoint(path, diffusion, config=asdict(diffusion.config), kind=kind,
+                           templates=list(templates),
+                           clip={'config': asdict(clip.config),
+                                 'model': {k: v.detach().cpu() for k, v in clip.state_dict().items()}},
+                           **extra)
 
 # %% ../nbs/08_chameleon.ipynb #5c940ee2
 def _resolve_chameleon(name_or_path) -> Path:
     return resolve_weights(name_or_path, SHIPPED_CHAMELEON_MODELS, 'Chameleon model',
                            lambda name, path: f"python scripts/train_chameleon.py --kind {name} --out {path}")
 
-SERVED_MAX_ATOMS = 40      # cells up to Chemeleon's MP-40 range; beyond the training cells (20) the denoiser extrapolates
+# cells up to Chemeleon's MP-40 range; beyond the training cells (20) the denoiser extrapolates
+SERVED_MAX_ATOMS = 40
 
 class Chameleon:
-    "Text-guided crystal generation: Crystal CLIP turns a prompt into a condition vector, a conditional crystal diffusion model (chapter 06, DNG) samples crystals with classifier-free guidance."
-    def __init__(self, diffusion: CrystalDiffusion, clip: CrystalCLIP, kind: str = 'general', info: dict | None = None):
+    "Text-guided crystal generation: a prompt's Crystal CLIP vector conditions a crystal diffusion model."
+    # Crystal CLIP turns a prompt into a condition vector; a conditional crystal diffusion model
+    # (chapter 06, DNG) samples crystals with classifier-free guidance.
+    def __init__(self, diffusion: CrystalDiffusion, clip: CrystalCLIP, kind: str = 'general',
+                 info: dict | None = None):
         cfg = diffusion.config
-        if cfg.task != 'dng' or not cfg.cond_dim: raise ValueError("Chameleon needs a conditional de novo model (task='dng', cond_dim > 0)")
-        if cfg.cond_dim != clip.embed_dim: raise ValueError(f"the denoiser expects conditions of {cfg.cond_dim} numbers, the Crystal CLIP makes {clip.embed_dim}")
-        if kind not in SHIPPED_CHAMELEON_MODELS: raise ValueError(f"kind must be one of {sorted(SHIPPED_CHAMELEON_MODELS)}, got {kind!r}")
+        if cfg.task != 'dng' or not cfg.cond_dim:
+            raise ValueError("Chameleon needs a conditional de novo model (task='dng', cond_dim > 0)")
+        if cfg.cond_dim != clip.embed_dim:
+            raise ValueError(f"the denoiser expects conditions of {cfg.cond_dim} numbers, "
+                             f"the Crystal CLIP makes {clip.embed_dim}")
+        if kind not in SHIPPED_CHAMELEON_MODELS:
+            raise ValueError(f"kind must be one of {sorted(SHIPPED_CHAMELEON_MODELS)}, got {kind!r}")
         self.trained_max_atoms = cfg.max_atoms
-        if cfg.max_atoms < SERVED_MAX_ATOMS: diffusion.config = replace(cfg, max_atoms=SERVED_MAX_ATOMS)   # the graph network takes any size
-        self.diffusion, self.clip, self.kind, self.info = diffusion.eval(), clip.eval(), kind, dict(info or {})
-        self._cache = TextEmbeddingCache(path=data_dir() / 'text_embeddings' / 'chameleon-prompts-unsaved.pt')   # in memory only
+        # the graph network takes any size
+        if cfg.max_atoms < SERVED_MAX_ATOMS: diffusion.config = replace(cfg, max_atoms=SERVED_MAX_ATOMS)
+        self.diffusion, self.clip, self.kind, self.info = (diffusion.eval(), clip.eval(), kind,
+                                                           dict(info or {}))
+        # in memory only
+        self._cache = TextEmbeddingCache(path=data_dir() / 'text_embeddings' / 'chameleon-prompts-unsaved.pt')
 
     @property
     def max_atoms(self) -> int: return self.diffusion.config.max_atoms
@@ -117,17 +146,23 @@ class Chameleon:
 
     def __repr__(self):
         n = sum(p.numel() for p in self.diffusion.parameters())
-        return f"Chameleon({self.kind} prompts, {n / 1e6:.2f}M-parameter denoiser, cells of 1..{self.max_atoms} atoms (trained on 1..{self.trained_max_atoms}), on {self.device})"
+        return (f"Chameleon({self.kind} prompts, {n / 1e6:.2f}M-parameter denoiser, "
+                f"cells of 1..{self.max_atoms} atoms (trained on 1..{self.trained_max_atoms}), "
+                f"on {self.device})")
 
     @classmethod
     def load(cls, name_or_path, device=None) -> "Chameleon":
-        "A shipped model by kind ('composition', 'general') or any checkpoint written by `save_chameleon` / the training script."
+        "A shipped model by kind ('composition', 'general') or any checkpoint written by `save_chameleon`."
+        # (the training script writes its checkpoints with save_chameleon too)
         path = _resolve_chameleon(name_or_path)
         state = load_checkpoint(path)
         if 'clip' not in state or 'kind' not in state:
-            raise ValueError(f"{str(path)!r} is not a Chameleon checkpoint (no Crystal CLIP or kind in it): write it with save_chameleon")
-        info = {k: state[k] for k in ('templates', 'history', 'epochs_done', 'train_seconds', 'hardware', 'data', 'command') if k in state}
-        return cls(model_from_checkpoint(state), clip_from_checkpoint(state['clip']), state['kind'], info).to(device)
+            raise ValueError(f"{str(path)!r} is not a Chameleon checkpoint (no Crystal CLIP or kind in it): "
+                             "write it with save_chameleon")
+        info = {k: state[k] for k in ('templates', 'history', 'epochs_done', 'train_seconds', 'hardware',
+                                      'data', 'command') if k in state}
+        return cls(model_from_checkpoint(state), clip_from_checkpoint(state['clip']), state['kind'],
+                   info).to(device)
 
     @classmethod
     def load_composition_model(cls, device=None) -> "Chameleon":
@@ -136,7 +171,8 @@ class Chameleon:
 
     @classmethod
     def load_general_text_model(cls, device=None) -> "Chameleon":
-        "The shipped model for descriptions (composition, crystal system, space group, properties), trained on mp_mix_20."
+        "The shipped model for descriptions (composition, crystal system, space group, properties)."
+        # trained on mp_mix_20
         return cls.load('general', device)
 
     def embed(self, prompts) -> Tensor:
@@ -146,7 +182,8 @@ class Chameleon:
 # %% ../nbs/08_chameleon.ipynb #ebc867e7
 MAX_GUIDANCE = 50      # beyond it the guided noise estimate overflows and every lattice comes out non-finite
 
-def _check_request(self: Chameleon, prompt: str, n_atoms, n_samples, guidance_scale=1.0) -> list | None:
+@patch
+def check_request(self: Chameleon, prompt: str, n_atoms, n_samples, guidance_scale=1.0) -> list | None:
     "The prompt's element symbols, or PromptError for anything this model cannot answer."
     reading = self.read_prompt(prompt)
     elements = reading.elements if reading.complete else None
@@ -154,36 +191,81 @@ def _check_request(self: Chameleon, prompt: str, n_atoms, n_samples, guidance_sc
         raise PromptError(f"n_samples must be a whole number of at least 1, got {n_samples!r}")
     if n_atoms is not None:
         if isinstance(n_atoms, bool) or not isinstance(n_atoms, (int, np.integer)):
-            raise PromptError(f"n_atoms must be a whole number from 1 to {self.max_atoms} (or None to draw it from the training data), got {n_atoms!r}")
+            raise PromptError(f"n_atoms must be a whole number from 1 to {self.max_atoms} "
+                              f"(or None to draw it from the training data), got {n_atoms!r}")
         if not 1 <= n_atoms <= self.max_atoms:
-            raise PromptError(f"n_atoms={n_atoms} is out of range: this model generates cells of 1 to {self.max_atoms} atoms")
+            raise PromptError(f"n_atoms={n_atoms} is out of range: "
+                              f"this model generates cells of 1 to {self.max_atoms} atoms")
     if not isinstance(guidance_scale, (int, float)) or not 0 <= guidance_scale <= MAX_GUIDANCE:
-        raise PromptError(f"guidance_scale must be a number from 0 to {MAX_GUIDANCE} (0: unconditional, 1: conditional, > 1: stronger), "
+        raise PromptError(f"guidance_scale must be a number from 0 to {MAX_GUIDANCE} "
+                          "(0: unconditional, 1: conditional, > 1: stronger), "
                           f"got {guidance_scale!r}")
     if reading.formula is not None:                                    # chapter 07c: whole formula units only
         if n_atoms is not None: check_cell_size(reading.formula, int(n_atoms), self.max_atoms)
-        elif not cell_sizes(reading.formula, self.max_atoms): check_cell_size(reading.formula, self.max_atoms + 1, self.max_atoms)
+        elif not cell_sizes(reading.formula, self.max_atoms):
+            check_cell_size(reading.formula, self.max_atoms + 1, self.max_atoms)
     if self.kind == 'composition' and elements is None:
-        raise PromptError(f"the composition model needs element symbols or a formula such as 'Ti O S' or 'TiO2', got {prompt!r}: "
+        raise PromptError("the composition model needs element symbols or a formula "
+                          f"such as 'Ti O S' or 'TiO2', got {prompt!r}: "
                           "for descriptions use Chameleon.load_general_text_model()")
     if elements is not None:
         if n_atoms is not None and len(elements) > n_atoms:
-            raise PromptError(f"the prompt {prompt!r} names {len(elements)} elements but n_atoms={n_atoms}: ask for at least {len(elements)} atoms")
+            raise PromptError(f"the prompt {prompt!r} names {len(elements)} elements but n_atoms={n_atoms}: "
+                              f"ask for at least {len(elements)} atoms")
         from ase.data import atomic_numbers
         counts = self.diffusion.type_counts
-        unseen = [s for s in elements if atomic_numbers[s] >= len(counts) or (counts.sum() > 0 and counts[atomic_numbers[s]] == 0)]
-        if unseen: raise PromptError(f"this model never saw {', '.join(unseen)} in training and cannot generate it: use elements of its training data (mp_mix_20)")
+        unseen = [s for s in elements if atomic_numbers[s] >= len(counts)
+                  or (counts.sum() > 0 and counts[atomic_numbers[s]] == 0)]
+        if unseen:
+            raise PromptError(f"this model never saw {', '.join(unseen)} in training and cannot generate it: "
+                              "use elements of its training data (mp_mix_20)")
     return elements
-Chameleon.check_request = _check_request
 
-def _read_prompt(self: Chameleon, text: str) -> PromptReading:
-    "`read_prompt` for this model: the composition model raises PromptError on unread words, the general warns."
-    return read_prompt(text, strict=self.kind == 'composition')
-Chameleon.read_prompt = _read_prompt
+@patch
+def read_prompt(self: Chameleon, text: str) -> PromptReading:
+    "`read_prompt` for this model: unread words raise PromptError (composition model) or warn (general)."
+    return _read_prompt(text, strict=self.kind == 'composition')
+
+# %% ../nbs/08_chameleon.ipynb #5a0e0f02
+@dataclass
+class SampleOptions:
+    "How `Chameleon.sample` and `sample_batch` draw; each default is what a user gets."
+    guidance_scale: float = 1.0          # classifier-free guidance: 0 unconditional, 1 conditional, > 1 more
+    steps: int | None = None             # of the model's 1,000 (None: all)
+    seed: int | None = None
+    step_lr: float | None = None         # the corrector's γ (None: the model's; 0: predictor only)
+    restrict_elements: bool = True       # exactly the prompt's elements
+    charge_balanced: bool = True         # in proportions SMACT balances, where any exist
+    follow_formula: bool = True          # whole units of a formula the prompt gives (chapter 07c)
+    symmetry: object = 'auto'            # 'auto': what a general-text prompt names; a system or space group
+    retries: int = 2                     # redraws of crystals with overlapping atoms (`sample_batch`: 0)
+    route: str = 'auto'                  # 'prototype', 'diffusion'; 'auto': prototypes for formula prompts
+    return_trajectory: bool = False      # also 21 frames per crystal, from noise to crystal
+    progress: bool = False
+
+    @classmethod
+    def of(cls, options: dict, **defaults) -> "SampleOptions":
+        "Options from keyword arguments, checked: anything wrong is a one-line PromptError."
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(options) - set(names))
+        if unknown: raise PromptError(f"unknown sampling option(s) {', '.join(unknown)}: use one of {names}")
+        opts = cls(**{**defaults, **options})
+        opts.seed = check_seed(opts.seed)
+        whole = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+        if not whole(opts.retries) or opts.retries < 0:
+            raise PromptError(f"retries must be a whole number >= 0 (0: keep every first draw), "
+                              f"got {opts.retries!r}")
+        lr = opts.step_lr
+        number = isinstance(lr, (int, float)) and not isinstance(lr, bool)
+        if lr is not None and (not number or not math.isfinite(lr) or lr < 0):
+            raise PromptError(f"step_lr must be a number >= 0 (0: no corrector; None: the model's own), "
+                              f"got {lr!r}")
+        return opts
 
 # %% ../nbs/08_chameleon.ipynb #72b64dc8
 def _proto_atoms(c, prompt: str, n_atoms):
-    "A candidate's structure as `ase.Atoms` of `n_atoms` atoms (a supercell along a when the prototype's cell is smaller), its provenance in info; None if it cannot have that size."
+    "A candidate's structure as `ase.Atoms` of `n_atoms` atoms; None if it cannot have that size."
+    # a supercell along a when the prototype's cell is smaller; its provenance goes in atoms.info
     import dataclasses
     s = c.structure.copy()
     if n_atoms is not None:
@@ -193,10 +275,13 @@ def _proto_atoms(c, prompt: str, n_atoms):
     atoms.info.update(prompt=prompt)
     return atoms
 
-def _sample_prototypes(self: Chameleon, prompt: str, n_atoms, n_samples: int, symmetry='auto') -> list:
-    "Known-like crystals for a prompt from chapter 06d's prototypes, as `ase.Atoms`: a formula gives ranked substitutions (`retrieve`, `rank`), an element list charge-balanced ones (`element_candidates`); only those of the asked crystal system or space group and cell size; [] when none fits."
+@patch
+def sample_prototypes(self: Chameleon, prompt: str, n_atoms, n_samples: int, symmetry='auto') -> list:
+    "Known-like crystals for a prompt from chapter 06d's prototypes, as `ase.Atoms`; [] when none fits."
+    # a formula gives ranked substitutions (`retrieve`, `rank`), an element list charge-balanced ones
+    # (`element_candidates`); only those of the asked crystal system or space group and cell size are kept
     from crystal_tutorial.structure_prediction import element_candidates, rank, retrieve
-    from crystal_tutorial.symmetry import crystal_system
+    from crystal_tutorial.crystals import crystal_system
     reading, (system, spacegroup) = self.read_prompt(prompt), self.wanted_symmetry(symmetry, prompt)
     if not reading.elements or not reading.complete: return []
     many = 10 * n_samples if (n_atoms or system) else 2 * n_samples
@@ -205,24 +290,29 @@ def _sample_prototypes(self: Chameleon, prompt: str, n_atoms, n_samples: int, sy
         if any(abs(n - round(n)) > 1e-6 or n < 1 for n in reading.formula.values()): return []
         cands = retrieve(counts, n=max(many, 10))
     else: cands = element_candidates(reading.elements, n_atoms, n=max(many, 10))
-    cands = [c for c in cands if (system is None or crystal_system(c.spacegroup) == system) and (spacegroup is None or c.spacegroup == spacegroup)]
+    cands = [c for c in cands if (system is None or crystal_system(c.spacegroup) == system)
+             and (spacegroup is None or c.spacegroup == spacegroup)]
     if reading.formula: cands = rank(cands)
     atoms = [a for a in (_proto_atoms(c, prompt, n_atoms) for c in cands) if a is not None]
     return atoms[:n_samples]
-Chameleon.sample_prototypes = _sample_prototypes
 
-def _uses_prototypes(self: Chameleon, prompt: str, route: str = 'auto', return_trajectory: bool = False) -> bool:
-    "Whether `sample` answers `prompt` from known crystals: route 'prototype', or 'auto' when the prompt gives a formula."
-    if route not in ('auto', 'prototype', 'diffusion'): raise PromptError(f"route must be 'auto', 'prototype' or 'diffusion', got {route!r}")
-    if route == 'prototype' and return_trajectory: raise PromptError("trajectories come from diffusion: use route='diffusion' with return_trajectory=True")
-    return route == 'prototype' or (route == 'auto' and not return_trajectory and self.read_prompt(prompt).formula is not None)
-Chameleon.uses_prototypes = _uses_prototypes
-
+@patch
+def uses_prototypes(self: Chameleon, prompt: str, route: str = 'auto',
+                    return_trajectory: bool = False) -> bool:
+    "Whether `sample` answers `prompt` from known crystals: route 'prototype', or 'auto' and a formula."
+    if route not in ('auto', 'prototype', 'diffusion'):
+        raise PromptError(f"route must be 'auto', 'prototype' or 'diffusion', got {route!r}")
+    if route == 'prototype' and return_trajectory:
+        raise PromptError("trajectories come from diffusion: "
+                          "use route='diffusion' with return_trajectory=True")
+    return route == 'prototype' or (route == 'auto' and not return_trajectory
+                                    and self.read_prompt(prompt).formula is not None)
 
 # %% ../nbs/08_chameleon.ipynb #22f7224c
 def _draw_num_atoms(counts: Tensor, n: int, at_least: int, generator) -> Tensor:
     counts = counts.clone().cpu(); counts[:at_least] = 0
-    if counts.sum() == 0: return torch.full((n,), at_least)        # more elements than any training cell: the smallest that holds them
+    # more elements than any training cell: the smallest that holds them
+    if counts.sum() == 0: return torch.full((n,), at_least)
     return torch.multinomial(counts.double(), n, replacement=True, generator=generator)
 
 def _frame_atoms(frame):
@@ -232,12 +322,16 @@ def _frame_atoms(frame):
     return atoms
 
 def needs_redraw(atoms) -> bool:
-    "True for a sample that should be drawn again: no crystal (a degenerate lattice) or one that fails chapter 05's structural validity (two atoms closer than 0.5 Å, or a cell of almost no volume)."
+    "True for a sample that should be drawn again: no crystal (a degenerate lattice) or an invalid one."
+    # invalid: fails chapter 05's structural validity
+    # (two atoms closer than 0.5 Å, or a cell of almost no volume)
     from crystal_tutorial.evaluation import structure_validity, to_structure
     return atoms is None or not structure_validity(to_structure(atoms))
 
 def _redraw(atoms_list: list, frames, draw, retries: int):
-    "Replace the samples that `needs_redraw`, drawing them again with `draw(indices, attempt)` up to `retries` times; a redrawn crystal gets atoms.info['attempt'] (1, 2, ...). Those still invalid after the last try are kept as drawn."
+    "Replace the samples that `needs_redraw` by `draw(indices, attempt)`, up to `retries` times."
+    # a redrawn crystal gets atoms.info['attempt'] (1, 2, ...);
+    # those still invalid after the last try are kept as drawn
     atoms_list, frames = list(atoms_list), (None if frames is None else list(frames))
     for attempt in range(1, retries + 1):
         idx = [i for i, a in enumerate(atoms_list) if needs_redraw(a)]
@@ -252,13 +346,16 @@ def _redraw(atoms_list: list, frames, draw, retries: int):
     return atoms_list, frames
 
 def _draw_template(pool, wanted: tuple, n: int, min_orbits: int, rng, exclude, counts: dict | None):
-    "A template of the wanted symmetry and size (chapter 06c) whose orbits can hold `counts` (chapter 07c), if given; None, with a PromptWarning, if none can."
-    if counts is None: return pool.draw(*wanted, num_atoms=n, min_orbits=min_orbits, rng=rng, exclude=exclude)
+    "A template of the wanted symmetry and size (06c) whose orbits can hold `counts` (07c), if given."
+    # None, with a PromptWarning, if none can
+    if counts is None:
+        return pool.draw(*wanted, num_atoms=n, min_orbits=min_orbits, rng=rng, exclude=exclude)
     idx = [i for i in pool.candidates(*wanted, n, 1) if orbits_fit(pool.templates[i].multiplicities, counts)]
     if not idx:
         from .prompts import PromptWarning
         what = f'space group {wanted[1]}' if wanted[1] is not None else wanted[0]
-        warnings.warn(f"no {what} template of {n} atoms has sites for this formula: generated without the symmetry "
+        warnings.warn(f"no {what} template of {n} atoms has sites for this formula: "
+                      "generated without the symmetry "
                       f"(another n_atoms may have one)", PromptWarning)
         return None
     taken = {id(t) for t in exclude}
@@ -267,115 +364,150 @@ def _draw_template(pool, wanted: tuple, n: int, min_orbits: int, rng, exclude, c
     return pool.templates[int(rng.choice(fresh, p=w))]
 
 def _formula_cell_size(self: Chameleon, formula: dict, system, spacegroup) -> int:
-    "The cell size for a formula prompt without n_atoms: the formula as written if it fits, else one unit; the first with a fitting template if a symmetry is wanted."
+    "The cell size for a formula prompt without n_atoms: the formula as written if it fits, else one unit."
+    # if a symmetry is wanted: the first of those sizes with a fitting template
     sizes = cell_sizes(formula, self.max_atoms)
     written = int(round(sum(formula.values())))
     order = ([written] if written in sizes else []) + [n for n in sizes if n != written]
     if system is None: return order[0]
     pool = load_symmetry_templates('mp')
     for n in order:
-        if any(orbits_fit(pool.templates[i].multiplicities, cell_counts(formula, n)) for i in pool.candidates(system, spacegroup, n, 1)): return n
+        if any(orbits_fit(pool.templates[i].multiplicities, cell_counts(formula, n))
+               for i in pool.candidates(system, spacegroup, n, 1)): return n
     return order[0]
 
-def _wanted_symmetry(self: Chameleon, symmetry, prompt: str) -> tuple:
-    "(crystal system, space group) to generate for `prompt` (each None: unconstrained); 'auto' reads what a general-text prompt names (never a composition prompt's: 'P1' there is phosphorus)."
-    if isinstance(symmetry, str) and symmetry.strip().lower() == 'auto' and self.kind == 'composition': return None, None
+@patch
+def wanted_symmetry(self: Chameleon, symmetry, prompt: str) -> tuple:
+    "(crystal system, space group) to generate for `prompt` (each None: unconstrained)."
+    # 'auto' reads what a general-text prompt names (never a composition prompt's: 'P1' there is phosphorus)
+    if isinstance(symmetry, str) and symmetry.strip().lower() == 'auto' and self.kind == 'composition':
+        return None, None
     try: return resolve_symmetry(symmetry, prompt)
     except ValueError as e: raise PromptError(str(e)) from None
 
-@torch.no_grad()
-def _sample_batch(self: Chameleon, prompts: list, num_atoms, guidance_scale: float = 1.0, steps: int | None = None,
-                  seed: int | None = None, restrict_elements: bool = True, return_trajectory: bool = False, progress: bool = False,
-                  charge_balanced: bool = True, retries: int = 0, symmetry='auto', step_lr: float | None = None, follow_formula: bool = True):
-    "One crystal per (prompt, cell size) pair, all in one batched chain: a list of `ase.Atoms` (None where the lattice came out degenerate), and the trajectories if asked. With `retries`, crystals that came out degenerate or with overlapping atoms are drawn again, up to `retries` times (`_redraw`). With a `symmetry` (default 'auto': the crystal system or space group that a general-text prompt names), each crystal is generated inside a symmetry template (chapter 06c) of its cell size, from the pool of chapter 06d's prototypes (cells up to 52 atoms). With `follow_formula` (default), a prompt that gives a formula gets exactly whole units of it (chapter 07c's `FormulaConstraint`), in a template whose orbits can hold it. `step_lr` is the corrector's γ (None: the model's own, `diffusion.config.step_lr`; 0: predictor only, half the network passes)."
-    num_atoms, seed = [int(n) for n in (num_atoms.tolist() if isinstance(num_atoms, Tensor) else num_atoms)], check_seed(seed)
-    if len(prompts) != len(num_atoms): raise PromptError(f"got {len(prompts)} prompts and {len(num_atoms)} cell sizes: give one of each per crystal")
-    if not prompts: raise PromptError("no prompts given: pass at least one")
-    if isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
-        raise PromptError(f"retries must be a whole number >= 0 (0: keep every first draw), got {retries!r}")
-    if step_lr is not None and (isinstance(step_lr, bool) or not isinstance(step_lr, (int, float)) or not math.isfinite(step_lr) or step_lr < 0):
-        raise PromptError(f"step_lr must be a number >= 0 (0: no corrector; None: the model's default {self.diffusion.config.step_lr:g}), got {step_lr!r}")
-    checked = {}
-    for p, n in zip(prompts, num_atoms):
-        if (p, n) not in checked: checked[p, n] = self.check_request(p, n, 1, guidance_scale)
+
+@patch
+def draw_templates(self: Chameleon, prompts: list, num_atoms: list, elements: dict, counts: list,
+                   opts: SampleOptions) -> list | None:
+    "A symmetry template (06c) per crystal whose prompt asks for one, that holds its `counts` (07c); or None."
+    wanted = {p: self.wanted_symmetry(opts.symmetry, p) for p in set(prompts)}
+    if all(w[0] is None for w in wanted.values()): return None
+    pool, rng, drawn = load_symmetry_templates('mp'), np.random.default_rng(opts.seed), {}
+    templates = [None] * len(prompts)
+    try:
+        for i, (p, n) in enumerate(zip(prompts, num_atoms)):
+            if wanted[p][0] is None: continue
+            min_orbits = len(elements[p, n] or ()) or 1
+            taken = drawn.get((p, n), ())                     # samples of one prompt: other templates
+            templates[i] = _draw_template(pool, wanted[p], n, min_orbits, rng, taken, counts[i])
+            drawn.setdefault((p, n), []).append(templates[i])
+    except ValueError as e: raise PromptError(str(e)) from None
+    return templates
+
+@patch
+def constraints_for(self: Chameleon, prompts: list, num_atoms: list, opts: SampleOptions) -> tuple:
+    "The sampler's constraints (chapter 06) for one prompt and cell size per crystal, and the templates."
     from ase.data import atomic_numbers
-    allowed = [[atomic_numbers[s] for s in checked[p, n]] if restrict_elements and checked[p, n] else None for p, n in zip(prompts, num_atoms)]
-    wanted = {p: self.wanted_symmetry(symmetry, p) for p in set(prompts)}
-    formulas = {p: (self.read_prompt(p).formula if follow_formula else None) for p in set(prompts)}
-    counts = [cell_counts(formulas[p], n) if formulas[p] else None for p, n in zip(prompts, num_atoms)]   # chapter 07c
-    templates, constraint = [None] * len(prompts), None
-    if any(w[0] is not None for w in wanted.values()):                    # chapter 06c: generate inside a space group
-        pool, rng = load_symmetry_templates('mp'), np.random.default_rng(seed)
-        drawn = {}                                                     # (prompt, size) -> templates so far: samples of one prompt get different ones
-        try:
-            for i, (p, n) in enumerate(zip(prompts, num_atoms)):
-                if not wanted[p][0]: continue
-                templates[i] = _draw_template(pool, wanted[p], n, len(checked[p, n] or ()) or 1, rng, drawn.get((p, n), ()), counts[i])
-                drawn.setdefault((p, n), []).append(templates[i])
-        except ValueError as e: raise PromptError(str(e)) from None
-        constraint = SymmetryConstraint(templates, num_atoms).to(self.device)
-    if any(c is not None for c in counts): constraint = FormulaConstraint(counts, num_atoms, constraint).to(self.device)
-    gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
-    out = sample_crystals(self.diffusion, num_atoms=torch.tensor(num_atoms), steps=steps, cond=self.embed(list(prompts)).to(self.device),
-                          guidance_scale=float(guidance_scale), generator=gen, allowed_types=allowed if any(a is not None for a in allowed) else None, require_allowed=True,
-                          charge_balanced=charge_balanced, trajectory_every=1 if return_trajectory else None, progress=progress, constraint=constraint, step_lr=step_lr)
-    crystals, trajectory = out if return_trajectory else (out, None)
+    pairs = list(zip(prompts, num_atoms))
+    elements = {pair: self.check_request(*pair, 1, opts.guidance_scale) for pair in dict.fromkeys(pairs)}
+    restrict = lambda pair: opts.restrict_elements and elements[pair]
+    allowed = [[atomic_numbers[s] for s in elements[pair]] if restrict(pair) else None for pair in pairs]
+    formulas = {p: self.read_prompt(p).formula if opts.follow_formula else None for p in set(prompts)}
+    counts = [cell_counts(formulas[p], n) if formulas[p] else None for p, n in pairs]
+    templates = self.draw_templates(prompts, num_atoms, elements, counts, opts)
+    shape = SymmetryConstraint(templates, num_atoms) if templates is not None else None
+    if any(c is not None for c in counts): shape = FormulaConstraint(counts, num_atoms, shape)
+    constraints = [shape, ChargeBalance() if opts.charge_balanced else None]
+    if any(a is not None for a in allowed):
+        constraints += [AllowedElements(allowed), RequiredElements(allowed)]
+    return constraints, templates or [None] * len(prompts)
+
+def _as_atoms(crystals: list, trajectory, prompts: list, templates: list, guidance_scale: float) -> tuple:
+    "`ase.Atoms` that carry their prompt (None where degenerate), and 21 frames of each trajectory (or None)."
     atoms_list = []
-    for i, (c, p) in enumerate(zip(crystals, prompts)):
+    for c, p, tpl in zip(crystals, prompts, templates):
         atoms = c.to_atoms() if c is not None else None
         if atoms is not None: atoms.info.update(prompt=p, guidance_scale=float(guidance_scale))
-        if atoms is not None and templates[i] is not None: atoms.info['template_spacegroup'] = templates[i].spacegroup
+        if atoms is not None and tpl is not None: atoms.info['template_spacegroup'] = tpl.spacegroup
         atoms_list.append(atoms)
-    frames = None
-    if trajectory is not None:
-        frames = []
-        for i in range(len(crystals)):
-            f = trajectory_crystals(trajectory, i)
-            frames.append([_frame_atoms(f[k]) for k in np.unique(np.linspace(0, len(f) - 1, 21).round().astype(int))])
-    if retries:
-        again = lambda idx, attempt: self.sample_batch([prompts[i] for i in idx], [num_atoms[i] for i in idx], guidance_scale, steps,
-                                                       None if seed is None else (int(seed) * 1_000_003 + attempt) % 2**62, restrict_elements, return_trajectory,
-                                                       progress, charge_balanced, symmetry=symmetry, step_lr=step_lr, follow_formula=follow_formula)
-        atoms_list, frames = _redraw(atoms_list, frames, again, retries)
+    if trajectory is None: return atoms_list, None
+    frames = []
+    for i in range(len(crystals)):
+        f = trajectory_crystals(trajectory, i)
+        shown = np.unique(np.linspace(0, len(f) - 1, 21).round().astype(int))
+        frames.append([_frame_atoms(f[k]) for k in shown])
+    return atoms_list, frames
+
+@patch
+@torch.no_grad()
+def sample_batch(self: Chameleon, prompts: list, num_atoms, **options):
+    "A crystal per (prompt, cell size) pair, in one batched chain; `options`: SampleOptions (retries: 0)."
+    opts = SampleOptions.of(options, retries=0)
+    num_atoms = [int(n) for n in (num_atoms.tolist() if isinstance(num_atoms, Tensor) else num_atoms)]
+    if len(prompts) != len(num_atoms):
+        raise PromptError(f"got {len(prompts)} prompts and {len(num_atoms)} cell sizes: give one of each "
+                          "per crystal")
+    if not prompts: raise PromptError("no prompts given: pass at least one")
+    if opts.route == 'prototype':
+        raise PromptError("sample_batch draws by diffusion: use sample(..., route='prototype') for known "
+                          "crystals")
+    constraints, templates = self.constraints_for(prompts, num_atoms, opts)
+    gen = torch.Generator().manual_seed(opts.seed) if opts.seed is not None else None
+    cond = self.embed(list(prompts)).to(self.device)
+    out = sample_crystals(self.diffusion, num_atoms=torch.tensor(num_atoms), cond=cond,
+                          constraints=constraints, generator=gen, steps=opts.steps, step_lr=opts.step_lr,
+                          guidance_scale=float(opts.guidance_scale), progress=opts.progress,
+                          trajectory_every=1 if opts.return_trajectory else None)
+    crystals, trajectory = out if opts.return_trajectory else (out, None)
+    atoms_list, frames = _as_atoms(crystals, trajectory, prompts, templates, opts.guidance_scale)
+    if opts.retries:
+        def again(idx, attempt):                                             # a new seed for each attempt
+            seed = None if opts.seed is None else (opts.seed * 1_000_003 + attempt) % 2**62
+            subset = [prompts[i] for i in idx], [num_atoms[i] for i in idx]
+            return self.sample_batch(*subset, **{**asdict(opts), 'seed': seed, 'retries': 0})
+        atoms_list, frames = _redraw(atoms_list, frames, again, opts.retries)
     return atoms_list if frames is None else (atoms_list, frames)
 
 SAMPLE_BATCH = 64     # crystals in one sampling chain: memory grows with it (and with atoms squared)
 
-def _sample(self: Chameleon, prompt: str, n_atoms: int | None = None, n_samples: int = 1, guidance_scale: float = 1.0,
-            steps: int | None = None, seed: int | None = None, device=None, return_trajectory: bool = False,
-            restrict_elements: bool = True, progress: bool = False, charge_balanced: bool = True, retries: int = 2, symmetry='auto', step_lr: float | None = None,
-            route: str = 'auto', follow_formula: bool = True):
-    "`n_samples` crystals for a prompt as a list of `ase.Atoms` (and, with return_trajectory, a list of 21 `ase.Atoms` frames per crystal, frame.info['t'] = steps left); by default with exactly the prompt's elements (`restrict_elements`) in charge-balanced proportions where SMACT allows any (`charge_balanced`), crystals with overlapping atoms drawn again up to `retries` times, and inside a space group when the prompt names a crystal system or space group (`symmetry`='auto'; or pass one, e.g. 'cubic', 225 or 'Fm-3m'; None: never); `step_lr`: the corrector's γ (None: the model's default); `route`: 'prototype' answers from chapter 06d's known crystals (the rest, if too few fit, by diffusion), 'diffusion' never, 'auto' (default) for the composition model's formulas ('Ga2Te3')."
-    elements, seed = self.check_request(prompt, n_atoms, n_samples, guidance_scale), check_seed(seed)
-    if device is not None: self.to(device)
-    if self.uses_prototypes(prompt, route, return_trajectory):         # chapter 06d: relatives of known crystals first
-        found = self.sample_prototypes(prompt, n_atoms, int(n_samples), symmetry)
-        if len(found) == n_samples: return found
-        return found + self.sample(prompt, n_atoms, int(n_samples) - len(found), guidance_scale, steps, seed, restrict_elements=restrict_elements,
-                                   progress=progress, charge_balanced=charge_balanced, retries=retries, symmetry=symmetry, step_lr=step_lr, route='diffusion',
-                                   follow_formula=follow_formula)
-    system, spacegroup = self.wanted_symmetry(symmetry, prompt)
-    formula = self.read_prompt(prompt).formula if follow_formula else None
-    if n_atoms is not None: num_atoms = [int(n_atoms)] * int(n_samples)
-    elif formula is not None: num_atoms = [_formula_cell_size(self, formula, system, spacegroup)] * int(n_samples)
-    elif system is not None:                                            # cell sizes as the templates of that symmetry come
-        try: num_atoms = load_symmetry_templates().draw_sizes(int(n_samples), system, spacegroup, len(elements or ()) or 1, self.max_atoms,
-                                                              np.random.default_rng(seed))
+@patch
+def cell_sizes_for(self: Chameleon, prompt: str, n_atoms, n_samples: int, opts: SampleOptions) -> list:
+    "`n_atoms`, or whole formula units, or the sizes of the symmetry's templates, or drawn from the data."
+    system, spacegroup = self.wanted_symmetry(opts.symmetry, prompt)
+    formula = self.read_prompt(prompt).formula
+    n_elements = len(self.check_request(prompt, n_atoms, n_samples) or ())         # at least one atom each
+    if n_atoms is not None: return [int(n_atoms)] * n_samples
+    if opts.follow_formula and formula is not None:
+        return [_formula_cell_size(self, formula, system, spacegroup)] * n_samples
+    if system is not None:
+        rng, templates = np.random.default_rng(opts.seed), load_symmetry_templates()
+        try: return templates.draw_sizes(n_samples, system, spacegroup, n_elements or 1, self.max_atoms, rng)
         except ValueError as e: raise PromptError(str(e)) from None
-    else: num_atoms = _draw_num_atoms(self.diffusion.num_atoms_counts, int(n_samples), len(elements or ()) or 1,
-                                      torch.Generator().manual_seed(int(seed)) if seed is not None else None).tolist()
-    atoms_list, frames = [], []
-    for k in range(0, len(num_atoms), SAMPLE_BATCH):                    # bounded memory: one chain per batch
-        sizes, part_seed = num_atoms[k:k + SAMPLE_BATCH], None if seed is None else (seed + k // SAMPLE_BATCH) % 2**63
-        out = self.sample_batch([prompt] * len(sizes), sizes, guidance_scale, steps, part_seed, restrict_elements, return_trajectory,
-                                progress, charge_balanced, retries, symmetry, step_lr, follow_formula)
-        atoms_list += out[0] if return_trajectory else out
-        if return_trajectory: frames += out[1]
-    keep = [i for i, a in enumerate(atoms_list) if a is not None]       # still degenerate after the retries: sample_crystals warned
-    atoms_list = [atoms_list[i] for i in keep]
-    return (atoms_list, [frames[i] for i in keep]) if return_trajectory else atoms_list
+    gen = torch.Generator().manual_seed(opts.seed) if opts.seed is not None else None
+    return _draw_num_atoms(self.diffusion.num_atoms_counts, n_samples, n_elements or 1, gen).tolist()
 
-Chameleon.wanted_symmetry, Chameleon.sample_batch, Chameleon.sample = _wanted_symmetry, _sample_batch, _sample
+@patch
+def sample(self: Chameleon, prompt: str, n_atoms: int | None = None, n_samples: int = 1, device=None,
+           **options):
+    "`n_samples` crystals for a prompt as `ase.Atoms` (and their trajectories if asked); see SampleOptions."
+    opts = SampleOptions.of(options)
+    self.check_request(prompt, n_atoms, n_samples, opts.guidance_scale)
+    if device is not None: self.to(device)
+    if self.uses_prototypes(prompt, opts.route, opts.return_trajectory):   # chapter 06d: known crystals first
+        found = self.sample_prototypes(prompt, n_atoms, int(n_samples), opts.symmetry)
+        if len(found) == n_samples: return found
+        rest = {**asdict(opts), 'route': 'diffusion'}
+        return found + self.sample(prompt, n_atoms, int(n_samples) - len(found), **rest)
+    num_atoms, atoms_list, frames = self.cell_sizes_for(prompt, n_atoms, int(n_samples), opts), [], []
+    for k in range(0, len(num_atoms), SAMPLE_BATCH):                    # bounded memory: one chain per batch
+        seed = None if opts.seed is None else (opts.seed + k // SAMPLE_BATCH) % 2**63
+        out = self.sample_batch([prompt] * len(num_atoms[k:k + SAMPLE_BATCH]), num_atoms[k:k + SAMPLE_BATCH],
+                                **{**asdict(opts), 'seed': seed})
+        atoms_list += out[0] if opts.return_trajectory else out
+        if opts.return_trajectory: frames += out[1]
+    keep = [i for i, a in enumerate(atoms_list) if a is not None]       # degenerate after the retries: warned
+    atoms_list = [atoms_list[i] for i in keep]
+    return (atoms_list, [frames[i] for i in keep]) if opts.return_trajectory else atoms_list
 
 # %% ../nbs/08_chameleon.ipynb #537a4186
 def element_set(atoms) -> frozenset:
@@ -389,15 +521,20 @@ def prompt_adherence(atoms_list, elements) -> float:
     return float(np.mean([element_set(a) == want for a in atoms_list]))
 
 def formula_adherence(atoms_list, formula: dict) -> float:
-    "Fraction of crystals whose reduced formula is the prompt's (SrTiO2 does not answer 'SrTiO3', though its elements do)."
+    "Fraction of crystals whose reduced formula is the prompt's."
+    # SrTiO2 does not answer 'SrTiO3', though its elements do
     from pymatgen.core import Composition
     if not atoms_list: return float('nan')
     want = Composition(formula).reduced_formula
     return float(np.mean([Composition(a.get_chemical_formula()).reduced_formula == want for a in atoms_list]))
 
-def generation_summary(atoms_list, elements=None, n_requested: int | None = None, formula: dict | None = None) -> dict:
-    "Chapter 05's validity and uniqueness (and prompt adherence when `elements` is given) of generated crystals, as fractions of `n_requested` (default: of those generated)."
-    from crystal_tutorial.evaluation import composition_validity, structure_validity, to_structure, unique_mask
+def generation_summary(atoms_list,
+                       elements=None,  # the prompt's elements: adds prompt adherence
+                       n_requested: int | None = None,  # fractions of this many (default: of those generated)
+                       formula: dict | None = None) -> dict:
+    "Chapter 05's validity and uniqueness (and prompt adherence) of generated crystals, as fractions."
+    from crystal_tutorial.evaluation import (composition_validity, structure_validity, to_structure,
+                                             unique_mask)
     n = len(atoms_list) if n_requested is None else n_requested
     structures = [to_structure(a) for a in atoms_list]
     out = {'n_samples': n, 'n_generated': len(atoms_list)}
@@ -405,33 +542,42 @@ def generation_summary(atoms_list, elements=None, n_requested: int | None = None
     out['struct_valid'] = sum(structure_validity(s) for s in structures) / n
     out['comp_valid'] = sum(composition_validity(s) for s in structures) / n
     out['unique'] = float(unique_mask(structures).sum()) / n if structures else 0.0
-    if elements is not None: out['prompt_adherence'] = prompt_adherence(atoms_list, elements) * len(atoms_list) / n
+    if elements is not None:
+        out['prompt_adherence'] = prompt_adherence(atoms_list, elements) * len(atoms_list) / n
     if formula: out['formula_adherence'] = formula_adherence(atoms_list, formula) * len(atoms_list) / n
     return out
 
 # %% ../nbs/08_chameleon.ipynb #f275e7eb
-def held_out_crystals(train_ds: CrystalDataset, test_ds: CrystalDataset, n: int, max_atoms: int | None = None) -> list:
-    "The first `n` crystals of `test_ds` whose reduced formula never occurs in `train_ds`, one per formula (at most `max_atoms` atoms)."
+def held_out_crystals(train_ds: CrystalDataset, test_ds: CrystalDataset, n: int,
+                      max_atoms: int | None = None,  # skip crystals of more atoms
+                     ) -> list:
+    "The first `n` crystals of `test_ds` whose reduced formula never occurs in `train_ds`, one per formula."
     seen = {train_ds[i].formula for i in range(len(train_ds))}
     out, used = [], set()
     for i in range(len(test_ds)):
         c = test_ds[i]
-        if c.formula in seen or c.formula in used or (max_atoms is not None and c.num_atoms > max_atoms): continue
+        if c.formula in seen or c.formula in used or (max_atoms is not None and c.num_atoms > max_atoms):
+            continue
         used.add(c.formula); out.append(c)
         if len(out) == n: break
     return out
 
 def sample_prompts(model: Chameleon, prompts: list, num_atoms: list, n_per: int, **kwargs) -> list:
-    "`n_per` crystals for each (prompt, cell size) pair in one batched chain: a list (one per prompt) of lists of `ase.Atoms` (degenerate samples dropped)."
+    "`n_per` crystals per (prompt, cell size) pair in one batched chain: a list per prompt of `ase.Atoms`."
+    # degenerate samples are dropped
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        flat = model.sample_batch([p for p in prompts for _ in range(n_per)], [n for n in num_atoms for _ in range(n_per)], **kwargs)
+        flat = model.sample_batch([p for p in prompts for _ in range(n_per)],
+                                  [n for n in num_atoms for _ in range(n_per)], **kwargs)
     return [[a for a in flat[k * n_per:(k + 1) * n_per] if a is not None] for k in range(len(prompts))]
 
 def crystal_system_of(atoms, symprec: float = 0.1) -> str | None:
-    "The crystal system (spglib through pymatgen, tolerance `symprec` Å) of a generated crystal; None if symmetry analysis fails."
+    "The crystal system of a generated crystal; None if symmetry analysis fails."
+    # spglib through pymatgen, with a tolerance of `symprec` Å
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-    from crystal_tutorial.clip import crystal_system
+    from crystal_tutorial.crystals import crystal_system
     from crystal_tutorial.evaluation import to_structure
-    try: return crystal_system(SpacegroupAnalyzer(to_structure(atoms), symprec=symprec).get_space_group_number())
+    try:
+        return crystal_system(SpacegroupAnalyzer(to_structure(atoms), symprec=symprec)
+                              .get_space_group_number())
     except Exception: return None

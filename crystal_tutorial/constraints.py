@@ -10,11 +10,12 @@ from functools import lru_cache, reduce
 
 import numpy as np
 import torch
-from torch import Tensor
-from scipy.optimize import linear_sum_assignment
 from ase.data import atomic_numbers
+from fastcore.basics import patch
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor
 
-from .crystal_diffusion import _decode_types
+from .crystal_diffusion import Constraint
 from .prompts import PromptError, formula_text
 
 # %% auto #0
@@ -23,11 +24,13 @@ __all__ = ['formula_unit', 'cell_sizes', 'check_cell_size', 'cell_counts', 'assi
 
 # %% ../nbs/07c_constraints.ipynb #5b9d31e3
 def formula_unit(formula: dict) -> dict:
-    "The formula unit {symbol: whole amount} of a formula dict ('Ca2Ti2O6' → CaTiO3); PromptError for amounts that are not whole."
+    "The formula unit {symbol: whole amount} of a formula ('Ca2Ti2O6' → CaTiO3); PromptError if not whole."
     if not formula: raise PromptError("an empty formula has no atoms: give one such as 'TiO2'")
     bad = [s for s, n in formula.items() if n <= 0 or abs(n - round(n)) > 1e-6]
-    if bad: raise PromptError(f"{formula_text(formula)} has amounts that are not whole numbers ({', '.join(bad)}): "
-                              "write a formula with whole counts, e.g. 'LiCo2O4' for 'Li0.5CoO2'")
+    if bad:
+        raise PromptError(f"{formula_text(formula)} has amounts that are not whole numbers "
+                          f"({', '.join(bad)}): "
+                          "write a formula with whole counts, e.g. 'LiCo2O4' for 'Li0.5CoO2'")
     counts = {s: int(round(n)) for s, n in formula.items()}
     g = reduce(math.gcd, counts.values())
     return {s: n // g for s, n in counts.items()}
@@ -38,11 +41,12 @@ def cell_sizes(formula: dict, max_atoms: int) -> list:
     return list(range(unit, max_atoms + 1, unit))
 
 def check_cell_size(formula: dict, n_atoms: int, max_atoms: int) -> int:
-    "`n_atoms` if a cell of that size holds whole units of `formula`, else a PromptError naming the nearest sizes that do."
+    "`n_atoms` if that cell size holds whole units of `formula`, else a PromptError naming the nearest ones."
     unit, name = sum(formula_unit(formula).values()), formula_text(formula)
     sizes = cell_sizes(formula, max_atoms)
     if not sizes:
-        raise PromptError(f"one formula unit of {name} has {unit} atoms, more than the {max_atoms} this model generates: "
+        raise PromptError(f"one formula unit of {name} has {unit} atoms, "
+                          f"more than the {max_atoms} this model generates: "
                           "ask for a smaller formula, or route='prototype' (known crystals of any size)")
     if n_atoms in sizes: return n_atoms
     near = sorted(sizes, key=lambda n: (abs(n - n_atoms), n))[:2]
@@ -57,7 +61,9 @@ def cell_counts(formula: dict, n_atoms: int) -> dict:
 
 # %% ../nbs/07c_constraints.ipynb #a7fa07bb
 def assign_atoms(scores: Tensor, counts: dict) -> Tensor:
-    "Type indices [n] (atomic number − 1) with exactly `counts` atoms of each element, maximising the summed scores [n, K]: an assignment problem (Hungarian)."
+    "Type indices [n] with exactly `counts` atoms of each element that maximise the summed scores [n, K]."
+    # indices are atomic number − 1; an assignment problem of atoms to the formula's slots, solved exactly
+    # (Hungarian)
     slots = torch.tensor([z - 1 for z, n in counts.items() for _ in range(n)])
     cost = -scores[:, slots].double().clamp(min=-1e4).cpu().numpy()
     rows, cols = linear_sum_assignment(cost)
@@ -67,9 +73,13 @@ def assign_atoms(scores: Tensor, counts: dict) -> Tensor:
 
 # %% ../nbs/07c_constraints.ipynb #70e0c7e0
 @lru_cache(maxsize=4096)
-def orbit_assignments(multiplicities: tuple, amounts: tuple, limit: int = 20_000) -> np.ndarray | None:
-    "[C, k] assignments of k orbits (sizes `multiplicities`) to elements 0..E-1 that give element e exactly amounts[e] atoms (at most `limit`, found by depth-first search); None if there is none."
-    order = np.argsort(multiplicities)[::-1]                       # big orbits first: the search prunes early
+def orbit_assignments(multiplicities: tuple,  # the sizes of the k orbits
+                      amounts: tuple,  # atoms of each element 0..E-1
+                      limit: int = 20_000,  # return at most this many
+                     ) -> np.ndarray | None:
+    "[C, k] assignments of k orbits to elements that give element e exactly amounts[e] atoms; None if none."
+    # found by depth-first search
+    order = np.argsort(multiplicities)[::-1]                   # big orbits first: the search prunes early
     m = [multiplicities[j] for j in order]
     found, pick = [], [0] * len(m)
     def search(j, left):
@@ -92,13 +102,19 @@ def orbits_fit(multiplicities, counts: dict) -> bool:
     return orbit_assignments(tuple(int(x) for x in multiplicities), tuple(counts.values()), 1) is not None
 
 # %% ../nbs/07c_constraints.ipynb #4134143f
-class FormulaConstraint:
-    "Crystals that hold exactly their formula's atoms: the sampler's decoding of Â_0 at every step (and of the final types) becomes an optimal assignment of atoms (or of a symmetry template's orbits) to the formula's slots. Crystals with counts None, and everything else, go to `symmetry` (a SymmetryConstraint) or to chapter 06's decoding."
+class FormulaConstraint(Constraint):
+    "Crystals holding exactly their formula's `counts` (None: free), inside `symmetry`'s templates if given."
+    # Â_0 at every step, and the final types, are decoded by an optimal assignment of atoms (or of orbits)
+    # to the formula's slots. Pass the SymmetryConstraint here, not beside: this one projects with it.
+    order, decodes = 3, True
     def __init__(self, counts: list, num_atoms, symmetry=None):
         num_atoms = torch.as_tensor(num_atoms).long().cpu().reshape(-1)
-        if len(counts) != len(num_atoms): raise ValueError(f"got {len(counts)} formulas for {len(num_atoms)} crystals: give one per crystal (None: free)")
+        if len(counts) != len(num_atoms):
+            raise ValueError(f"got {len(counts)} formulas for {len(num_atoms)} crystals: "
+                             "give one per crystal (None: free)")
         for b, (c, n) in enumerate(zip(counts, num_atoms.tolist())):
-            if c is not None and sum(c.values()) != n: raise ValueError(f"crystal {b} has {n} atoms but its formula {c} has {sum(c.values())}")
+            if c is not None and sum(c.values()) != n:
+                raise ValueError(f"crystal {b} has {n} atoms but its formula {c} has {sum(c.values())}")
         self.counts, self.symmetry, self.B = list(counts), symmetry, len(num_atoms)
         self.batch = torch.repeat_interleave(torch.arange(self.B), num_atoms)
 
@@ -107,8 +123,16 @@ class FormulaConstraint:
         if self.symmetry is not None: self.symmetry.to(device)
         return self
 
+    def start(self, x):
+        self._generated_types(x)
+        if len(x.num_atoms) != self.B:
+            raise ValueError(f"formulas for {self.B} crystals but the chain has {len(x.num_atoms)}")
+        self.to(x.lattice.device)
+        if self.symmetry is not None: self.symmetry.start(x)
+
     def __repr__(self):
-        return f"FormulaConstraint({sum(c is not None for c in self.counts)} of {self.B} crystals with a fixed formula, symmetry: {self.symmetry})"
+        return (f"FormulaConstraint({sum(c is not None for c in self.counts)} of {self.B} crystals "
+                f"with a fixed formula, symmetry: {self.symmetry})")
 
     def project(self, lattice: Tensor, frac_coords: Tensor, types: Tensor | None = None):
         if self.symmetry is None: return lattice, frac_coords, types
@@ -118,28 +142,33 @@ class FormulaConstraint:
         return types if self.symmetry is None else self.symmetry.project_types(types)
 
 # %% ../nbs/07c_constraints.ipynb #79570945
+@patch
 def _in_template(self: FormulaConstraint, b: int) -> bool:
     return self.symmetry is not None and bool(self.symmetry.active[b])
 
+@patch
 def _decode_orbits(self: FormulaConstraint, scores: Tensor, b: int, idx: Tensor, counts: dict) -> Tensor:
-    "Type indices of crystal b's atoms: the best assignment of its orbits to the formula's elements (`orbit_assignments`)."
+    "Type indices of crystal b's atoms: the best assignment of its orbits to the formula's elements."
+    # the candidates come from `orbit_assignments`
     orbit = torch.unique(self.symmetry.orbit[idx], return_inverse=True)[1].cpu()
     k = int(orbit.max()) + 1
     z = np.array(list(counts)) - 1
-    orbit_scores = torch.zeros(k, scores.shape[1], dtype=torch.float64).index_add_(0, orbit, scores[idx].double().clamp(min=-1e4).cpu())
+    orbit_scores = torch.zeros(k, scores.shape[1], dtype=torch.float64).index_add_(
+        0, orbit, scores[idx].double().clamp(min=-1e4).cpu())
     cand = orbit_assignments(tuple(np.bincount(orbit.numpy(), minlength=k).tolist()), tuple(counts.values()))
-    if cand is None: return assign_atoms(scores[idx], counts)     # a template that cannot hold the formula: atoms one by one
+    # a template that cannot hold the formula: atoms one by one
+    if cand is None: return assign_atoms(scores[idx], counts)
     best = cand[orbit_scores.numpy()[np.arange(k)[None], z[cand]].sum(1).argmax()]
     return torch.as_tensor(z[best], device=scores.device)[orbit.to(scores.device)]
 
-def _decode_formula_types(self: FormulaConstraint, scores: Tensor, batch: Tensor, required, balance: bool) -> Tensor:
-    "Type indices [N]: exact formulas where given, the symmetry's or chapter 06's decoding elsewhere."
-    free = self.symmetry.decode_types if self.symmetry is not None else _decode_types
-    types = free(scores, batch, required, balance) if any(c is None for c in self.counts) else scores.argmax(-1)
+@patch
+def decode(self: FormulaConstraint, scores: Tensor, types: Tensor, x) -> Tensor:
+    "Type indices [N]: exact formulas where given; elsewhere `types` (per orbit inside a template)."
+    free = any(c is None for c in self.counts)
+    types = self.symmetry.decode(scores, types, x) if self.symmetry is not None and free else types.clone()
     for b, counts in enumerate(self.counts):
         if counts is None: continue
-        idx = (batch == b).nonzero().flatten()
-        types[idx] = _decode_orbits(self, scores, b, idx, counts) if _in_template(self, b) else assign_atoms(scores[idx], counts)
+        idx = (x.batch == b).nonzero().flatten()
+        if self._in_template(b): types[idx] = self._decode_orbits(scores, b, idx, counts)
+        else: types[idx] = assign_atoms(scores[idx], counts)
     return types
-
-FormulaConstraint.decode_types = _decode_formula_types

@@ -5,6 +5,7 @@
 # %% ../nbs/00_core.ipynb #5d64bd85
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -18,6 +19,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from fastcore.basics import patch
 from fastprogress.fastprogress import master_bar, progress_bar
 from torch import nn
 
@@ -26,11 +28,12 @@ import crystal_tutorial
 # %% auto #0
 __all__ = ['DEVICE_ENV', 'THREADS_ENV', 'MODE_ENV', 'DATA_ENV', 'CHECKPOINT_FORMAT', 'WEIGHTS_DIR', 'MANIFEST_NAME',
            'HASHED_SUFFIXES', 'InputError', 'DeviceError', 'get_device', 'use_threads', 'check_seed', 'set_seed',
-           'run_mode', 'is_fast', 'fast_or_full', 'project_root', 'data_dir', 'world_size', 'rank', 'Learner',
-           'loss_drops_on_batch', 'CheckpointError', 'default_mode', 'save_checkpoint', 'write_text_atomic', 'to_json',
-           'load_weights', 'model_from_state', 'nonfinite_weight', 'load_checkpoint', 'file_sha256',
-           'build_weights_manifest', 'write_weights_manifest', 'weights_manifest', 'verify_shipped', 'resolve_weights',
-           'fit_with_budget', 'init_distributed', 'shard_loader']
+           'run_mode', 'is_fast', 'fast_or_full', 'project_root', 'data_dir', 'world_size', 'rank', 'Callback',
+           'Learner', 'CosineSchedule', 'loss_drops_on_batch', 'CheckpointError', 'default_mode', 'save_checkpoint',
+           'write_atomic', 'write_text_atomic', 'to_json', 'load_weights', 'model_from_state', 'nonfinite_weight',
+           'load_checkpoint', 'Config', 'file_sha256', 'build_weights_manifest', 'write_weights_manifest',
+           'weights_manifest', 'verify_shipped', 'resolve_weights', 'fit_with_budget', 'init_distributed',
+           'shard_loader']
 
 # %% ../nbs/00_core.ipynb #52ae8bf0
 DEVICE_ENV = 'CRYSTAL_TUTORIAL_DEVICE'
@@ -40,12 +43,13 @@ def _mps_available() -> bool:
     return bool(mps is not None and mps.is_available())
 
 class InputError(ValueError):
-    "Something a user gave that cannot work (a device, a seed, a size, a file): the command line prints it as one line, exit 2."
+    "Something a user gave that cannot work (a device, a seed, a size, a file)."
+    # the command line prints it as one line and exits with status 2
 
 class DeviceError(InputError): "A device that does not exist or is not available."
 
 def get_device(device: str | torch.device | None = None) -> torch.device:
-    "The device to compute on: `device` if given, else `$CRYSTAL_TUTORIAL_DEVICE`, else CUDA, then Apple MPS, then CPU."
+    "The device to compute on: `device`, else `$CRYSTAL_TUTORIAL_DEVICE`, else the first of CUDA, MPS, CPU."
     device = device if device is not None else (os.environ.get(DEVICE_ENV) or None)
     if device is None:
         if torch.cuda.is_available(): return torch.device('cuda')
@@ -54,26 +58,33 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     try: dev = torch.device(device)
     except (RuntimeError, TypeError):
         where = f" (from ${DEVICE_ENV})" if device == os.environ.get(DEVICE_ENV) else ""
-        raise DeviceError(f"unknown device {device!r}{where}: use 'cpu', 'cuda', 'cuda:0' or 'mps' (or leave it unset to pick the best one)") from None
+        raise DeviceError(f"unknown device {device!r}{where}: use 'cpu', 'cuda', 'cuda:0' or 'mps' "
+                          "(or leave it unset to pick the best one)") from None
     if dev.type == 'cuda' and not torch.cuda.is_available():
-        raise DeviceError(f"device {str(dev)!r} was asked for but no CUDA GPU is visible: use device='cpu' or leave it unset")
+        raise DeviceError(f"device {str(dev)!r} was asked for but no CUDA GPU is visible: "
+                          "use device='cpu' or leave it unset")
     if dev.type == 'cuda' and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise DeviceError(f"device {str(dev)!r} does not exist: {torch.cuda.device_count()} CUDA GPU(s) are visible")
+        raise DeviceError(f"device {str(dev)!r} does not exist: "
+                          f"{torch.cuda.device_count()} CUDA GPU(s) are visible")
     if dev.type == 'mps' and not _mps_available():
-        raise DeviceError(f"device 'mps' was asked for but Apple MPS is not available: use device='cpu' or leave it unset")
-    if dev.type not in ('cpu', 'cuda', 'mps'): raise DeviceError(f"device {str(dev)!r} is not supported: use 'cpu', 'cuda' or 'mps'")
+        raise DeviceError(f"device 'mps' was asked for but Apple MPS is not available: "
+                          "use device='cpu' or leave it unset")
+    if dev.type not in ('cpu', 'cuda', 'mps'):
+        raise DeviceError(f"device {str(dev)!r} is not supported: use 'cpu', 'cuda' or 'mps'")
     return dev
 
 # %% ../nbs/00_core.ipynb #21a04191
 THREADS_ENV = 'CRYSTAL_TUTORIAL_THREADS'
 
 def use_threads(n: int | None = None) -> int:
-    "Set PyTorch's CPU threads to `n`, else `$CRYSTAL_TUTORIAL_THREADS`, else the cores other processes leave idle (1 to 4)."
+    "Set PyTorch's CPU threads: `n`, else `$CRYSTAL_TUTORIAL_THREADS`, else the idle cores (1 to 4)."
+    # idle cores: the cores that other processes leave free, by the 1-minute load average
     n = n if n is not None else os.environ.get(THREADS_ENV)
-    if n is None and os.environ.get('OMP_NUM_THREADS'): return torch.get_num_threads()   # the user chose already
+    # the user chose already
+    if n is None and os.environ.get('OMP_NUM_THREADS'): return torch.get_num_threads()
     if n is None:
         cores, busy = os.cpu_count() or 1, os.getloadavg()[0] if hasattr(os, 'getloadavg') else 0.0
-        n = max(1, min(4, round(cores - busy)))                  # threads fighting busy cores run many times slower
+        n = max(1, min(4, round(cores - busy)))    # threads fighting busy cores run many times slower
     try: n = int(n); assert n >= 1
     except (ValueError, AssertionError):
         raise InputError(f"${THREADS_ENV} must be a whole number of threads >= 1, got {n!r}") from None
@@ -100,7 +111,7 @@ def set_seed(seed: int = 42) -> int:
 MODE_ENV = 'CRYSTAL_TUTORIAL_MODE'
 
 def run_mode() -> str:
-    "'fast' or 'full', from `$CRYSTAL_TUTORIAL_MODE`; when unset, 'fast' under a test runner and 'full' otherwise."
+    "'fast' or 'full', from `$CRYSTAL_TUTORIAL_MODE`; if unset, 'fast' under a test runner, else 'full'."
     value = os.environ.get(MODE_ENV, '').strip().lower()
     if value in ('fast', 'full'): return value
     if value: raise ValueError(f"{MODE_ENV}={value!r} is not a mode: set it to 'fast' or 'full', or unset it")
@@ -124,7 +135,7 @@ def project_root() -> Path | None:
     return root if (root / 'settings.ini').exists() else None
 
 def data_dir() -> Path:
-    "Folder for downloads and caches: `$CRYSTAL_TUTORIAL_DATA`, else `<repo>/data`, else `~/.cache/crystal_tutorial`."
+    "Downloads and caches: `$CRYSTAL_TUTORIAL_DATA`, else `<repo>/data`, else `~/.cache/crystal_tutorial`."
     if os.environ.get(DATA_ENV): path = Path(os.environ[DATA_ENV]).expanduser()
     elif project_root() is not None: path = project_root() / 'data'
     else: path = Path.home() / '.cache' / 'crystal_tutorial'
@@ -160,12 +171,23 @@ def _sum_over_processes(sums: dict, n: int) -> tuple[dict, int]:
     return dict(zip(keys, t[:-1].tolist())), int(t[-1].item())
 
 def _batch_size(batch) -> int:
-    first = batch if isinstance(batch, torch.Tensor) else (next(iter(batch.values())) if isinstance(batch, dict) else batch[0])
+    first = batch if isinstance(batch, torch.Tensor) else (
+        next(iter(batch.values())) if isinstance(batch, dict) else batch[0])
     return len(first)
 
 # %% ../nbs/00_core.ipynb #891f08f7
+class Callback:
+    "Code run at miniai's points of `Learner.fit`: before/after the fit, each epoch, each training batch."
+    order = 0
+    def before_fit(self, learn): pass
+    def before_epoch(self, learn): pass
+    def before_batch(self, learn): pass
+    def after_batch(self, learn): pass
+    def after_epoch(self, learn): pass
+    def after_fit(self, learn): pass
+
 class Learner:
-    "Model, data loaders, loss function and optimizer, with a `fit` loop that records every loss term."
+    "Model, data loaders, loss function and optimizer; `fit` records every loss term and calls the `cbs`."
     def __init__(self, model: nn.Module, train_dl, valid_dl=None, loss_func=None, lr: float = 1e-3,
                  opt_func=torch.optim.Adam, device=None, cbs=()):
         self.device = get_device(device)
@@ -174,32 +196,43 @@ class Learner:
         self.opt = opt_func(self.model.parameters(), lr=lr)
         self.cbs = list(cbs)
         self.epoch, self.history, self.batch_losses = 0, [], []
-        self.ddp = None                      # the DistributedDataParallel wrapper, once `distribute` made one
-        self.amp = False                     # True: the loss in bfloat16 autocast (mixed precision), where the device has it
+        self.ddp = None     # the DistributedDataParallel wrapper, once `distribute` made one
+        self.amp = False    # True: the loss in bfloat16 autocast (mixed precision), where the device has it
 
     def loss_terms(self, batch) -> dict:
         "The loss function's terms on one batch, as a dict with a 'loss' entry."
         batch = _to(batch, self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            out = self.ddp(batch) if self.ddp is not None and self.model.training else self.loss_func(self.model, batch)
+            out = (self.ddp(batch) if self.ddp is not None and self.model.training
+                   else self.loss_func(self.model, batch))
         terms = out if isinstance(out, dict) else {'loss': out}
         if 'loss' not in terms: raise KeyError("loss_func returned a dict without a 'loss' entry to optimize")
         return terms
 
+    def callback(self, event: str):
+        "Every callback's `event` ('before_fit', ..., 'after_fit'); a plain function runs after each epoch."
+        for cb in sorted(self.cbs, key=lambda c: getattr(c, 'order', 0)):
+            if isinstance(cb, Callback): getattr(cb, event)(self)
+            elif event == 'after_epoch': cb(self)
+
     def _run_epoch(self, dl, train: bool, parent=None) -> dict:
         self.model.train(train)
-        if hasattr(getattr(dl, 'sampler', None), 'set_epoch'): dl.sampler.set_epoch(self.epoch)   # shards: a new order
+        # shards: a new order each epoch
+        if hasattr(getattr(dl, 'sampler', None), 'set_epoch'): dl.sampler.set_epoch(self.epoch)
         sums, n = {}, 0
         with torch.set_grad_enabled(train):
             for batch in (progress_bar(dl, parent=parent, leave=False) if parent is not None else dl):
+                if train: self.batch = batch; self.callback('before_batch')
                 terms = self.loss_terms(batch)
                 if train:
                     self.opt.zero_grad()
                     terms['loss'].backward()
                     self.opt.step()
                     self.batch_losses.append(terms['loss'].item())
+                    self.terms = terms; self.callback('after_batch')
                 bs = _batch_size(batch); n += bs
-                for k, v in terms.items(): sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v) * bs
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v) * bs
         sums, n = _sum_over_processes(sums, n)
         return {k: v / max(n, 1) for k, v in sums.items()}
 
@@ -207,14 +240,19 @@ class Learner:
         "Train for `n_epochs`, recording the mean of every loss term per epoch in `self.history`."
         if n_epochs < 0: raise ValueError(f"n_epochs must be 0 or more, got {n_epochs}")
         mb = master_bar(range(n_epochs)) if progress else range(n_epochs)
+        self.callback('before_fit')
         for _ in mb:
-            record = {f'train_{k}': v for k, v in self._run_epoch(self.train_dl, True, mb if progress else None).items()}
+            self.callback('before_epoch')
+            record = {f'train_{k}': v
+                      for k, v in self._run_epoch(self.train_dl, True, mb if progress else None).items()}
             if self.valid_dl is not None:
                 record.update({f'valid_{k}': v for k, v in self.evaluate(self.valid_dl).items()})
             self.epoch += 1
             self.history.append({'epoch': self.epoch, **record})
-            if progress: mb.write(f"epoch {self.epoch}: " + '  '.join(f"{k} {v:.4f}" for k, v in record.items()))
-            for cb in self.cbs: cb(self)
+            if progress:
+                mb.write(f"epoch {self.epoch}: " + '  '.join(f"{k} {v:.4f}" for k, v in record.items()))
+            self.callback('after_epoch')
+        self.callback('after_fit')
         return self
 
     def evaluate(self, dl) -> dict:
@@ -223,7 +261,8 @@ class Learner:
 
     def plot_losses(self, terms=None, figsize=None):
         "One panel per loss term: training (per batch, faint; per epoch) and validation loss against epochs."
-        terms = terms or [k[len('train_'):] for k in (self.history[0] if self.history else {}) if k.startswith('train_')]
+        terms = terms or [k[len('train_'):] for k in (self.history[0] if self.history else {})
+                          if k.startswith('train_')]
         fig, axs = plt.subplots(1, len(terms), figsize=figsize or (4 * len(terms), 3), squeeze=False)
         epochs = [h['epoch'] for h in self.history]
         for ax, term in zip(axs[0], terms):
@@ -237,9 +276,18 @@ class Learner:
         fig.tight_layout()
         return fig
 
+# %% ../nbs/00_core.ipynb #cb0a1f02
+class CosineSchedule(Callback):
+    "Cosine decay of the learning rate to lr / `divisor` over `epochs`, as `learn.lr_schedule` (saved)."
+    def __init__(self, learn: Learner, epochs: int, divisor: float = 20):
+        lr, cosine = learn.opt.param_groups[0]['lr'], torch.optim.lr_scheduler.CosineAnnealingLR
+        learn.lr_schedule = cosine(learn.opt, T_max=max(epochs, 1), eta_min=lr / divisor)
+    def after_epoch(self, learn): learn.lr_schedule.step()
+
 # %% ../nbs/00_core.ipynb #b0770cb2
-def loss_drops_on_batch(model: nn.Module, loss_func, batch, steps: int = 20, lr: float = 1e-3) -> tuple[float, float]:
-    "Loss on `batch` before and after `steps` Adam steps on that batch alone: the first test of any new model."
+def loss_drops_on_batch(model: nn.Module, loss_func, batch, steps: int = 20,
+                        lr: float = 1e-3) -> tuple[float, float]:
+    "Loss on `batch` before and after `steps` Adam steps on it alone: the first test of any new model."
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     def loss(): out = loss_func(model, batch); return out['loss'] if isinstance(out, dict) else out
@@ -250,7 +298,8 @@ def loss_drops_on_batch(model: nn.Module, loss_func, batch, steps: int = 20, lr:
 
 # %% ../nbs/00_core.ipynb #76965514
 class CheckpointError(InputError, RuntimeError):
-    "A checkpoint or weights file that cannot be read, was damaged, holds NaN weights, or does not fit the model it is loaded into (a ValueError, and a RuntimeError as before)."
+    "A checkpoint or weights file that cannot be read, was damaged, holds NaN weights, or does not fit."
+    # does not fit: the model it is loaded into; a ValueError (an InputError), and a RuntimeError as before
 
 CHECKPOINT_FORMAT = 1
 
@@ -265,7 +314,8 @@ def _umask() -> int:
     return mask
 
 def default_mode(folder: bool = False) -> int:
-    "The mode a new file (0o666) or folder (0o777) gets under the user's umask: temporary files are created 0600, so files written through them get this."
+    "The mode a new file (0o666) or folder (0o777) gets under the user's umask."
+    # temporary files are created 0600, so files written through them are given this mode
     return (0o777 if folder else 0o666) & ~_umask()
 
 def save_checkpoint(path, model: nn.Module | None = None, **extra) -> Path:
@@ -274,37 +324,33 @@ def save_checkpoint(path, model: nn.Module | None = None, **extra) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {'format': CHECKPOINT_FORMAT, **extra}
     if model is not None: state['model'] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    return write_atomic(path, lambda tmp: torch.save(state, tmp))
+
+def write_atomic(path, write) -> Path:
+    "Call `write(tmp)` on a temporary file beside `path`, then rename it: a reader never sees half a file."
+    # `tmp` keeps the suffix of `path`, for writers that read the format from it
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp' + path.suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(state, f)
-            f.flush(); os.fsync(f.fileno())
+        write(tmp)
+        with open(tmp, 'rb') as f: os.fsync(f.fileno())                       # on disk before the rename
         os.chmod(tmp, default_mode())
         os.replace(tmp, path)
-    except BaseException:
+    finally:    # a failed write leaves the old file
         if os.path.exists(tmp): os.remove(tmp)
-        raise
     _remove_stale_temporaries(path)
     return path
 
 def _remove_stale_temporaries(path: Path):
-    "Temporary files of `path` left by a writer that was killed (kill -9 runs no clean-up): gone once a write succeeds."
-    for stale in path.parent.glob(f'.{path.name}.*.tmp'):
+    "Temporary files of `path` left by a killed writer (kill -9 runs no clean-up): gone after a good write."
+    for stale in path.parent.glob(f'.{path.name}.*.tmp*'):
         try: stale.unlink()
         except OSError: pass
 
 def write_text_atomic(path, text: str) -> Path:
-    "Write `text` to `path` through a temporary file in the same folder, then rename it into place: a reader never sees half a file, and a failed write leaves the old one."
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f: f.write(text); f.flush(); os.fsync(f.fileno())
-        os.chmod(tmp, default_mode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
-    _remove_stale_temporaries(path)
-    return path
+    "Write `text` (UTF-8) to `path` atomically, with `write_atomic`."
+    return write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding='utf-8'))
 
 def _finite(x):
     if isinstance(x, float) and not math.isfinite(x): return None
@@ -314,7 +360,8 @@ def _finite(x):
     return x
 
 def to_json(obj) -> str:
-    "`obj` as strict JSON text (NaN and infinity become null, NumPy scalars plain numbers), indented, with a final newline."
+    "`obj` as strict JSON text, indented, with a final newline: NaN and infinity become null."
+    # NumPy scalars become plain numbers
     return json.dumps(_finite(obj), indent=2, allow_nan=False) + '\n'
 
 def _first_line(e: Exception) -> str:
@@ -324,8 +371,10 @@ def _first_line(e: Exception) -> str:
     return lines[0] if lines else type(e).__name__
 
 def load_weights(model: nn.Module, weights, source: str = 'the checkpoint') -> nn.Module:
-    "`model.load_state_dict(weights)`, with a one-line CheckpointError when they do not fit (another model, a missing or mis-shaped tensor)."
-    if not isinstance(weights, dict): raise CheckpointError(f"{source} holds no model weights (a dict of tensors)")
+    "`model.load_state_dict(weights)`, with a one-line CheckpointError when they do not fit."
+    # they do not fit: weights of another model, or a missing or mis-shaped tensor
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{source} holds no model weights (a dict of tensors)")
     try: model.load_state_dict(weights)
     except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as e:
         raise CheckpointError(f"{source} was saved from a different model ({_first_line(e)}): "
@@ -333,7 +382,8 @@ def load_weights(model: nn.Module, weights, source: str = 'the checkpoint') -> n
     return model
 
 def model_from_state(state, make, what: str) -> nn.Module:
-    "`make(state['config'])` filled with `state['model']`; a one-line CheckpointError for a missing or bad configuration."
+    "`make(state['config'])` filled with `state['model']`; a one-line CheckpointError for a bad config."
+    # a bad config: missing, or one that `make` refuses
     if not isinstance(state, dict) or 'config' not in state or 'model' not in state:
         raise CheckpointError(f"this checkpoint has no 'config' and 'model': it was not written for {what}")
     try: model = make(state['config'])
@@ -343,37 +393,60 @@ def model_from_state(state, make, what: str) -> nn.Module:
     return load_weights(model, state['model'], f'this {what} checkpoint')
 
 def nonfinite_weight(state: dict) -> str | None:
-    "The name of the first model weight in a loaded checkpoint (under 'model', or '<key>.model' one level down, e.g. 'clip.model') that holds NaN or infinity; None when all are finite."
-    groups = [('model', state.get('model'))] + [(f'{k}.model', v.get('model')) for k, v in state.items() if isinstance(v, dict) and k != 'model']
+    "Name of the first model weight in a loaded checkpoint holding NaN or infinity; None when all are finite."
+    # model weights: under 'model', or under '<key>.model' one level down (e.g. 'clip.model')
+    groups = [('model', state.get('model'))] + [(f'{k}.model', v.get('model')) for k, v in state.items()
+                                                if isinstance(v, dict) and k != 'model']
     for prefix, weights in groups:
         if not isinstance(weights, dict): continue
         for name, t in weights.items():
-            if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()): return f'{prefix}.{name}'
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                return f'{prefix}.{name}'
     return None
 
 def load_checkpoint(path, model: nn.Module | None = None, device=None) -> dict:
-    "Read a checkpoint safely (`weights_only=True`; a shipped file checked against its SHA-256, NaN weights refused); if `model` is given, load its weights into it."
+    "Read a checkpoint safely; if `model` is given, load its weights into it."
+    # safely: `weights_only=True`, a shipped file checked against its SHA-256, NaN weights refused
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist: check the path, or train and save the model first")
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist: "
+                                "check the path, or train and save the model first")
     verify_shipped(path)
-    try: state = torch.load(path, map_location=get_device(device) if device is not None else 'cpu', weights_only=True)
+    try: state = torch.load(path, map_location=get_device(device) if device is not None else 'cpu',
+                            weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or not a PyTorch checkpoint ({type(e).__name__}): "
-                              "delete it and save or download it again") from None
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or not a PyTorch checkpoint "
+                              f"({type(e).__name__}): delete it and save or download it again") from None
     if not isinstance(state, dict) or 'format' not in state:
-        raise CheckpointError(f"{str(path)!r} is a PyTorch file but not a crystal_tutorial checkpoint: save it with save_checkpoint")
+        raise CheckpointError(f"{str(path)!r} is a PyTorch file but not a crystal_tutorial checkpoint: "
+                              "save it with save_checkpoint")
     bad = nonfinite_weight(state)
-    if bad: raise CheckpointError(f"checkpoint {str(path)!r} holds NaN or infinite weights ({bad}): it comes from a diverged training run; train again or use another checkpoint")
+    if bad:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds NaN or infinite weights ({bad}): "
+                              "it comes from a diverged training run; train again or use another checkpoint")
     if model is not None:
         if 'model' not in state: raise CheckpointError(f"checkpoint {str(path)!r} holds no model weights")
         load_weights(model, state['model'], f"checkpoint {str(path)!r}")
     return state
 
+# %% ../nbs/00_core.ipynb #cf0a1b02
+class Config:
+    "Base of the configuration dataclasses: `from_dict` reads a checkpoint's 'config' back."
+    @classmethod
+    def from_dict(cls, d: dict):
+        "A configuration from a dict such as a checkpoint's 'config' (unknown keys are an error)."
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ValueError(f"unknown configuration keys {unknown}: "
+                             f"a {cls.__name__} of this version knows {names}")
+        return cls(**d)
+
 # %% ../nbs/00_core.ipynb #a3c1f0e7
 WEIGHTS_DIR = Path(crystal_tutorial.__file__).parent / 'weights'     # trained weights ship inside the package
-MANIFEST_NAME = 'MANIFEST.json'       # in WEIGHTS_DIR: the SHA-256 and size of every shipped .pt and .npz file
-HASHED_SUFFIXES = ('.pt', '.npz')     # the measures (.json) and model cards (.md) are rewritten by benchmarks: not hashed
+MANIFEST_NAME = 'MANIFEST.json'       # in WEIGHTS_DIR: SHA-256 and size of each shipped .pt and .npz file
+# not hashed: the measures (.json) and model cards (.md), which benchmarks rewrite
+HASHED_SUFFIXES = ('.pt', '.npz')
 
 def file_sha256(path) -> str:
     "SHA-256 of a file, as hex (read 1 MB at a time)."
@@ -387,16 +460,18 @@ def _shipped_name(name: str) -> bool:
     return name.endswith(HASHED_SUFFIXES) and not name.endswith('.last.pt')
 
 def build_weights_manifest(folder=None, names=None) -> dict:
-    "{file name: {'sha256', 'size'}} for the .pt and .npz files in `folder` (default WEIGHTS_DIR), or for `names` only."
+    "{file name: {'sha256', 'size'}} of the .pt and .npz files in `folder` (default WEIGHTS_DIR) or `names`."
     folder = Path(folder or WEIGHTS_DIR)
     files = (sorted(p for p in folder.iterdir() if _shipped_name(p.name) and p.is_file()) if names is None
              else [folder / n for n in sorted(names)])
     return {p.name: {'sha256': file_sha256(p), 'size': p.stat().st_size} for p in files}
 
 def write_weights_manifest(folder=None, names=None) -> Path:
-    "Write `folder`/MANIFEST.json (default WEIGHTS_DIR) for its .pt and .npz files (or `names`): run after retraining a shipped model (scripts/update_weights_manifest.py)."
+    "Write `folder`/MANIFEST.json (default WEIGHTS_DIR) for its .pt and .npz files (or for `names`)."
+    # run after retraining a shipped model (scripts/update_weights_manifest.py does)
     folder = Path(folder or WEIGHTS_DIR)
-    manifest = {'about': 'SHA-256 and size of each shipped weights file, checked on load; rewrite with scripts/update_weights_manifest.py',
+    manifest = {'about': 'SHA-256 and size of each shipped weights file, checked on load; '
+                         'rewrite with scripts/update_weights_manifest.py',
                 'files': build_weights_manifest(folder, names)}
     return write_text_atomic(folder / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True) + '\n')
 
@@ -404,20 +479,23 @@ def _read_manifest(path: Path) -> dict:
     try: files = json.loads(path.read_text())['files']
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"the weights manifest {path} is damaged ({type(e).__name__}): restore it with "
-                              f"`pip install --force-reinstall crystal_tutorial` or, in a clone, `git checkout -- {_shown(path)}`") from None
+                              f"`pip install --force-reinstall crystal_tutorial` or, in a clone, "
+                              f"`git checkout -- {_shown(path)}`") from None
     return {name: (int(e['size']), str(e['sha256'])) for name, e in files.items()}
 
 def weights_manifest(folder=None) -> dict:
-    "The manifest of `folder` (default WEIGHTS_DIR): file name -> (size, SHA-256); empty when the folder has none."
+    "The manifest of `folder` (default WEIGHTS_DIR): file name -> (size, SHA-256); empty if it has none."
     path = Path(folder or WEIGHTS_DIR) / MANIFEST_NAME
     return _read_manifest(path) if path.exists() else {}
 
 def _shown(path: Path) -> str:
     "`path` as a `git checkout -- ...` hint names it: relative to the checkout for a shipped file."
-    return f'crystal_tutorial/weights/{path.name}' if path.resolve().parent == WEIGHTS_DIR.resolve() else str(path)
+    return (f'crystal_tutorial/weights/{path.name}' if path.resolve().parent == WEIGHTS_DIR.resolve()
+            else str(path))
 
 def verify_shipped(path, folder=None) -> Path:
-    "Check a file of `folder` (default WEIGHTS_DIR) against its manifest entry (size, then SHA-256); other files pass. Returns `path`."
+    "Check a file of `folder` (default WEIGHTS_DIR) against its manifest (size, SHA-256); returns `path`."
+    # other files (outside `folder`, or not in its manifest) pass unchecked
     path, folder = Path(path), Path(folder or WEIGHTS_DIR)
     try: real = path.resolve(); inside = real.parent == folder.resolve()
     except OSError: return path
@@ -425,30 +503,40 @@ def verify_shipped(path, folder=None) -> Path:
     entry = weights_manifest(folder).get(real.name)
     if entry is None: return path
     if real.stat().st_size != entry[0] or file_sha256(real) != entry[1]:
-        raise CheckpointError(f"the shipped file {real.name} does not match its SHA-256 in {MANIFEST_NAME} (damaged or changed): restore it with "
-                              f"`pip install --force-reinstall crystal_tutorial` or, in a clone, `git checkout -- {_shown(real)}` "
+        raise CheckpointError(f"the shipped file {real.name} does not match its SHA-256 in {MANIFEST_NAME} "
+                              f"(damaged or changed): restore it with "
+                              f"`pip install --force-reinstall crystal_tutorial` or, in a clone, "
+                              f"`git checkout -- {_shown(real)}` "
                               f"(after retraining it on purpose: python scripts/update_weights_manifest.py)")
     return path
 
 # %% ../nbs/00_core.ipynb #6cbc9ce2
-def resolve_weights(name_or_path, shipped: dict, what: str, train_command=None) -> Path:
-    "The checkpoint file of a shipped model (`shipped`: name -> file in WEIGHTS_DIR) or of a path; `train_command(name, path)` says how to make a missing shipped file."
+def resolve_weights(name_or_path,       # the name of a shipped model, or a checkpoint file
+                    shipped: dict,      # name -> file in WEIGHTS_DIR
+                    what: str,          # what the models are, for messages (e.g. 'toy model')
+                    train_command=None  # `train_command(name, path)`: how to make a missing shipped file
+                   ) -> Path:
+    "The checkpoint file of a shipped model, or of a path."
     name = str(name_or_path)
     if name in shipped:
         path = WEIGHTS_DIR / shipped[name]
         if not path.exists():
             how = f": train it with `{train_command(name, path)}`" if train_command else ""
-            raise FileNotFoundError(f"the {what} {name!r} is not shipped in this version ({path} is missing){how}")
+            raise FileNotFoundError(f"the {what} {name!r} is not shipped in this version "
+                                    f"({path} is missing){how}")
         return path                                  # load_checkpoint checks it against the manifest
     path = Path(name_or_path).expanduser()
-    if not path.exists(): raise ValueError(f"{name!r} is neither a shipped {what} ({', '.join(shipped)}) nor an existing checkpoint file")
+    if not path.exists():
+        raise ValueError(f"{name!r} is neither a shipped {what} ({', '.join(shipped)}) "
+                         "nor an existing checkpoint file")
     return path
 
 # %% ../nbs/00_core.ipynb #b4d92693
 def _rng_state(learn) -> dict:
-    "The random states a training run draws from: Python, NumPy, torch (CPU, CUDA) and the data loader's own generator."
+    "The random states a run draws from: Python, NumPy, torch (CPU, CUDA) and the data loader's generator."
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {'python': list(random.getstate()[1]), 'numpy': [torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+    state = {'python': list(random.getstate()[1]),
+             'numpy': [torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
              'torch': torch.get_rng_state()}
     if torch.cuda.is_available(): state['cuda'] = torch.cuda.get_rng_state_all()
     gen = getattr(learn.train_dl, 'generator', None)
@@ -466,11 +554,16 @@ def _set_rng_state(learn, state: dict):
 
 def _previous(path: Path) -> Path: return path.with_name(path.name + '.prev')
 
-def _learner_save(self, path, keep_previous: bool = False, **extra) -> Path:
-    "Save weights, optimizer, epoch, history and random states, to resume later; `keep_previous` keeps the last file as `.prev`."
-    path = Path(path)
+@patch
+def save(self: Learner, path,
+         keep_previous: bool = False,  # keep the file this one replaces, as `<path>.prev`
+         **extra) -> Path:
+    "Save weights, optimizer, schedule, epoch, history and random states (and `extra`) to `path`."
+    path, schedule = Path(path), getattr(self, 'lr_schedule', None)
+    if schedule is not None: extra = {'lr_schedule': schedule.state_dict(), **extra}
     if rank() == 0:                                              # one writer among several processes
-        if keep_previous and path.exists(): os.replace(path, _previous(path))   # each step atomic: one good file at a time
+        # each step atomic: one good file at a time
+        if keep_previous and path.exists(): os.replace(path, _previous(path))
         save_checkpoint(path, self.model, optimizer=self.opt.state_dict(), epoch=self.epoch,
                         history=self.history, rng=_rng_state(self), **extra)
     if world_size() > 1:
@@ -478,24 +571,40 @@ def _learner_save(self, path, keep_previous: bool = False, **extra) -> Path:
         dist.barrier()                                           # the others read it only once it is there
     return path
 
-def _learner_load(self, path) -> dict:
-    "Restore what `save` wrote and continue from that epoch: the same run, data order and noise included."
+@patch
+def load(self: Learner, path) -> dict:
+    "Restore what `save` wrote and continue from that epoch: the same run, data order, schedule and noise."
     path = Path(path)
     try: state = load_checkpoint(path, self.model, device=self.device)
-    except CheckpointError as e:                                  # killed while writing, or damaged: the one before
+    except CheckpointError as e:    # killed while writing, or damaged: the one before
         if not _previous(path).exists(): raise
         warnings.warn(f"{e}; resuming from the previous state {_previous(path).name} instead")
         state = load_checkpoint(_previous(path), self.model, device=self.device)
     if 'optimizer' in state: self.opt.load_state_dict(state['optimizer'])
     self.epoch, self.history = state.get('epoch', 0), list(state.get('history', []))
     if 'rng' in state: _set_rng_state(self, state['rng'])
+    schedule = getattr(self, 'lr_schedule', None)
+    if schedule is not None: _restore_schedule(schedule, state.get('lr_schedule'), self.epoch)
     return state
 
-Learner.save, Learner.load = _learner_save, _learner_load
+def _restore_schedule(schedule, saved: dict | None, epoch: int):
+    "The schedule where the saved run left it, over this run's span: a resumed run may ask for more epochs."
+    span = getattr(schedule, 'T_max', None)
+    if saved is None:    # a state saved without its schedule: replay it
+        for _ in range(epoch): schedule.step()
+    else: schedule.load_state_dict(saved)
+    if span is not None: schedule.T_max = span
 
 # %% ../nbs/00_core.ipynb #8aa77764
-def fit_with_budget(learn: Learner, epochs: int, save_state, max_seconds: float | None = None, elapsed: float = 0.0, log=print) -> float:
-    "Train `learn` an epoch at a time until it has done `epochs` in all, calling `save_state(seconds)` after each (seconds: `elapsed` plus this run's time) and logging its losses; stop after the epoch in which this run passes `max_seconds`. Returns the total seconds."
+def fit_with_budget(learn: Learner,
+                    epochs: int,                       # train until `learn` has done this many epochs in all
+                    save_state,                        # called as `save_state(seconds)` after each epoch
+                    max_seconds: float | None = None,  # stop after the epoch in which this run passes it
+                    elapsed: float = 0.0,              # seconds of earlier runs, added to this run's time
+                    log=print                          # gets each epoch's losses
+                   ) -> float:
+    "Train `learn` an epoch at a time, saving after each, within a time budget. Returns the total seconds."
+    # seconds (for `save_state` and the return value): `elapsed` plus this run's time
     t0 = time.time()
     while learn.epoch < epochs:
         t1 = time.time()
@@ -503,22 +612,26 @@ def fit_with_budget(learn: Learner, epochs: int, save_state, max_seconds: float 
         seconds = elapsed + time.time() - t0
         save_state(seconds)
         h = learn.history[-1]
-        if rank() == 0: log(f"epoch {learn.epoch}/{epochs} ({seconds / 60:.1f} min, {len(learn.train_dl) / (time.time() - t1):.2f} steps/s): "
-            + '  '.join(f'{k} {v:.4f}' for k, v in h.items() if k != 'epoch'))
+        if rank() == 0:
+            log(f"epoch {learn.epoch}/{epochs} ({seconds / 60:.1f} min, "
+                f"{len(learn.train_dl) / (time.time() - t1):.2f} steps/s): "
+                + '  '.join(f'{k} {v:.4f}' for k, v in h.items() if k != 'epoch'))
         if _agreed(max_seconds is not None and time.time() - t0 > max_seconds): break
     return elapsed + time.time() - t0
 
 def _agreed(flag: bool) -> bool:
-    "Process 0's decision, for all: processes that stop at different epochs would wait for each other forever."
+    "Process 0's decision, for all: processes stopping at different epochs would wait for each other forever."
     if world_size() == 1: return flag
     import torch.distributed as dist
-    t = torch.tensor([float(flag)], device=torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else 'cpu')
+    t = torch.tensor([float(flag)], device=torch.device('cuda', torch.cuda.current_device())
+                     if dist.get_backend() == 'nccl' else 'cpu')
     dist.broadcast(t, 0)
     return bool(t.item())
 
 # %% ../nbs/00_core.ipynb #d1a2b3c5
 def init_distributed() -> int:
-    "Join the process group that `torchrun` set up (gloo on CPU, NCCL on CUDA); returns the number of processes (1: none)."
+    "Join the process group `torchrun` set up (gloo on CPU, NCCL on CUDA); returns the number of processes."
+    # 1: no process group
     import torch.distributed as dist
     n = int(os.environ.get('WORLD_SIZE', '1'))
     if n > 1 and not dist.is_initialized():
@@ -531,18 +644,23 @@ def shard_loader(dl, shuffle: bool, seed: int = 0):
     "The same DataLoader, each process reading its own 1/N of the data in batches of batch_size / N."
     from torch.utils.data import DataLoader, DistributedSampler
     n = world_size()
-    if dl.batch_size % n: raise InputError(f"batch size {dl.batch_size} does not split over {n} processes: use a multiple of {n}")
+    if dl.batch_size % n:
+        raise InputError(f"batch size {dl.batch_size} does not split over {n} processes: "
+                         f"use a multiple of {n}")
     sampler = DistributedSampler(dl.dataset, num_replicas=n, rank=rank(), shuffle=shuffle, seed=seed)
     return DataLoader(dl.dataset, batch_size=dl.batch_size // n, sampler=sampler, collate_fn=dl.collate_fn,
                       num_workers=dl.num_workers, pin_memory=dl.pin_memory)
 
 class _Loss(nn.Module):
-    "The loss as a module, so that DistributedDataParallel sees every parameter it uses (models are called by methods)."
+    "The loss as a module, so that DistributedDataParallel sees every parameter it uses."
+    # wrapping the model alone would not do: loss functions call its methods, not just its forward
     def __init__(self, model, loss_func): super().__init__(); self.model, self.loss_func = model, loss_func
     def forward(self, batch): return self.loss_func(self.model, batch)
 
-def _distribute(self: Learner, seed: int = 0) -> Learner:
-    "Train on all of torchrun's processes: shards of the data, gradients averaged by DistributedDataParallel (no-op for one)."
+@patch
+def distribute(self: Learner, seed: int = 0) -> Learner:
+    "Train on all of torchrun's processes: data shards, gradients averaged by DistributedDataParallel."
+    # a no-op for one process
     if world_size() == 1 or self.ddp is not None: return self
     from torch.nn.parallel import DistributedDataParallel
     if self.device.type == 'cuda':
@@ -550,7 +668,6 @@ def _distribute(self: Learner, seed: int = 0) -> Learner:
     self.train_dl = shard_loader(self.train_dl, shuffle=True, seed=seed)
     if self.valid_dl is not None: self.valid_dl = shard_loader(self.valid_dl, shuffle=False)
     ids = [self.device.index] if self.device.type == 'cuda' else None
-    self.ddp = DistributedDataParallel(_Loss(self.model, self.loss_func), device_ids=ids, find_unused_parameters=True)
+    self.ddp = DistributedDataParallel(_Loss(self.model, self.loss_func), device_ids=ids,
+                                       find_unused_parameters=True)
     return self
-
-Learner.distribute = _distribute

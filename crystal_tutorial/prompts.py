@@ -15,7 +15,8 @@ from functools import lru_cache
 
 from ase.data import atomic_names, chemical_symbols
 
-from .clip import _N_ELEMENTS_WORD, crystal_system
+from .clip import _N_ELEMENTS_WORD
+from .crystals import crystal_system
 from .core import InputError
 from .symmetry import _SYSTEM_WORDS, _spacegroup_by_symbol, resolve_symmetry
 
@@ -40,7 +41,8 @@ _QUOTES = str.maketrans({'\u2018': "'", '\u2019': "'", '\u201c': '"', '\u201d': 
 
 def _superscript(m: re.Match) -> str:
     s = m[0].translate(_SUP)
-    return '' if '+' in s or '-' in s else s                # '²⁺' is a charge (dropped), a lone '²' an amount
+    # '²⁺' is a charge (dropped), a lone '²' an amount
+    return '' if '+' in s or '-' in s else s
 
 def _html_sup(m: re.Match) -> str:
     return '' if re.search(r'[+-]', m[1]) else m[1]
@@ -56,11 +58,12 @@ def clean_prompt(text: str) -> str:
     s = re.sub(r'[₊₋]', '', s)
     s = re.sub(r'\^\{?\d*[+-]\}?', '', s)                                 # 'Ca^{2+}'
     s = re.sub(r'(?<=[A-Za-z)\]])_\{?(\d+(?:\.\d+)?)\}?', r'\1', s)        # LaTeX 'TiO_2' (not 'P6_3')
-    s = re.sub(r'(?<=[A-Za-z\d)\]])\s*[.*•∙⋅·・]\s*(\d*(?:H2O|D2O|NH3)\b)', r'·\1', s)   # 'CuSO4.5H2O'
+    # hydrates: 'CuSO4.5H2O' → 'CuSO4·5H2O'
+    s = re.sub(r'(?<=[A-Za-z\d)\]])\s*[.*•∙⋅·・]\s*(\d*(?:H2O|D2O|NH3)\b)', r'·\1', s)
     s = re.sub(r'\s*·\s*', '·', s)
     s = re.sub(r'(?<=[a-z])\s?\((?:I|II|III|IV|V|VI|VII|VIII|\d?[+-]\d?)\)', '', s)   # 'iron(III) oxide'
     s = re.sub(r'\b([A-Z][a-z]?)\d*[+-](?=[\s,;.)]|$)', r'\1', s)               # ASCII charges: 'Ca2+', 'O2-'
-    s = re.sub(r'(?<![^\s(])[αβγδεζηθκλμ]-', '', s)                             # polymorph labels: 'α-quartz'
+    s = re.sub(r'(?<![^\s(])[αβγδεζηθκλμ]-', '', s)               # polymorph labels: 'α-quartz'
     return unicodedata.normalize('NFKC', s)
 
 # %% ../nbs/07b_prompts.ipynb #02c811cf
@@ -302,8 +305,8 @@ class PromptReading:
         sg = self.spacegroup if self.spacegroup is not None else '—'
         kind = f"{self.structure_type or '—'}" + (f' ({self.pattern})' if self.pattern else '')
         parts = [f"elements {els or '—'}", f'formula {f}', f"system {self.crystal_system or '—'}",
-                 f'space group {sg}', f'type {kind}',
-                 f"properties {', '.join(self.properties) or '—'}", f"unread {', '.join(self.unread) or '—'}"]
+                 f'space group {sg}', f'type {kind}', f"properties {', '.join(self.properties) or '—'}",
+                 f"unread {', '.join(self.unread) or '—'}"]
         return ' | '.join(parts)
 
     def __repr__(self): return f'PromptReading({self.text!r}: {self.summary()})'

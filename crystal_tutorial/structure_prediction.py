@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from ase.data import atomic_numbers, chemical_symbols
+from fastcore.basics import patch
 
-from .core import WEIGHTS_DIR, InputError, verify_shipped
+from .core import WEIGHTS_DIR, InputError, verify_shipped, write_atomic
 from .crystals import Crystal, CrystalDataset
 
 # %% auto #0
@@ -30,36 +31,43 @@ __all__ = ['MAX_ATOMS', 'POOL_FORMAT', 'SHIPPED_POOLS', 'ENERGY_WEIGHT', 'MEASUR
 
 # %% ../nbs/06d_structure_prediction.ipynb #19e8dd8c
 class PredictionError(InputError):
-    "A composition or request that structure prediction cannot answer; the message says what is wrong and how to fix it."
+    "A composition or request that structure prediction cannot answer; the message says what to fix."
 
 MAX_ATOMS = 52   # the largest cells of the reference data (MPTS-52)
 
 def parse_composition(x) -> dict:
-    "{element: atoms} of a formula ('Ga2Te3', 'Ba(CoN)2'), a pymatgen Composition or Structure, or a dict; PredictionError if none."
+    "{element: atoms} of a formula ('Ga2Te3', 'Ba(CoN)2'), a pymatgen Composition or Structure, or a dict."
     from pymatgen.core import Composition
     given = x
     if hasattr(x, 'composition'): x = x.composition
     if isinstance(x, str):
         if not x.strip(): raise PredictionError("empty formula: give one such as 'Ga2Te3'")
         try: x = Composition(x.strip())
-        except Exception: raise PredictionError(f"cannot read the formula {given!r}: write element symbols and counts, e.g. 'Ga2Te3'") from None
+        except Exception:
+            raise PredictionError(f"cannot read the formula {given!r}: "
+                                  "write element symbols and counts, e.g. 'Ga2Te3'") from None
     try: amounts = {str(getattr(e, 'symbol', e)): float(n) for e, n in dict(x).items()}
-    except Exception: raise PredictionError(f"not a composition: {given!r}: give a formula such as 'Ga2Te3'") from None
+    except Exception:
+        raise PredictionError(f"not a composition: {given!r}: give a formula such as 'Ga2Te3'") from None
     bad = [e for e in amounts if e not in atomic_numbers or e == 'X']
-    if bad: raise PredictionError(f"unknown element {bad[0]!r} in {given!r}: use element symbols such as 'Ga', 'Te' (capital first letter)")
-    if not amounts or any(n <= 0 for n in amounts.values()): raise PredictionError(f"the composition {given!r} holds no atoms")
+    if bad:
+        raise PredictionError(f"unknown element {bad[0]!r} in {given!r}: "
+                              "use element symbols such as 'Ga', 'Te' (capital first letter)")
+    if not amounts or any(n <= 0 for n in amounts.values()):
+        raise PredictionError(f"the composition {given!r} holds no atoms")
     if any(abs(n - round(n)) > 1e-6 for n in amounts.values()):
-        raise PredictionError(f"the composition {given!r} has fractional amounts: give whole numbers of atoms, e.g. 'Ga2Te3'")
+        raise PredictionError(f"the composition {given!r} has fractional amounts: "
+                              "give whole numbers of atoms, e.g. 'Ga2Te3'")
     return {e: int(round(n)) for e, n in amounts.items()}
 
 # %% ../nbs/06d_structure_prediction.ipynb #3e52d2e2
 def reduced_counts(counts: dict) -> dict:
-    "The formula unit: counts divided by their greatest common divisor ({'Ga': 4, 'Te': 6} -> {'Ga': 2, 'Te': 3})."
+    "The formula unit: counts over their greatest common divisor ({'Ga': 4, 'Te': 6} -> {'Ga': 2, 'Te': 3})."
     g = reduce(math.gcd, counts.values())
     return {e: n // g for e, n in counts.items()}
 
 def stoichiometry_pattern(counts: dict) -> tuple:
-    "The anonymised formula, as the sorted amounts of the formula unit: Ga2Te3 -> (2, 3), BaTiO3 -> (1, 1, 3)."
+    "The anonymised formula, the sorted amounts of the formula unit: Ga2Te3 -> (2, 3), BaTiO3 -> (1, 1, 3)."
     return tuple(sorted(reduced_counts(counts).values()))
 
 def formula_key(counts: dict) -> frozenset:
@@ -71,24 +79,35 @@ POOL_FORMAT = 'crystal_tutorial.prototype_pool.v1'
 SHIPPED_POOLS = {'mp': 'prototype_pool_mp.npz', 'perov_5': 'prototype_pool_perov_5.npz'}
 
 class PrototypePool:
-    "Known crystals to take prototypes from (a `CrystalDataset` with ids, space groups, Wyckoff letters), indexed by stoichiometry pattern."
-    def __init__(self, ds: CrystalDataset, material_ids, spacegroups, wyckoffs, e_above_hull=None, name: str = ''):
+    "Known crystals to take prototypes from, indexed by stoichiometry pattern."
+    def __init__(self, ds: CrystalDataset,
+                 material_ids,         # one per crystal
+                 spacegroups,          # one space-group number per crystal
+                 wyckoffs,             # one Wyckoff letter per atom
+                 e_above_hull=None,    # eV/atom, one per crystal (default: NaN)
+                 name: str = ''):
         n = len(ds)
         self.ds, self.name, self.material_ids = ds, name, [str(m) for m in material_ids]
         self.spacegroups, self.wyckoffs = np.asarray(spacegroups, dtype=int), np.asarray(wyckoffs)
-        self.e_above_hull = np.full(n, np.nan) if e_above_hull is None else np.asarray(e_above_hull, dtype=float)
-        if not len(self.material_ids) == len(self.spacegroups) == len(self.e_above_hull) == n or len(self.wyckoffs) != len(ds.atom_types):
-            raise ValueError(f"a pool of {n} crystals needs one id, space group and energy per crystal and one Wyckoff letter per atom")
+        self.e_above_hull = (np.full(n, np.nan) if e_above_hull is None
+                             else np.asarray(e_above_hull, dtype=float))
+        per_crystal = len(self.material_ids) == len(self.spacegroups) == len(self.e_above_hull) == n
+        if not per_crystal or len(self.wyckoffs) != len(ds.atom_types):
+            raise ValueError(f"a pool of {n} crystals needs one id, space group and energy per crystal "
+                             "and one Wyckoff letter per atom")
         symbols = np.array(chemical_symbols)[ds.atom_types.numpy()]
         ptr = ds.ptr.tolist()
         self.counts = [dict(Counter(symbols[a:b].tolist())) for a, b in zip(ptr, ptr[1:])]
         self.by_pattern, self.by_formula = defaultdict(list), defaultdict(list)
         for i, c in enumerate(self.counts):
-            self.by_pattern[stoichiometry_pattern(c)].append(i); self.by_formula[formula_key(c)].append(i)
+            self.by_pattern[stoichiometry_pattern(c)].append(i)
+            self.by_formula[formula_key(c)].append(i)
         self._structures = {}
 
     def __len__(self): return len(self.material_ids)
-    def __repr__(self): return f"PrototypePool({self.name or 'unnamed'}: {len(self):,} crystals, {len(self.by_pattern):,} stoichiometry patterns)"
+    def __repr__(self):
+        return (f"PrototypePool({self.name or 'unnamed'}: {len(self):,} crystals, "
+                f"{len(self.by_pattern):,} stoichiometry patterns)")
 
     def structure(self, i: int):
         "Crystal `i` as a pymatgen Structure."
@@ -96,7 +115,7 @@ class PrototypePool:
         return self._structures[i]
 
     def wyckoff_sites(self, i: int, substitution: dict | None = None) -> tuple:
-        "Crystal `i`'s prototype label: space group and, per element (after `substitution`), its sorted Wyckoff letters."
+        "Crystal `i`'s prototype label: space group and Wyckoff letters per element (after `substitution`)."
         a, b = int(self.ds.ptr[i]), int(self.ds.ptr[i + 1])
         sites = defaultdict(list)
         for z, w in zip(self.ds.atom_types[a:b].tolist(), self.wyckoffs[a:b]):
@@ -106,17 +125,26 @@ class PrototypePool:
 def _wyckoff_letters(crystal: Crystal, symprec: float = 0.1) -> tuple[int, list]:
     "spglib's space group and Wyckoff letter of each atom (1 and '?'s when it finds none)."
     import spglib
-    cell = (crystal.lattice.double().numpy(), crystal.frac_coords.double().numpy(), crystal.atom_types.numpy())
+    cell = (crystal.lattice.double().numpy(), crystal.frac_coords.double().numpy(),
+            crystal.atom_types.numpy())
     d = spglib.get_symmetry_dataset(cell, symprec=symprec)
     return (1, ['?'] * crystal.num_atoms) if d is None else (int(d.number), list(d.wyckoffs))
 
 # %% ../nbs/06d_structure_prediction.ipynb #93d32186
-def _from_dataset(cls, ds: CrystalDataset, exclude=(), name: str = '', symprec: float = 0.1) -> PrototypePool:
-    "A pool of the crystals of `ds` (from `load_csv`: its `material_id` and `e_above_hull` columns are used) except those whose id is in `exclude`."
+def _material_ids(ds: CrystalDataset) -> list:
+    "The `material_id` column as text (numbers written as whole numbers), else the row numbers."
     raw = ds.props.get('material_id')
     raw = raw.tolist() if torch.is_tensor(raw) else raw
-    ids = [str(i) for i in range(len(ds))] if raw is None else [str(int(v)) if isinstance(v, float) else str(v) for v in raw]
-    exclude = set(exclude)
+    if raw is None: return [str(i) for i in range(len(ds))]
+    return [str(int(v)) if isinstance(v, float) else str(v) for v in raw]
+
+@patch(cls_method=True)
+def from_dataset(cls: PrototypePool,
+                 ds: CrystalDataset,    # from `load_csv`: its `material_id` and `e_above_hull` columns used
+                 exclude=(),            # material ids to leave out
+                 name: str = '', symprec: float = 0.1) -> PrototypePool:
+    "A pool of the crystals of `ds`, except those whose id is in `exclude`."
+    ids, exclude = _material_ids(ds), set(exclude)
     keep = [i for i, m in enumerate(ids) if m not in exclude]
     sub = ds.subset(torch.tensor(keep))
     sg_wy = [_wyckoff_letters(sub[i], symprec) for i in range(len(sub))]
@@ -124,55 +152,61 @@ def _from_dataset(cls, ds: CrystalDataset, exclude=(), name: str = '', symprec: 
     return cls(sub, [ids[i] for i in keep], [s for s, _ in sg_wy], [w for _, ws in sg_wy for w in ws],
                None if e is None else np.asarray(e, dtype=float)[keep], name)
 
-def _save_pool(self: PrototypePool, path, **meta) -> Path:
-    "Write the pool to a compressed .npz of plain arrays (loads without pickle), atomically; `meta`: its provenance (JSON)."
+@patch
+def save(self: PrototypePool, path,
+         **meta,  # its provenance, written as JSON
+        ) -> Path:
+    "Write the pool atomically to a compressed .npz of plain arrays (it loads without pickle)."
     import json
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            np.savez_compressed(f, format=np.array(POOL_FORMAT), name=np.array(self.name), meta=np.array(json.dumps(meta)),
-                                lattice=self.ds.lattice.float().numpy(), frac_coords=self.ds.frac_coords.float().numpy(),
-                                atom_types=self.ds.atom_types.numpy().astype(np.uint8), num_atoms=self.ds.num_atoms.numpy().astype(np.int16),
-                                material_ids=np.array(self.material_ids), spacegroups=self.spacegroups.astype(np.int16),
-                                wyckoffs=self.wyckoffs.astype('<U1'), e_above_hull=self.e_above_hull.astype(np.float32))
-        os.chmod(tmp, 0o644); os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
-    return path
+    ds = self.ds
+    arrays = dict(format=np.array(POOL_FORMAT), name=np.array(self.name), meta=np.array(json.dumps(meta)),
+                  lattice=ds.lattice.float().numpy(), frac_coords=ds.frac_coords.float().numpy(),
+                  atom_types=ds.atom_types.numpy().astype(np.uint8),
+                  num_atoms=ds.num_atoms.numpy().astype(np.int16), material_ids=np.array(self.material_ids),
+                  spacegroups=self.spacegroups.astype(np.int16), wyckoffs=self.wyckoffs.astype('<U1'),
+                  e_above_hull=self.e_above_hull.astype(np.float32))
+    def write(tmp):
+        with open(tmp, 'wb') as f: np.savez_compressed(f, **arrays)   # a file: numpy adds no '.npz'
+    return write_atomic(path, write)
 
-def _load_pool(cls, path) -> PrototypePool:
+@patch(cls_method=True)
+def load(cls: PrototypePool, path) -> PrototypePool:
     "A pool written by `save`; PredictionError for a missing or unreadable file."
     import json
     path = Path(path).expanduser()
-    if not path.is_file(): raise PredictionError(f"no prototype pool at {path}: build one with scripts/build_prototype_pool.py")
+    if not path.is_file():
+        raise PredictionError(f"no prototype pool at {path}: build one with scripts/build_prototype_pool.py")
     verify_shipped(path)                                         # a shipped file must match its SHA-256
     try:
         with np.load(path, allow_pickle=False) as z: a = {k: z[k] for k in z.files}
         if str(a['format']) != POOL_FORMAT: raise ValueError(f"unknown format {a['format']}")
-        ds = CrystalDataset(torch.from_numpy(a['frac_coords']), torch.from_numpy(a['atom_types'].astype(np.int64)),
-                            torch.from_numpy(a['lattice']), torch.from_numpy(a['num_atoms'].astype(np.int64)), name=str(a['name']))
-        pool = cls(ds, a['material_ids'].tolist(), a['spacegroups'], a['wyckoffs'], a['e_above_hull'], str(a['name']))
+        ints = lambda k: torch.from_numpy(a[k].astype(np.int64))
+        ds = CrystalDataset(torch.from_numpy(a['frac_coords']), ints('atom_types'),
+                            torch.from_numpy(a['lattice']), ints('num_atoms'), name=str(a['name']))
+        pool = cls(ds, a['material_ids'].tolist(), a['spacegroups'], a['wyckoffs'], a['e_above_hull'],
+                   str(a['name']))
     except Exception as e:
-        raise PredictionError(f"{path} is not a readable prototype pool ({type(e).__name__}: {e}); rebuild it with "
-                              "scripts/build_prototype_pool.py or restore it with `git checkout`") from None
+        raise PredictionError(f"{path} is not a readable prototype pool ({type(e).__name__}: {e}); "
+                              "rebuild it with scripts/build_prototype_pool.py "
+                              "or restore it with `git checkout`") from None
     pool.meta = json.loads(str(a['meta']))
     return pool
 
-PrototypePool.from_dataset, PrototypePool.save, PrototypePool.load = classmethod(_from_dataset), _save_pool, classmethod(_load_pool)
 
-def _concat(cls, pools: list, name: str = '') -> PrototypePool:
+@patch(cls_method=True)
+def concat(cls: PrototypePool, pools: list, name: str = '') -> PrototypePool:
     "One pool of several (the first occurrence of a material id kept)."
-    seen, parts = set(), []
+    seen, picked = set(), []                                     # (pool, crystal) pairs
     for p in pools:
-        keep = [i for i, m in enumerate(p.material_ids) if m not in seen]; seen |= {p.material_ids[i] for i in keep}
-        parts.append((p, keep))
-    crystals = [p.ds[i] for p, keep in parts for i in keep]
-    wy = [w for p, keep in parts for i in keep for w in p.wyckoffs[int(p.ds.ptr[i]):int(p.ds.ptr[i + 1])]]
-    return cls(CrystalDataset.from_crystals(crystals, name), [p.material_ids[i] for p, k in parts for i in k],
-               [p.spacegroups[i] for p, k in parts for i in k], wy, [p.e_above_hull[i] for p, k in parts for i in k], name)
+        keep = [i for i, m in enumerate(p.material_ids) if m not in seen]
+        seen |= {p.material_ids[i] for i in keep}
+        picked += [(p, i) for i in keep]
+    wy = [w for p, i in picked for w in p.wyckoffs[int(p.ds.ptr[i]):int(p.ds.ptr[i + 1])]]
+    return cls(CrystalDataset.from_crystals([p.ds[i] for p, i in picked], name),
+               [p.material_ids[i] for p, i in picked], [p.spacegroups[i] for p, i in picked], wy,
+               [p.e_above_hull[i] for p, i in picked], name)
 
-PrototypePool.concat = classmethod(_concat)
 
 @lru_cache(maxsize=4)
 def load_prototype_pool(name_or_path: str = 'mp') -> PrototypePool:
@@ -182,14 +216,17 @@ def load_prototype_pool(name_or_path: str = 'mp') -> PrototypePool:
 
 # %% ../nbs/06d_structure_prediction.ipynb #195d063c
 def _lambda_table() -> list:
-    "Hautier et al.'s fitted weights λ(s1, s2) for pairs of ions, as pymatgen ships them: rows [ion, ion, λ]."
+    "Hautier et al.'s fitted weights λ(s1, s2) of pairs of ions, as pymatgen ships them: [ion, ion, λ]."
     import json, sys
     from pymatgen.analysis.structure_prediction.substitution_probability import SubstitutionProbability
-    return json.loads((Path(sys.modules[SubstitutionProbability.__module__].__file__).parent / 'data' / 'lambda.json').read_text())
+    folder = Path(sys.modules[SubstitutionProbability.__module__].__file__).parent
+    return json.loads((folder / 'data' / 'lambda.json').read_text())
 
 @lru_cache(maxsize=1)
-def substitution_log_probs(alpha: float = -5.0) -> np.ndarray:
-    "[119, 119] log p(a | b), the chance that element a takes the site of element b in a known structure: Hautier et al.'s ionic substitution table (2011, pymatgen) summed over oxidation states."
+def substitution_log_probs(alpha: float = -5.0,  # λ of pairs of ions never seen together
+                          ) -> np.ndarray:
+    "[119, 119] log p(a | b): the chance that element a takes the site of element b in a known structure."
+    # Hautier et al.'s ionic substitution table (2011, as pymatgen ships it), summed over oxidation states
     import re
     rows = [r for r in _lambda_table() if 'D1+' not in r[:2]]
     ions = sorted({s for r in rows for s in r[:2]})
@@ -199,14 +236,16 @@ def substitution_log_probs(alpha: float = -5.0) -> np.ndarray:
     z = np.array([atomic_numbers[re.match(r'[A-Z][a-z]?', s).group()] for s in ions])
     to_element = np.zeros((len(ions), 119)); to_element[np.arange(len(ions)), z] = 1
     W = to_element.T @ np.exp(lam) @ to_element                 # W(a, b) = Σ over the ions of a and of b
-    unknown = np.setdiff1d(np.arange(119), z)                   # elements outside the table: rare substitutions ...
+    unknown = np.setdiff1d(np.arange(119), z)                   # elements outside the table: rare ...
     W[unknown, :] = W[:, unknown] = math.exp(alpha)
     W[unknown, unknown] = 1.0                                   # ... and themselves
     return np.log(W / W.sum(0, keepdims=True))
 
 # %% ../nbs/06d_structure_prediction.ipynb #76366ad1
-def site_assignments(query: dict, template: dict, limit: int = 2) -> list:
-    "The ways to put the query's elements on the sites of the template's (same stoichiometry pattern), best first: (log p, {template element: query element}), at most `limit`."
+def site_assignments(query: dict,     # {element: atoms}
+                     template: dict,  # {element: atoms} of the same stoichiometry pattern
+                     limit: int = 2) -> list:
+    "The `limit` best ways to put the query's elements on the template's sites: (log p, {old: new})."
     logp = substitution_log_probs()
     q, t = reduced_counts(query), reduced_counts(template)
     by_q, by_t = defaultdict(list), defaultdict(list)
@@ -216,15 +255,17 @@ def site_assignments(query: dict, template: dict, limit: int = 2) -> list:
     groups = []
     for n, tes in by_t.items():
         perms = itertools.permutations(by_q[n]) if len(tes) <= 4 else [by_q[n]]
-        opts = [(sum(logp[atomic_numbers[a], atomic_numbers[b]] for a, b in zip(p, tes)), dict(zip(tes, p))) for p in perms]
+        opts = [(sum(logp[atomic_numbers[a], atomic_numbers[b]] for a, b in zip(p, tes)), dict(zip(tes, p)))
+                for p in perms]
         groups.append(sorted(opts, key=lambda o: -o[0])[:limit])
-    combos = [(sum(s for s, _ in c), {k: v for _, m in c for k, v in m.items()}) for c in itertools.product(*groups)]
+    combos = [(sum(s for s, _ in c), {k: v for _, m in c for k, v in m.items()})
+              for c in itertools.product(*groups)]
     return sorted(combos, key=lambda o: -o[0])[:limit]
 
 # %% ../nbs/06d_structure_prediction.ipynb #783baac7
 @dataclass
 class Candidate:
-    "One predicted structure with its provenance: the prototype it came from ('diffusion' when none) and its scores."
+    "One predicted structure with its provenance (the prototype it came from) and its scores."
     structure: object                  # pymatgen Structure
     route: str                         # 'prototype' or 'diffusion'
     material_id: str = 'diffusion'     # the prototype's id in the pool
@@ -238,34 +279,46 @@ class Candidate:
         "The structure as `ase.Atoms`, the provenance in `atoms.info`."
         from ase import Atoms
         from pymatgen.io.ase import AseAtomsAdaptor
-        atoms = Atoms(AseAtomsAdaptor.get_atoms(self.structure))       # a plain Atoms, not pymatgen's MSONAtoms
+        atoms = Atoms(AseAtomsAdaptor.get_atoms(self.structure))     # a plain Atoms, not pymatgen's MSONAtoms
         atoms.info.update(route=self.route, prototype=self.material_id, prototype_spacegroup=self.spacegroup,
                           log_prob=float(self.log_prob), energy_per_atom=float(self.energy_per_atom))
         return atoms
     def __repr__(self):
         e = f', {self.energy_per_atom:.3f} eV/atom' if math.isfinite(self.energy_per_atom) else ''
-        return f"Candidate({self.formula} from {self.material_id} (space group {self.spacegroup}), log p {self.log_prob:.2f}{e})"
+        return (f"Candidate({self.formula} from {self.material_id} (space group {self.spacegroup}), "
+                f"log p {self.log_prob:.2f}{e})")
 
 # %% ../nbs/06d_structure_prediction.ipynb #b57c418f
 def predicted_volume(structure, prototype) -> float:
-    "The cell volume of a substituted prototype, scaled by the atomic radii of its new elements (pymatgen's RLSVolumePredictor, Å³), within a factor 3 of the prototype's."
+    "The cell volume (Å³) of a substituted prototype, scaled by the atomic radii of its new elements."
     from pymatgen.analysis.structure_prediction.volume_predictor import RLSVolumePredictor
-    try: v = float(RLSVolumePredictor(check_isostructural=False, radii_type='atomic', use_bv=False).predict(structure, prototype))
+    try:                                                             # pymatgen's RLSVolumePredictor
+        predictor = RLSVolumePredictor(check_isostructural=False, radii_type='atomic', use_bv=False)
+        v = float(predictor.predict(structure, prototype))
     except Exception: v = math.nan                                   # an element without an atomic radius
-    return float(np.clip(v, prototype.volume / 3, prototype.volume * 3)) if math.isfinite(v) else float(prototype.volume)
+    if not math.isfinite(v): return float(prototype.volume)
+    return float(np.clip(v, prototype.volume / 3, prototype.volume * 3))   # within a factor 3 of the old
 
-def substitute(pool: PrototypePool, i: int, substitution: dict, log_prob: float = 0.0) -> Candidate:
-    "Pool crystal `i` with its elements replaced (`substitution`: {old: new}) and its cell scaled to the predicted volume."
+def substitute(pool: PrototypePool, i: int,
+               substitution: dict,      # {old element: new element}
+               log_prob: float = 0.0) -> Candidate:
+    "Pool crystal `i` with its elements replaced and its cell scaled to the predicted volume."
     from pymatgen.core import Element
     proto = pool.structure(i)
     s = proto.copy()
     s.replace_species({Element(a): Element(b) for a, b in substitution.items() if a != b})
     s.scale_lattice(predicted_volume(s, proto))
-    return Candidate(s, 'prototype', pool.material_ids[i], int(pool.spacegroups[i]), dict(substitution), float(log_prob))
+    return Candidate(s, 'prototype', pool.material_ids[i], int(pool.spacegroups[i]), dict(substitution),
+                     float(log_prob))
 
 # %% ../nbs/06d_structure_prediction.ipynb #d4f67f15
-def retrieve(composition, pool: PrototypePool | None = None, n: int = 10, per_prototype: int = 2) -> list:
-    "The `n` most plausible substitutions of pool crystals into `composition`, one per prototype (space group and Wyckoff letters of each element), best first; [] when no pool crystal has its stoichiometry pattern."
+def retrieve(composition,
+             pool: PrototypePool | None = None,  # default: the shipped 'mp' pool
+             n: int = 10,
+             per_prototype: int = 2,             # site assignments tried per pool crystal
+            ) -> list:
+    "The `n` most plausible substitutions of pool crystals into `composition`, best first, one per prototype."
+    # a prototype: space group and Wyckoff letters of each element; [] when no crystal has the pattern
     counts, pool = parse_composition(composition), pool if pool is not None else load_prototype_pool()
     scored = [(s, i, m) for i in pool.by_pattern.get(stoichiometry_pattern(counts), [])
               for s, m in site_assignments(counts, pool.counts[i], per_prototype)]
@@ -278,10 +331,12 @@ def retrieve(composition, pool: PrototypePool | None = None, n: int = 10, per_pr
     return out
 
 # %% ../nbs/06d_structure_prediction.ipynb #845649e9
-ENERGY_WEIGHT = 8.0   # atoms/eV: how much one eV/atom of CHGNet energy counts against the log-probability of a substitution
+# atoms/eV: how much one eV/atom of CHGNet energy counts against the log-probability of a substitution
+ENERGY_WEIGHT = 8.0
 
 def chgnet_energies(structures, device=None) -> np.ndarray:
-    "CHGNet energy per atom (eV) of each structure as it is (no relaxation); NaN where CHGNet fails or the cell is denser than any solid (its graph would not fit in memory)."
+    "CHGNet energy per atom (eV) of each structure as it is (no relaxation); NaN where CHGNet fails."
+    # NaN too where the cell is denser than any solid: its graph would not fit in memory
     import contextlib, io, warnings
     from crystal_tutorial.evaluation import MIN_VOLUME_PER_ATOM, load_chgnet
     model, _ = load_chgnet(device)
@@ -294,8 +349,10 @@ def chgnet_energies(structures, device=None) -> np.ndarray:
             except Exception: pass
     return out
 
-def rank(candidates: list, relax_steps: int = 0, device=None) -> list:
-    "Candidates scored by CHGNet (after `relax_steps` FIRE steps, whose relaxed structures replace the given ones), best first by log p + ENERGY_WEIGHT · (E_min − E)."
+def rank(candidates: list,
+         relax_steps: int = 0,  # FIRE steps first; the relaxed structures replace the given ones
+         device=None) -> list:
+    "Candidates scored by CHGNet, best first by log p + ENERGY_WEIGHT · (E_min − E)."
     if not candidates: return []
     structures = [c.structure for c in candidates]
     if relax_steps:
@@ -307,15 +364,22 @@ def rank(candidates: list, relax_steps: int = 0, device=None) -> list:
     else: energies = chgnet_energies(structures, device)
     for c, e in zip(candidates, energies): c.energy_per_atom = float(e)
     e_min = np.nanmin(energies) if np.isfinite(energies).any() else 0.0
-    key = lambda c: c.log_prob + ENERGY_WEIGHT * (e_min - c.energy_per_atom) if math.isfinite(c.energy_per_atom) else -math.inf
-    return sorted(candidates, key=key, reverse=True)
+    def score(c):
+        if not math.isfinite(c.energy_per_atom): return -math.inf
+        return c.log_prob + ENERGY_WEIGHT * (e_min - c.energy_per_atom)
+    return sorted(candidates, key=score, reverse=True)
 
 # %% ../nbs/06d_structure_prediction.ipynb #0cb81a50
 @torch.no_grad()
-def sdedit(model, structures: list, t_start: int = 100, steps: int = 20, symmetric: bool = True, seed: int = 0) -> list:
-    "SDEdit (Meng et al., ICLR 2022) with a CSP diffusion model: each structure noised to step `t_start` by q(x_t | x_0), then denoised in `steps` predictor steps, each projected onto the structure's own space group (chapter 06c) if `symmetric`."
-    from crystal_tutorial.crystal_diffusion import (_crystals_from_tensors, atom_types_to_onehot, ddpm_reverse_step, predictor_step,
-                                                    x0_from_eps)
+def sdedit(model,                   # a CSP diffusion model (chapter 06)
+           structures: list,        # pymatgen Structures
+           t_start: int = 100,      # the step they are noised to, by q(x_t | x_0)
+           steps: int = 20,         # predictor steps from `t_start` down to 0
+           symmetric: bool = True,  # project each step onto the structure's own space group (chapter 06c)
+           seed: int = 0) -> list:
+    "SDEdit (Meng et al., ICLR 2022): each structure noised part of the way, then denoised by a CSP model."
+    from crystal_tutorial.crystal_diffusion import _crystals_from_tensors, atom_types_to_onehot
+    from crystal_tutorial.crystal_diffusion import ddpm_reverse_step, predictor_step, x0_from_eps
     from crystal_tutorial.crystals import collate_crystals, wrap_frac
     from crystal_tutorial.symmetry import SymmetryConstraint, template_from_crystal
     cfg, dev, g = model.config, model.device, torch.Generator().manual_seed(seed)
@@ -323,15 +387,19 @@ def sdedit(model, structures: list, t_start: int = 100, steps: int = 20, symmetr
     b = collate_crystals(crystals).to(dev)
     B, N, rand = len(crystals), len(b.atom_types), lambda *shape: torch.randn(shape, generator=g).to(dev)
     types = atom_types_to_onehot(b.atom_types, cfg.n_types).to(dev)
-    constraint = SymmetryConstraint([template_from_crystal(c) for c in crystals], b.num_atoms).to(dev) if symmetric else None
+    templates = [template_from_crystal(c) for c in crystals] if symmetric else None
+    constraint = SymmetryConstraint(templates, b.num_atoms).to(dev) if symmetric else None
     sig, norms = model.sigmas.sigmas.tolist(), model.sigmas.score_norms.tolist()
-    lattice = model.schedule.q_sample(b.lattice / cfg.lattice_scale, torch.full((B,), t_start, device=dev), rand(B, 3, 3))
+    full = lambda t: torch.full((B,), t, dtype=torch.long, device=dev)     # the step, per crystal
+    lattice = model.schedule.q_sample(b.lattice / cfg.lattice_scale, full(t_start), rand(B, 3, 3))
     frac = wrap_frac(b.frac_coords + sig[t_start] * rand(N, 3))             # F_t = w(F_0 + σ_t ε)
     ts = sorted({round(t_start * k / steps) for k in range(steps + 1)}, reverse=True)
     for t, s in zip(ts, ts[1:] + [-1]):
-        out = model.denoise(types, frac, lattice, b.num_atoms, b.batch, torch.full((B,), t, dtype=torch.long, device=dev))
-        frac = predictor_step(frac, out['frac'] * math.sqrt(norms[t]), sig[t], sig[s] if s >= 0 else 0.0, rand(N, 3))
-        lattice_0 = x0_from_eps(model.schedule, lattice, t, out['lattice']).clamp(-cfg.lattice_clip, cfg.lattice_clip)
+        out = model.denoise(types, frac, lattice, b.num_atoms, b.batch, full(t))
+        sig_s = sig[s] if s >= 0 else 0.0
+        frac = predictor_step(frac, out['frac'] * math.sqrt(norms[t]), sig[t], sig_s, rand(N, 3))
+        lattice_0 = x0_from_eps(model.schedule, lattice, t, out['lattice'])
+        lattice_0 = lattice_0.clamp(-cfg.lattice_clip, cfg.lattice_clip)
         lattice = ddpm_reverse_step(model.schedule, lattice, t, lattice_0, s, rand(B, 3, 3))
         if constraint is not None: lattice, frac, _ = constraint.project(lattice, frac)
     refined = _crystals_from_tensors(lattice * cfg.lattice_scale, frac, b.atom_types, b.num_atoms)
@@ -344,30 +412,42 @@ def _csp_model(name: str = 'mp_mix_20_csp'):
     return load_crystal_diffusion(name)
 
 def diffusion_candidates(counts: dict, k: int, seed: int = 0) -> list:
-    "`k` structures for the cell `counts` from the shipped CSP diffusion model (chapter 06), the route when no prototype fits."
+    "`k` structures for the cell `counts` from the shipped CSP diffusion model (chapter 06)."
+    # the route when no prototype fits
     from crystal_tutorial.crystal_diffusion import sample_crystals
     model = _csp_model()
-    if sum(counts.values()) > model.config.max_atoms:
-        raise PredictionError(f"no crystal of the pool has the stoichiometry pattern of {_formula(counts)} and the diffusion model makes cells "
-                              f"of at most {model.config.max_atoms} atoms: give a smaller cell or a pool with such crystals (pool=...)")
-    crystals = sample_crystals(model, compositions=[_formula(counts)] * k, generator=torch.Generator().manual_seed(seed))
+    formula, most = _formula(counts), model.config.max_atoms
+    if sum(counts.values()) > most:
+        raise PredictionError(f"no crystal of the pool has the stoichiometry pattern of {formula} and the "
+                              f"diffusion model makes cells of at most {most} atoms: "
+                              "give a smaller cell or a pool with such crystals (pool=...)")
+    g = torch.Generator().manual_seed(seed)
+    crystals = sample_crystals(model, compositions=[formula] * k, generator=g)
     return [Candidate(c.to_structure(), 'diffusion') for c in crystals if c is not None]
 
 def _formula(counts: dict) -> str: return ''.join(f'{e}{n}' for e, n in counts.items())
 
 # %% ../nbs/06d_structure_prediction.ipynb #7a503286
-def predict_structure(composition, k: int = 5, pool: PrototypePool | None = None, n_candidates: int = 10, refine_from: int = 0,
-                      relax_steps: int = 0, device=None, seed: int = 0) -> list:
-    "Up to `k` ranked structures for `composition`: `n_candidates` prototypes retrieved and substituted (`retrieve`), refined by SDEdit from step `refine_from` (0: not refined), scored by CHGNet (after `relax_steps`) and ranked (`rank`); from the CSP diffusion model when no prototype fits."
+def predict_structure(composition,
+                      k: int = 5,                         # structures returned
+                      pool: PrototypePool | None = None,  # default: the shipped 'mp' pool
+                      n_candidates: int = 10,             # prototypes retrieved and substituted (`retrieve`)
+                      refine_from: int = 0,               # SDEdit from this step (0: not refined)
+                      relax_steps: int = 0,               # CHGNet relaxation steps before ranking (`rank`)
+                      device=None, seed: int = 0) -> list:
+    "Up to `k` ranked structures for `composition`; from the CSP diffusion model when no prototype fits."
     counts = parse_composition(composition)
     if sum(counts.values()) > MAX_ATOMS:
-        raise PredictionError(f"{_formula(counts)} has {sum(counts.values())} atoms: structure prediction serves cells of at most {MAX_ATOMS}")
-    if not isinstance(k, int) or k < 1: raise PredictionError(f"k must be a whole number of at least 1, got {k!r}")
+        raise PredictionError(f"{_formula(counts)} has {sum(counts.values())} atoms: "
+                              f"structure prediction serves cells of at most {MAX_ATOMS}")
+    if not isinstance(k, int) or k < 1:
+        raise PredictionError(f"k must be a whole number of at least 1, got {k!r}")
     candidates = retrieve(counts, pool, max(n_candidates, k))
     if not candidates: candidates = diffusion_candidates(counts, k, seed)
     elif refine_from:
         small = [c for c in candidates if len(c.structure) <= _csp_model().config.max_atoms]
-        for c, s in zip(small, sdedit(_csp_model(), [c.structure for c in small], refine_from, seed=seed)): c.structure = s
+        refined = sdedit(_csp_model(), [c.structure for c in small], refine_from, seed=seed)
+        for c, s in zip(small, refined): c.structure = s
     return rank(candidates, relax_steps, device)[:k]
 
 # %% ../nbs/06d_structure_prediction.ipynb #9b5c6e4f
@@ -376,23 +456,30 @@ def _balanced(key: frozenset) -> bool:
     from crystal_tutorial.evaluation import composition_validity     # chapter 05: SMACT charge balance
     return composition_validity(_formula(dict(key)))
 
-def element_candidates(elements, n_atoms: int | None = None, pool: PrototypePool | None = None, n: int = 10) -> list:
-    "For an element list without counts ('Ti O S'): the `n` most plausible substitutions of pool crystals with as many elements (and `n_atoms` atoms, if given) whose new composition passes SMACT's charge balance, one per formula and prototype, best first."
+def element_candidates(elements,                           # element symbols without counts: 'Ti', 'O', 'S'
+                       n_atoms: int | None = None,         # only cells of this many atoms
+                       pool: PrototypePool | None = None,  # default: the shipped 'mp' pool
+                       n: int = 10) -> list:
+    "The `n` most plausible substitutions of pool crystals with as many elements, best first."
+    # only new compositions that pass SMACT's charge balance; one per formula and prototype
     pool = pool if pool is not None else load_prototype_pool()
     elements = list(dict.fromkeys(elements))
     bad = [e for e in elements if e not in atomic_numbers or e == 'X']
-    if bad or not elements: raise PredictionError(f"unknown element {bad[0] if bad else ''!r}: use element symbols such as 'Ti', 'O', 'S'")
+    if bad or not elements:
+        raise PredictionError(f"unknown element {bad[0] if bad else ''!r}: "
+                              "use element symbols such as 'Ti', 'O', 'S'")
     logp, z = substitution_log_probs(), [atomic_numbers[e] for e in elements]
     scored = []
     for i, c in enumerate(pool.counts):
         if len(c) != len(elements) or (n_atoms is not None and sum(c.values()) != n_atoms): continue
         old = list(c)
         for p in itertools.permutations(range(len(elements))):
-            scored.append((sum(logp[z[j], atomic_numbers[o]] for j, o in zip(p, old)), i, {o: elements[j] for j, o in zip(p, old)}))
+            log_p = sum(logp[z[j], atomic_numbers[o]] for j, o in zip(p, old))
+            scored.append((log_p, i, {o: elements[j] for j, o in zip(p, old)}))
     out, seen = [], set()
     for s, i, m in sorted(scored, key=lambda x: -x[0]):
         key = formula_key({m[e]: k for e, k in pool.counts[i].items()})
-        labels = {(key, pool.wyckoff_sites(i, m)), (key, i)}       # one per formula and prototype, one per formula and pool crystal
+        labels = {(key, pool.wyckoff_sites(i, m)), (key, i)}    # one per formula and prototype, and crystal
         if labels & seen or not _balanced(key): continue
         seen |= labels; out.append(substitute(pool, i, m, s))
         if len(out) == n: break
@@ -401,15 +488,20 @@ def element_candidates(elements, n_atoms: int | None = None, pool: PrototypePool
 # %% ../nbs/06d_structure_prediction.ipynb #5dc5a22a
 MEASURES_FILE = WEIGHTS_DIR / 'structure_prediction_measures.json'
 
-def record_prediction_measure(pool: str, figures: dict, command: str, file=MEASURES_FILE, **info) -> dict:
-    "Append a measure of structure prediction with shipped pool `pool` to `file`, with the pool file's SHA-256, the date and `info`."
+def record_prediction_measure(pool: str,      # the name of a shipped pool
+                              figures: dict,  # the measured numbers
+                              command: str,   # how they were measured
+                              file=MEASURES_FILE, **info) -> dict:
+    "Append a measure of structure prediction to `file`, with the pool file's SHA-256, the date and `info`."
     import json, time
     from crystal_tutorial.core import write_text_atomic
     from crystal_tutorial.crystals import sha256_file
-    if pool not in SHIPPED_POOLS: raise PredictionError(f"measures are kept for shipped pools only ({', '.join(SHIPPED_POOLS)}), not {pool!r}")
+    if pool not in SHIPPED_POOLS:
+        raise PredictionError(f"measures are kept for shipped pools only ({', '.join(SHIPPED_POOLS)}), "
+                              f"not {pool!r}")
     file = Path(file)
     entries = json.loads(file.read_text()) if file.exists() else []
-    entry = {'pool': pool, 'pool_sha256': sha256_file(WEIGHTS_DIR / SHIPPED_POOLS[pool]), 'date': time.strftime('%Y-%m-%d'),
-             'command': command, **info, 'figures': figures}
+    entry = {'pool': pool, 'pool_sha256': sha256_file(WEIGHTS_DIR / SHIPPED_POOLS[pool]),
+             'date': time.strftime('%Y-%m-%d'), 'command': command, **info, 'figures': figures}
     write_text_atomic(file, json.dumps(entries + [entry], indent=1, allow_nan=False) + '\n')
     return entry

@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from ase.data import chemical_symbols
+from fastcore.basics import patch
 from torch import Tensor
 
 from .core import WEIGHTS_DIR, verify_shipped
-from .crystals import Crystal, CrystalDataset, owner_index, scatter_mean, scatter_sum
-from .crystal_diffusion import CrystalDiffusion, _decode_types, _formula_balanced, sample_crystals
-from .clip import CRYSTAL_SYSTEMS, crystal_system, spacegroup_symbol
+from .crystals import (CRYSTAL_SYSTEMS, Crystal, CrystalDataset, crystal_system, owner_index,
+                                      scatter_mean, scatter_sum, spacegroup_symbol)
+from .crystal_diffusion import (Constraint, CrystalDiffusion, _formula_balanced,
+                                               sample_crystals)
 
 # %% auto #0
 __all__ = ['SHIPPED_TEMPLATES', 'SymmetryTemplate', 'template_from_crystal', 'SymmetryConstraint', 'SymmetryTemplates',
@@ -28,12 +30,15 @@ __all__ = ['SHIPPED_TEMPLATES', 'SymmetryTemplate', 'template_from_crystal', 'Sy
 # %% ../nbs/06c_symmetry.ipynb #7304782d
 @dataclass(frozen=True, eq=False)
 class SymmetryTemplate:
-    "The symmetry of a crystal without its positions: space-group number, operations (W, t) in its own cell (x' = W x + t on fractional coordinates) and the permutation each performs (operation g moves atom i onto atom perm[g, i])."
+    "A crystal's symmetry without its positions: space-group number, operations and their atom permutations."
+    # operations (W, t) act in the crystal's own cell, x' = W x + t on fractional coordinates;
+    # operation g moves atom i onto atom perm[g, i]
     spacegroup: int
     rotations: np.ndarray      # [G, 3, 3] integers
     translations: np.ndarray   # [G, 3]
     perm: np.ndarray           # [G, N] atom indices
-    anchors: np.ndarray        # [N, 3] which special position an orbit sits on: a point of its site's fixed set, 0 for general positions
+    # [N, 3] which special position an orbit sits on: a point of its site's fixed set, 0 for general positions
+    anchors: np.ndarray
 
     @property
     def num_atoms(self) -> int: return self.perm.shape[1]
@@ -43,17 +48,20 @@ class SymmetryTemplate:
     def crystal_system(self) -> str: return crystal_system(self.spacegroup)
     @property
     def orbits(self) -> np.ndarray:
-        "[N] the orbit (occupied Wyckoff position) of each atom, numbered 0, 1, ... in the order of their first atom."
+        "[N] each atom's orbit (occupied Wyckoff position), numbered 0, 1, ... in order of first atom."
         return np.unique(self.perm.min(0), return_inverse=True)[1].reshape(-1)
     @property
     def multiplicities(self) -> np.ndarray: return np.bincount(self.orbits)
     def __repr__(self):
-        return (f"SymmetryTemplate({spacegroup_symbol(self.spacegroup)} (#{self.spacegroup}, {self.crystal_system}), {self.n_ops} operations, "
+        return (f"SymmetryTemplate({spacegroup_symbol(self.spacegroup)} "
+                f"(#{self.spacegroup}, {self.crystal_system}), {self.n_ops} operations, "
                 f"{self.num_atoms} atoms in orbits of {self.multiplicities.tolist()})")
+
 
 # %% ../nbs/06c_symmetry.ipynb #69c778d3
 def _atom_permutation(rotation, translation, frac_coords: np.ndarray, tol: float) -> np.ndarray | None:
-    "The atom each atom lands on under x -> W x + t (nearest, periodically), or None if some atom lands farther than `tol` or two land on one."
+    "The atom each atom lands on under x -> W x + t (nearest, periodically), or None if not a permutation."
+    # None: some atom lands farther than `tol` from every atom, or two atoms land on one
     d = (frac_coords @ rotation.T + translation)[:, None, :] - frac_coords[None]
     d -= np.round(d)
     dist = np.abs(d).max(-1)
@@ -61,7 +69,9 @@ def _atom_permutation(rotation, translation, frac_coords: np.ndarray, tol: float
     return j if dist[np.arange(len(j)), j].max() < tol and len(set(j.tolist())) == len(j) else None
 
 def _site_anchors(rotations, translations, perm, frac_coords) -> np.ndarray:
-    "[N, 3] for each atom, a_r = x* − P x*: x* its symmetrised position, P the mean of the rotations that keep its site; 0 at a general position, the special position's fixed coordinates otherwise (the Wyckoff position, not the crystal's free parameters)."
+    "[N, 3] for each atom, a_r = x* − P x*: which special position it sits on (0 at a general position)."
+    # x* is the atom's symmetrised position, P the mean of the rotations that keep its site; a_r holds the
+    # special position's fixed coordinates (the Wyckoff position, not the crystal's free parameters)
     anchors = np.zeros((perm.shape[1], 3))
     for r in range(perm.shape[1]):
         site = np.flatnonzero(perm[:, r] == r)
@@ -69,22 +79,27 @@ def _site_anchors(rotations, translations, perm, frac_coords) -> np.ndarray:
         d = np.einsum('sij,j->si', rotations[site], x) + translations[site] - x
         x_star = x + (d - np.round(d)).mean(0)
         a = (x_star - rotations[site].mean(0) @ x_star) % 1
-        snapped = np.round(a * 24) / 24 % 1                                   # special positions sit on simple fractions
+        snapped = np.round(a * 24) / 24 % 1                   # special positions sit on simple fractions
         d = np.einsum('sij,j->si', rotations[site], snapped) + translations[site] - snapped
-        anchors[r] = snapped if np.abs(d - np.round(d)).max() < 1e-6 and np.abs(snapped - a).max() < 0.02 else a
+        anchors[r] = (snapped if np.abs(d - np.round(d)).max() < 1e-6 and np.abs(snapped - a).max() < 0.02
+                      else a)
     return anchors.astype(np.float32)
 
-def template_from_crystal(crystal: Crystal, symprec: float = 0.1) -> SymmetryTemplate | None:
-    "The `SymmetryTemplate` of a crystal (spglib at tolerance `symprec` Å, in the crystal's own cell), or None if spglib finds none."
+def template_from_crystal(crystal: Crystal,
+                          symprec: float = 0.1,  # spglib's tolerance, in Å
+                         ) -> SymmetryTemplate | None:
+    "The `SymmetryTemplate` of a crystal (by spglib, in its own cell), or None if spglib finds none."
     import spglib
-    cell = (crystal.lattice.double().numpy(), crystal.frac_coords.double().numpy(), crystal.atom_types.numpy())
+    cell = (crystal.lattice.double().numpy(), crystal.frac_coords.double().numpy(),
+            crystal.atom_types.numpy())
     d = spglib.get_symmetry_dataset(cell, symprec=symprec)
     if d is None: return None
     perms = [_atom_permutation(W, t, cell[1], 0.25) for W, t in zip(d.rotations, d.translations)]
     if any(p is None for p in perms): return None
     perm = np.stack(perms)
-    return SymmetryTemplate(int(d.number), d.rotations.astype(np.int8), d.translations.astype(np.float32), perm.astype(np.int16),
-                            _site_anchors(d.rotations, d.translations, perm, cell[1]))
+    return SymmetryTemplate(int(d.number), d.rotations.astype(np.int8), d.translations.astype(np.float32),
+                            perm.astype(np.int16), _site_anchors(d.rotations, d.translations, perm, cell[1]))
+
 
 # %% ../nbs/06c_symmetry.ipynb #064705f4
 def _sqrtm_psd(m: Tensor, inverse: bool = False) -> Tensor:
@@ -93,23 +108,33 @@ def _sqrtm_psd(m: Tensor, inverse: bool = False) -> Tensor:
     e = e.clamp(min=1e-8)
     return v @ torch.diag_embed(e.rsqrt() if inverse else e.sqrt()) @ v.transpose(-1, -2)
 
-class SymmetryConstraint:
-    "Projects a batch of (noisy) crystals onto those with the symmetry of their templates (one per crystal, None: left as is): lattice, fractional coordinates, type vectors, and decodes types one per orbit."
+class SymmetryConstraint(Constraint):
+    "Projects a batch of (noisy) crystals onto the symmetry of their templates, and decodes types per orbit."
+    # one template per crystal (None: left as is); the lattice, fractional coordinates and type vectors are
+    # projected, and the decoded types are chosen one per orbit
+    order, decodes = 2, True                    # decides types after element rules and charge balance
     def __init__(self, templates: list, num_atoms):
         num_atoms = torch.as_tensor(num_atoms).long().cpu().reshape(-1)
-        if len(templates) != len(num_atoms): raise ValueError(f"got {len(templates)} templates for {len(num_atoms)} crystals: give one per crystal (None: no constraint)")
+        if len(templates) != len(num_atoms):
+            raise ValueError(f"got {len(templates)} templates for {len(num_atoms)} crystals: "
+                             "give one per crystal (None: no constraint)")
         self.templates, self.B, self.N = list(templates), len(num_atoms), int(num_atoms.sum())
         offsets = (torch.cumsum(num_atoms, 0) - num_atoms).tolist()
-        W, T, op_owner = [], [], []                                    # every operation, and whose it is (for the lattice)
-        orbit = torch.arange(self.N)                                    # each atom's representative (a global atom index)
-        to_atom_W, to_atom_t = torch.eye(3).repeat(self.N, 1, 1), torch.zeros(self.N, 3)   # g_j: representative -> atom j
-        site_P, anchors = torch.eye(3).repeat(self.N, 1, 1), torch.zeros(self.N, 3)   # P_r and a_r of each representative
+        W, T, op_owner = [], [], []                     # every operation, and whose it is (for the lattice)
+        orbit = torch.arange(self.N)                    # each atom's representative (a global atom index)
+        # g_j: representative -> atom j
+        to_atom_W, to_atom_t = torch.eye(3).repeat(self.N, 1, 1), torch.zeros(self.N, 3)
+        # P_r and a_r of each representative
+        site_P, anchors = torch.eye(3).repeat(self.N, 1, 1), torch.zeros(self.N, 3)
         for b, tpl in enumerate(self.templates):
             if tpl is None: continue
-            if tpl.num_atoms != int(num_atoms[b]): raise ValueError(f"crystal {b} has {int(num_atoms[b])} atoms but its template has {tpl.num_atoms}")
-            off, rot, tr = offsets[b], torch.as_tensor(tpl.rotations, dtype=torch.float32), torch.as_tensor(tpl.translations, dtype=torch.float32)
+            if tpl.num_atoms != int(num_atoms[b]):
+                raise ValueError(f"crystal {b} has {int(num_atoms[b])} atoms "
+                                 f"but its template has {tpl.num_atoms}")
+            off, rot, tr = (offsets[b], torch.as_tensor(tpl.rotations, dtype=torch.float32),
+                            torch.as_tensor(tpl.translations, dtype=torch.float32))
             W.append(rot); T.append(tr); op_owner.append(torch.full((tpl.n_ops,), b))
-            first = tpl.perm.min(0)                                     # representative of each atom's orbit (local index)
+            first = tpl.perm.min(0)                     # representative of each atom's orbit (local index)
             for j in range(tpl.num_atoms):
                 r = int(first[j]); g = int(np.flatnonzero(tpl.perm[:, r] == j)[0])
                 orbit[off + j] = off + r; to_atom_W[off + j], to_atom_t[off + j] = rot[g], tr[g]
@@ -118,21 +143,33 @@ class SymmetryConstraint:
         self.active = torch.tensor([t is not None for t in self.templates], dtype=torch.bool)
         self.W, self.T = (torch.cat(W), torch.cat(T)) if W else (torch.zeros(0, 3, 3), torch.zeros(0, 3))
         self.op_owner = torch.cat(op_owner) if op_owner else torch.zeros(0, dtype=torch.long)
-        self.to_atom_W, self.to_atom_t, self.from_atom_W = to_atom_W, to_atom_t, torch.linalg.inv(to_atom_W).round()   # integer, det ±1
+        # g_j⁻¹ is an integer matrix (det ±1): rounding removes the inverse's float error
+        self.to_atom_W, self.to_atom_t, self.from_atom_W = (to_atom_W, to_atom_t,
+                                                            torch.linalg.inv(to_atom_W).round())
         self.site_P, self.anchors = site_P, anchors
         self.orbit, self.batch = orbit, owner_index(num_atoms)
         self._candidates_cache = {}
 
     def to(self, device) -> "SymmetryConstraint":
-        for k in ('W', 'T', 'op_owner', 'to_atom_W', 'to_atom_t', 'from_atom_W', 'site_P', 'anchors', 'orbit', 'batch', 'active'):
+        for k in ('W', 'T', 'op_owner', 'to_atom_W', 'to_atom_t', 'from_atom_W', 'site_P', 'anchors', 'orbit',
+                  'batch', 'active'):
             setattr(self, k, getattr(self, k).to(device))
         return self
 
-    def __repr__(self): return f"SymmetryConstraint({int(self.active.sum())} of {self.B} crystals constrained, {len(self.W)} operations)"
+    def start(self, x):
+        if len(x.num_atoms) != self.B:
+            raise ValueError(f"templates for {self.B} crystals but the chain has {len(x.num_atoms)}")
+        self.to(x.lattice.device)
+
+    def __repr__(self):
+        return (f"SymmetryConstraint({int(self.active.sum())} of {self.B} crystals constrained, "
+                f"{len(self.W)} operations)")
 
 # %% ../nbs/06c_symmetry.ipynb #aad731af
-def _project_lattice(self: SymmetryConstraint, lattice: Tensor) -> Tensor:
-    "Lattices [B, 3, 3] (rows: lattice vectors) made invariant: M̄ = mean_g W_gᵀ M W_g with M = L Lᵀ, then L̄ = M̄^½ M^-½ L."
+@patch
+def project_lattice(self: SymmetryConstraint, lattice: Tensor) -> Tensor:
+    "Lattices [B, 3, 3] (rows: lattice vectors) made invariant under their templates' operations."
+    # M̄ = mean_g W_gᵀ M W_g with M = L Lᵀ, then L̄ = M̄^½ M^-½ L
     if not len(self.W): return lattice
     metric = lattice @ lattice.transpose(-1, -2)
     W = self.W.to(lattice.dtype)
@@ -140,31 +177,42 @@ def _project_lattice(self: SymmetryConstraint, lattice: Tensor) -> Tensor:
     projected = _sqrtm_psd(metric_bar) @ _sqrtm_psd(metric, inverse=True) @ lattice
     return torch.where(self.active[:, None, None], projected, lattice)
 
-def _project_frac(self: SymmetryConstraint, frac_coords: Tensor) -> Tensor:
-    "Fractional coordinates [N, 3] made symmetric: each orbit's representative averaged over the orbit (pulled back by g_j⁻¹), put on its Wyckoff position (a_r + P_r w(x − a_r)), and the orbit rebuilt (g_j)."
+@patch
+def project_frac(self: SymmetryConstraint, frac_coords: Tensor) -> Tensor:
+    "Fractional coordinates [N, 3] made symmetric, one orbit at a time."
+    # each orbit's representative is averaged over the orbit (pulled back by g_j⁻¹), put on its Wyckoff
+    # position (a_r + P_r w(x − a_r)), and the orbit rebuilt from it (g_j)
     if not len(self.W): return frac_coords
     dt, wrap = frac_coords.dtype, lambda d: d - d.round()
     mv = lambda M, x: (M.to(dt) @ x.unsqueeze(-1)).squeeze(-1)
     x_rep = frac_coords[self.orbit]
-    pulled = mv(self.from_atom_W, frac_coords - self.to_atom_t.to(dt))                                # g_j⁻¹(x_j)
-    rep = frac_coords + scatter_mean(wrap(pulled - x_rep), self.orbit, len(frac_coords))         # x̄_r, in the rows of representatives
-    rep = self.anchors.to(dt) + mv(self.site_P, wrap(rep - self.anchors.to(dt)))                  # onto the site's fixed set
-    return torch.remainder(mv(self.to_atom_W, rep[self.orbit]) + self.to_atom_t.to(dt), 1.0)     # x̄_j = g_j(x̄_r)
+    pulled = mv(self.from_atom_W, frac_coords - self.to_atom_t.to(dt))            # g_j⁻¹(x_j)
+    # x̄_r, in the rows of representatives
+    rep = frac_coords + scatter_mean(wrap(pulled - x_rep), self.orbit, len(frac_coords))
+    rep = self.anchors.to(dt) + mv(self.site_P, wrap(rep - self.anchors.to(dt)))  # onto the site's fixed set
+    # x̄_j = g_j(x̄_r)
+    return torch.remainder(mv(self.to_atom_W, rep[self.orbit]) + self.to_atom_t.to(dt), 1.0)
 
-def _project_types(self: SymmetryConstraint, types: Tensor) -> Tensor:
+@patch
+def project_types(self: SymmetryConstraint, types: Tensor) -> Tensor:
     "Type vectors [N, K] averaged over each orbit."
     return scatter_mean(types, self.orbit, len(types))[self.orbit]
 
-def _project(self: SymmetryConstraint, lattice: Tensor, frac_coords: Tensor, types: Tensor | None = None):
+@patch
+def project(self: SymmetryConstraint, lattice: Tensor, frac_coords: Tensor, types: Tensor | None = None):
     "All three projections: (lattice, frac_coords, types or None)."
-    return self.project_lattice(lattice), self.project_frac(frac_coords), None if types is None else self.project_types(types)
-
-SymmetryConstraint.project_lattice, SymmetryConstraint.project_frac = _project_lattice, _project_frac
-SymmetryConstraint.project_types, SymmetryConstraint.project = _project_types, _project
+    return (self.project_lattice(lattice), self.project_frac(frac_coords),
+            None if types is None else self.project_types(types))
 
 # %% ../nbs/06c_symmetry.ipynb #8b52eadd
-def _orbit_assignments(self: SymmetryConstraint, elements: tuple, multiplicities: tuple, balance: bool, max_candidates: int = 200_000):
-    "[C, k] every assignment of `elements` (atomic numbers) to k orbits that uses each at least once, the charge-balanced ones only if `balance` and any is; None if there are none or too many to list."
+@patch
+def _orbit_assignments(self: SymmetryConstraint,
+                       elements: tuple,  # atomic numbers
+                       multiplicities: tuple,  # the sizes of the k orbits
+                       balance: bool,  # keep only the charge-balanced assignments (if any is)
+                       max_candidates: int = 200_000,  # more than this many (e ** k) are too many to list
+                      ):
+    "[C, k] every assignment of `elements` to k orbits using each at least once; None if none or too many."
     key = (elements, multiplicities, balance)
     if key not in self._candidates_cache:
         k, e, out = len(multiplicities), len(elements), None
@@ -172,54 +220,65 @@ def _orbit_assignments(self: SymmetryConstraint, elements: tuple, multiplicities
             cand = np.array(list(itertools.product(range(e), repeat=k)), dtype=np.int64).reshape(-1, k)
             cand = cand[np.all([(cand == x).any(1) for x in range(e)], axis=0)]
             if balance and len(cand):
-                counts = np.stack([(np.array(multiplicities)[None] * (cand == x)).sum(1) for x in range(e)], 1)   # atoms per element
+                counts = np.stack([(np.array(multiplicities)[None] * (cand == x)).sum(1)
+                                   for x in range(e)], 1)                                  # atoms per element
                 rows, inverse = np.unique(counts, axis=0, return_inverse=True)
-                ok = np.array([_formula_balanced(''.join(f'{chemical_symbols[z]}{n}' for z, n in zip(elements, row) if n)) for row in rows])
+                ok = np.array([_formula_balanced(''.join(f'{chemical_symbols[z]}{n}'
+                                                         for z, n in zip(elements, row) if n))
+                               for row in rows])
                 if ok.any(): cand = cand[ok[inverse.reshape(-1)]]
             out = cand if len(cand) else None
         self._candidates_cache[key] = out
     return self._candidates_cache[key]
 
-def _decode_types_per_orbit(self: SymmetryConstraint, scores: Tensor, batch: Tensor, required: Tensor | None, balance: bool) -> Tensor:
-    "Type indices [N] (atomic number − 1): chapter 06's decoding for unconstrained crystals; for the others one type per orbit, the best-scoring assignment that holds the required elements (or, with none required, the elements the scores prefer) and is charge-balanced if asked and possible."
-    types = _decode_types(scores, batch, required, balance)
+@patch
+def decode(self: SymmetryConstraint, scores: Tensor, types: Tensor, x) -> Tensor:
+    "Type indices [N]: `types` outside templates; inside, one element per orbit (the best assignment)."
+    # the best-scoring assignment that holds the required elements `x.required` (or, with none required, the
+    # elements the scores prefer) and is charge-balanced if `x.balanced` asks and any assignment is
+    types, required, balance = types.clone(), x.required, x.balanced
     for b in self.active.nonzero().flatten().tolist():
         idx = (self.batch == b).nonzero().flatten()
-        orbit = torch.unique(self.orbit[idx], return_inverse=True)[1]                         # orbits numbered 0..k-1
+        orbit = torch.unique(self.orbit[idx], return_inverse=True)[1]              # orbits numbered 0..k-1
         k = int(orbit.max()) + 1
-        orbit_scores = scatter_sum(scores[idx].double().clamp(min=-1e4), orbit, k).cpu().numpy()          # [k, K]
-        if required is not None and required[b].any(): elements = tuple(required[b].nonzero().flatten().tolist())
-        else: elements = tuple(sorted(set(orbit_scores.argmax(1).tolist())))
-        cand = self._orbit_assignments(tuple(z + 1 for z in elements), tuple(np.bincount(orbit.cpu().numpy(), minlength=k).tolist()), balance)
+        orbit_scores = scatter_sum(scores[idx].double().clamp(min=-1e4), orbit, k).cpu().numpy()   # [k, K]
+        if required is not None and required[b].any():
+            elements = tuple(required[b].nonzero().flatten().tolist())
+        else:
+            elements = tuple(sorted(set(orbit_scores.argmax(1).tolist())))
+        cand = self._orbit_assignments(tuple(z + 1 for z in elements),
+                                       tuple(np.bincount(orbit.cpu().numpy(), minlength=k).tolist()), balance)
         el = np.array(elements)
         if cand is not None: choice = el[cand[orbit_scores[np.arange(k)[None], el[cand]].sum(1).argmax()]]
-        else:                                                       # too many to list: best element per orbit, then greedy cover
+        else:                               # too many to list: best element per orbit, then greedy cover
             pick = orbit_scores[:, el].argmax(1)
             counts = np.bincount(pick, minlength=len(el))
-            for x in np.flatnonzero(counts == 0):                   # a missing element takes the orbit that loses least by switching,
-                loss = orbit_scores[np.arange(k), el[pick]] - orbit_scores[:, el[x]]
-                loss[counts[pick] == 1] = np.inf                    # never the last orbit of another element
+            for e in np.flatnonzero(counts == 0):
+                # a missing element takes the orbit that loses least by switching
+                loss = orbit_scores[np.arange(k), el[pick]] - orbit_scores[:, el[e]]
+                loss[counts[pick] == 1] = np.inf        # never the last orbit of another element
                 if np.isinf(loss).all(): break
-                o = int(loss.argmin()); counts[pick[o]] -= 1; pick[o] = x; counts[x] += 1
+                o = int(loss.argmin()); counts[pick[o]] -= 1; pick[o] = e; counts[e] += 1
             choice = el[pick]
         types[idx] = torch.as_tensor(choice, device=types.device)[orbit]
     return types
 
-SymmetryConstraint._orbit_assignments, SymmetryConstraint.decode_types = _orbit_assignments, _decode_types_per_orbit
-
 # %% ../nbs/06c_symmetry.ipynb #1ff36e47
-SHIPPED_TEMPLATES = {'mp_mix_20': 'symmetry_templates_mp_mix_20.npz',     # cells of 1-20 atoms, mp_mix_20 train
-                     'mp': 'symmetry_templates_mp.npz'}                  # 1-52 atoms, chapter 06d's prototype pool
+SHIPPED_TEMPLATES = {'mp_mix_20': 'symmetry_templates_mp_mix_20.npz',  # cells of 1-20 atoms, mp_mix_20 train
+                     'mp': 'symmetry_templates_mp.npz'}               # 1-52 atoms, 06d's prototype pool
 
 def _template_key(t: SymmetryTemplate) -> bytes:
-    return b'|'.join([str(t.spacegroup).encode(), t.rotations.tobytes(), np.round(t.translations * 1e4).astype(np.int32).tobytes(), t.perm.tobytes(),
+    return b'|'.join([str(t.spacegroup).encode(), t.rotations.tobytes(),
+                      np.round(t.translations * 1e4).astype(np.int32).tobytes(), t.perm.tobytes(),
                       np.round(t.anchors * 1e3).astype(np.int32).tobytes()])
 
 class SymmetryTemplates:
-    "A pool of symmetry templates with how many training crystals share each (`counts`); `draw` picks one for a crystal system or space group."
+    "A pool of symmetry templates and how many training crystals share each; `draw` picks one for a symmetry."
+    # `counts[i]`: how many training crystals have template i; `draw` takes a crystal system or space group
     def __init__(self, templates: list, counts=None, name: str = ''):
         self.templates, self.name = list(templates), name
-        self.counts = np.ones(len(self.templates), dtype=np.int64) if counts is None else np.asarray(counts, dtype=np.int64)
+        self.counts = (np.ones(len(self.templates), dtype=np.int64) if counts is None
+                       else np.asarray(counts, dtype=np.int64))
         self.spacegroups = np.array([t.spacegroup for t in self.templates], dtype=np.int64)
         self.num_atoms = np.array([t.num_atoms for t in self.templates], dtype=np.int64)
         self.n_orbits = np.array([len(t.multiplicities) for t in self.templates], dtype=np.int64)
@@ -227,11 +286,13 @@ class SymmetryTemplates:
 
     def __len__(self): return len(self.templates)
     def __getitem__(self, i) -> SymmetryTemplate: return self.templates[i]
-    def __repr__(self): return f"SymmetryTemplates({self.name or 'unnamed'}: {len(self)} templates from {int(self.counts.sum())} crystals)"
+    def __repr__(self):
+        return (f"SymmetryTemplates({self.name or 'unnamed'}: {len(self)} templates "
+                f"from {int(self.counts.sum())} crystals)")
 
     @classmethod
     def from_crystals(cls, crystals, symprec: float = 0.1, name: str = '') -> "SymmetryTemplates":
-        "The distinct templates of `crystals` (a CrystalDataset or a list of Crystals) and how often each occurs."
+        "The distinct templates of `crystals` (CrystalDataset or list of Crystals) and how often each occurs."
         index, templates, counts = {}, [], []
         for i in range(len(crystals)):
             t = template_from_crystal(crystals[i], symprec)
@@ -246,8 +307,9 @@ def _save_templates(self: SymmetryTemplates, path) -> Path:
     "Write the pool to a compressed .npz file (arrays only: loads without pickle)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     t = self.templates
-    np.savez_compressed(path, format=np.array('crystal_tutorial.symmetry_templates.v1'), name=np.array(self.name), counts=self.counts,
-                        spacegroup=self.spacegroups, n_ops=np.array([x.n_ops for x in t]), num_atoms=self.num_atoms,
+    np.savez_compressed(path, format=np.array('crystal_tutorial.symmetry_templates.v1'),
+                        name=np.array(self.name), counts=self.counts, spacegroup=self.spacegroups,
+                        n_ops=np.array([x.n_ops for x in t]), num_atoms=self.num_atoms,
                         rotations=np.concatenate([x.rotations for x in t]).astype(np.int8),
                         translations=np.concatenate([x.translations for x in t]).astype(np.float32),
                         perm=np.concatenate([x.perm.reshape(-1) for x in t]).astype(np.int16),
@@ -257,19 +319,25 @@ def _save_templates(self: SymmetryTemplates, path) -> Path:
 def _load_templates(cls, path) -> SymmetryTemplates:
     "A pool written by `save`; a clear ValueError for anything else."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"no symmetry-template file at {path}: build one with scripts/build_symmetry_templates.py")
+    if not path.exists():
+        raise FileNotFoundError(f"no symmetry-template file at {path}: "
+                                "build one with scripts/build_symmetry_templates.py")
     verify_shipped(path)                                         # a shipped file must match its SHA-256
     try:
         with np.load(path, allow_pickle=False) as z:
-            a = {k: z[k] for k in z.files}                       # each z[k] decompresses the whole array: read once
-        if str(a['format']) != 'crystal_tutorial.symmetry_templates.v1': raise ValueError(f"unknown format {a['format']}")
+            # each z[k] decompresses the whole array: read once
+            a = {k: z[k] for k in z.files}
+        if str(a['format']) != 'crystal_tutorial.symmetry_templates.v1':
+            raise ValueError(f"unknown format {a['format']}")
         ops, atoms = a['n_ops'], a['num_atoms']
         op_end, perm_end, atom_end = np.cumsum(ops), np.cumsum(ops * atoms), np.cumsum(atoms)
-        templates = [SymmetryTemplate(int(sg), a['rotations'][oe - g:oe], a['translations'][oe - g:oe], a['perm'][pe - g * n:pe].reshape(g, n),
-                                      a['anchors'][ae - n:ae]) for sg, g, n, oe, pe, ae in zip(a['spacegroup'], ops, atoms, op_end, perm_end, atom_end)]
+        templates = [SymmetryTemplate(int(sg), a['rotations'][oe - g:oe], a['translations'][oe - g:oe],
+                                      a['perm'][pe - g * n:pe].reshape(g, n), a['anchors'][ae - n:ae])
+                     for sg, g, n, oe, pe, ae in zip(a['spacegroup'], ops, atoms, op_end, perm_end, atom_end)]
         return cls(templates, a['counts'], str(a['name']))
     except Exception as e:
-        raise ValueError(f"{path} is not a readable symmetry-template file ({type(e).__name__}: {e}); rebuild it with scripts/build_symmetry_templates.py") from None
+        raise ValueError(f"{path} is not a readable symmetry-template file ({type(e).__name__}: {e}); "
+                         "rebuild it with scripts/build_symmetry_templates.py") from None
 
 SymmetryTemplates.save, SymmetryTemplates.load = _save_templates, classmethod(_load_templates)
 
@@ -277,44 +345,57 @@ SymmetryTemplates.save, SymmetryTemplates.load = _save_templates, classmethod(_l
 def load_symmetry_templates(name_or_path: str = 'mp_mix_20') -> SymmetryTemplates:
     "A shipped template pool (by name: 'mp_mix_20') or one saved at a path."
     name = str(name_or_path)
-    return SymmetryTemplates.load(WEIGHTS_DIR / SHIPPED_TEMPLATES[name] if name in SHIPPED_TEMPLATES else Path(name).expanduser())
+    return SymmetryTemplates.load(WEIGHTS_DIR / SHIPPED_TEMPLATES[name] if name in SHIPPED_TEMPLATES
+                                  else Path(name).expanduser())
 
 # %% ../nbs/06c_symmetry.ipynb #788fbbe4
-def _candidates(self: SymmetryTemplates, crystal_system: str | None = None, spacegroup: int | None = None, num_atoms: int | None = None,
-                min_orbits: int = 1) -> np.ndarray:
-    "Indices of the templates of a crystal system or space group, with `num_atoms` atoms (any if None) and at least `min_orbits` orbits."
+def _candidates(self: SymmetryTemplates, crystal_system: str | None = None, spacegroup: int | None = None,
+                num_atoms: int | None = None,  # atoms per cell (any if None)
+                min_orbits: int = 1,  # at least this many orbits
+               ) -> np.ndarray:
+    "Indices of the templates of a crystal system or space group, with `num_atoms` atoms."
     ok = self.n_orbits >= min_orbits
     if spacegroup is not None: ok &= self.spacegroups == int(spacegroup)
     elif crystal_system is not None: ok &= self.systems == crystal_system
     if num_atoms is not None: ok &= self.num_atoms == int(num_atoms)
     return np.flatnonzero(ok)
 
-def _draw(self: SymmetryTemplates, crystal_system: str | None = None, spacegroup: int | None = None, num_atoms: int | None = None,
-          min_orbits: int = 1, rng: np.random.Generator | None = None, exclude=()) -> SymmetryTemplate:
-    "One template, drawn as often as the training crystals have it, avoiding the templates in `exclude` (those already drawn) while others fit; a ValueError that lists the possible cell sizes if none fits."
+def _draw(self: SymmetryTemplates, crystal_system: str | None = None, spacegroup: int | None = None,
+          num_atoms: int | None = None, min_orbits: int = 1, rng: np.random.Generator | None = None,
+          exclude=(),  # templates already drawn: avoided while others fit
+         ) -> SymmetryTemplate:
+    "One template, as often as the training crystals have it; if none fits, a ValueError with sizes that do."
     idx = self.candidates(crystal_system, spacegroup, num_atoms, min_orbits)
     taken = {id(t) for t in exclude}
     fresh = idx[[id(self.templates[i]) not in taken for i in idx]] if taken and len(idx) else idx
     idx = fresh if len(fresh) else idx
     if not len(idx):
         what = f'space group {spacegroup}' if spacegroup is not None else (crystal_system or 'any symmetry')
-        sizes = sorted(set(self.num_atoms[self.candidates(crystal_system, spacegroup, None, min_orbits)].tolist()))
+        sizes = sorted(set(self.num_atoms[self.candidates(crystal_system, spacegroup, None,
+                                                          min_orbits)].tolist()))
         hint = f"cells of {', '.join(map(str, sizes))} atoms have one" if sizes else "no cell size has one"
-        raise ValueError(f"no {what} template with {num_atoms} atoms and at least {min_orbits} distinct sites in {self.name or 'the pool'}: {hint}")
+        raise ValueError(f"no {what} template with {num_atoms} atoms and at least {min_orbits} "
+                         f"distinct sites in {self.name or 'the pool'}: {hint}")
     p = self.counts[idx] / self.counts[idx].sum()
     return self.templates[int((rng or np.random.default_rng()).choice(idx, p=p))]
 
-def _draw_sizes(self: SymmetryTemplates, n: int, crystal_system: str | None = None, spacegroup: int | None = None, min_orbits: int = 1,
-                max_atoms: int | None = None, rng: np.random.Generator | None = None) -> list:
-    "`n` cell sizes, as often as the training crystals of that symmetry have them (at most `max_atoms`); a ValueError if no template fits."
+def _draw_sizes(self: SymmetryTemplates, n: int, crystal_system: str | None = None,
+                spacegroup: int | None = None, min_orbits: int = 1,
+                max_atoms: int | None = None,  # sizes above this are never drawn
+                rng: np.random.Generator | None = None) -> list:
+    "`n` cell sizes, as often as training crystals of that symmetry have them; a ValueError if none fits."
     idx = self.candidates(crystal_system, spacegroup, None, min_orbits)
     if max_atoms is not None: idx = idx[self.num_atoms[idx] <= max_atoms]
     if not len(idx):
-        raise ValueError(f"no {f'space group {spacegroup}' if spacegroup is not None else crystal_system} template with at least {min_orbits} distinct sites"
-                         f"{'' if max_atoms is None else f' and at most {max_atoms} atoms'} in {self.name or 'the pool'}: ask without a symmetry (symmetry=None)")
-    return self.num_atoms[(rng or np.random.default_rng()).choice(idx, size=n, p=self.counts[idx] / self.counts[idx].sum())].tolist()
+        raise ValueError(f"no {f'space group {spacegroup}' if spacegroup is not None else crystal_system} "
+                         f"template with at least {min_orbits} distinct sites"
+                         f"{'' if max_atoms is None else f' and at most {max_atoms} atoms'} "
+                         f"in {self.name or 'the pool'}: ask without a symmetry (symmetry=None)")
+    return self.num_atoms[(rng or np.random.default_rng()).choice(
+        idx, size=n, p=self.counts[idx] / self.counts[idx].sum())].tolist()
 
-SymmetryTemplates.candidates, SymmetryTemplates.draw, SymmetryTemplates.draw_sizes = _candidates, _draw, _draw_sizes
+(SymmetryTemplates.candidates, SymmetryTemplates.draw,
+ SymmetryTemplates.draw_sizes) = _candidates, _draw, _draw_sizes
 
 # %% ../nbs/06c_symmetry.ipynb #c2255e37
 _SYSTEM_WORDS = {**{s: s for s in CRYSTAL_SYSTEMS}, 'rhombohedral': 'trigonal'}
@@ -324,36 +405,52 @@ def _spacegroup_by_symbol() -> dict:
     return {spacegroup_symbol(n).replace(' ', ''): n for n in range(1, 231)}
 
 def symmetry_from_text(text: str) -> tuple[str | None, int | None]:
-    "(crystal system, space-group number) that a text names, each None if it names none; a space-group symbol ('Fm-3m') also fixes the system."
+    "(crystal system, space-group number) that a text names, each None if it names none."
+    # a space-group symbol ('Fm-3m') also fixes the system
     for token in re.findall(r'[A-Za-z0-9/_\-]+', text or ''):
         n = _spacegroup_by_symbol().get(token)
-        if n is not None and len(token) > 2: return crystal_system(n), n       # 'P1'-like tokens are formulas more often than symbols
+        # 'P1'-like tokens are formulas more often than symbols
+        if n is not None and len(token) > 2: return crystal_system(n), n
     words = [_SYSTEM_WORDS[w] for w in re.findall(r'[a-z]+', (text or '').lower()) if w in _SYSTEM_WORDS]
     return (words[0] if words else None), None
 
 def resolve_symmetry(symmetry, text: str = '') -> tuple[str | None, int | None]:
-    "(crystal system, space group) for `symmetry`: 'auto' (what `text` names), None (no constraint), a crystal system, or a space-group number or symbol."
+    "(crystal system, space group) for `symmetry`: 'auto', None, a crystal system or a space group."
+    # 'auto': what `text` names; None: no constraint; a space group by its number or symbol
     if symmetry is None or symmetry is False: return None, None
     if isinstance(symmetry, (int, np.integer)) and not isinstance(symmetry, bool):
-        if not 1 <= int(symmetry) <= 230: raise ValueError(f"space group {symmetry} does not exist: give a number from 1 to 230")
+        if not 1 <= int(symmetry) <= 230:
+            raise ValueError(f"space group {symmetry} does not exist: give a number from 1 to 230")
         return crystal_system(int(symmetry)), int(symmetry)
     if isinstance(symmetry, str):
         s = symmetry.strip()
         if s.lower() == 'auto': return symmetry_from_text(text)
         if s.lower() in _SYSTEM_WORDS: return _SYSTEM_WORDS[s.lower()], None
         if s.isdigit(): return resolve_symmetry(int(s))
-        if s.replace(' ', '') in _spacegroup_by_symbol(): n = _spacegroup_by_symbol()[s.replace(' ', '')]; return crystal_system(n), n
-    raise ValueError(f"unknown symmetry {symmetry!r}: give 'auto', None, a crystal system ({', '.join(CRYSTAL_SYSTEMS)}) or a space group (1-230 or a symbol such as 'Fm-3m')")
+        if s.replace(' ', '') in _spacegroup_by_symbol():
+            n = _spacegroup_by_symbol()[s.replace(' ', '')]; return crystal_system(n), n
+    raise ValueError(f"unknown symmetry {symmetry!r}: give 'auto', None, a crystal system "
+                     f"({', '.join(CRYSTAL_SYSTEMS)}) or a space group (1-230 or a symbol such as 'Fm-3m')")
 
 # %% ../nbs/06c_symmetry.ipynb #ecdfa45b
-def sample_symmetric(model: CrystalDiffusion, symmetry, n: int, num_atoms: int | None = None, templates: SymmetryTemplates | None = None,
-                     seed: int | None = None, **kwargs) -> list:
-    "`n` crystals from a DNG model, each inside a template of `symmetry` (a crystal system or space group, see `resolve_symmetry`) drawn from `templates` (default: the shipped mp_mix_20 pool), with `num_atoms` atoms (default: as the templates come); other arguments go to `sample_crystals`."
+def sample_symmetric(model: CrystalDiffusion,
+                     symmetry,  # a crystal system or space group, see `resolve_symmetry`
+                     n: int,
+                     num_atoms: int | None = None,  # atoms per crystal (default: as the templates come)
+                     templates: SymmetryTemplates | None = None,  # default: the shipped mp_mix_20 pool
+                     seed: int | None = None,
+                     **kwargs,  # go to `sample_crystals`
+                    ) -> list:
+    "`n` crystals from a DNG model, each inside a template of `symmetry` drawn from `templates`."
     system, spacegroup = resolve_symmetry(symmetry)
-    if system is None: raise ValueError("sample_symmetric needs a symmetry: a crystal system or a space group")
+    if system is None:
+        raise ValueError("sample_symmetric needs a symmetry: a crystal system or a space group")
     pool = templates if templates is not None else load_symmetry_templates()
     rng = np.random.default_rng(seed)
     chosen = [pool.draw(system, spacegroup, num_atoms, rng=rng) for _ in range(n)]
     nums = torch.tensor([t.num_atoms for t in chosen])
     gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
-    return sample_crystals(model, num_atoms=nums, generator=gen, constraint=SymmetryConstraint(chosen, nums).to(model.device), **kwargs)
+    others = kwargs.pop('constraints', ())
+    others = list(others) if isinstance(others, (list, tuple)) else [others]
+    constraints = [SymmetryConstraint(chosen, nums), *others]
+    return sample_crystals(model, num_atoms=nums, generator=gen, constraints=constraints, **kwargs)

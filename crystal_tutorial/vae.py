@@ -20,7 +20,7 @@ __all__ = ['VAE', 'dense_vae', 'reparameterize', 'kl_to_standard_normal', 'log_n
 
 # %% ../nbs/02_vae.ipynb #8d857477
 class VAE(nn.Module):
-    "Variational autoencoder: the encoder outputs the mean and log-variance of q(z|x); the decoder outputs pixel logits."
+    "Variational autoencoder: the encoder outputs mean and log-variance of q(z|x), the decoder pixel logits."
     def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int):
         super().__init__()
         self.encoder, self.decoder, self.latent_dim = encoder, decoder, latent_dim
@@ -81,7 +81,7 @@ def elbo_loss(model: VAE, batch, beta: float = 1.0, generator=None) -> dict:
 
 # %% ../nbs/02_vae.ipynb #3c619d27
 def gaussian_quantile_grid(n: int = 15, lo: float = 0.03, hi: float = 0.97) -> torch.Tensor:
-    "An n×n grid of 2-D points at equally spaced quantiles of N(0, 1) in each direction (rows from top to bottom)."
+    "An n×n grid of 2-D points at equally spaced quantiles of N(0, 1) per axis (rows from top to bottom)."
     q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(lo, hi, n))
     return torch.stack(torch.meshgrid(q, q.flip(0), indexing='xy'), -1).reshape(-1, 2)
 

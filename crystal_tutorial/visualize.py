@@ -7,31 +7,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .core import write_atomic
 from .crystals import Visualizer, plot_crystal, plot_crystals
 
 def save_trajectory_gif(frames, path, size: float = 2.4, fps: int = 4, titles=None) -> Path:
-    "An animated GIF of a sequence of crystals (a denoising trajectory: frame.info['t'] goes into the titles), written atomically to `path`."
+    "An animated GIF of a sequence of crystals (e.g. a denoising trajectory), written atomically to `path`."
+    # each frame's title: `titles[k]` if given, else "t = ..." from frame.info['t'] where a frame has it
     import matplotlib.pyplot as plt
     from matplotlib.animation import FuncAnimation, PillowWriter
     frames = [f for f in frames if f is not None]
     if not frames: raise ValueError("no frames to animate: give at least one crystal")
     path = Path(path)
-    if path.suffix.lower() != '.gif': raise ValueError(f"the animation is written as a GIF: give a path ending in .gif, got {path.name!r}")
+    if path.suffix.lower() != '.gif':
+        raise ValueError(f"the animation is written as a GIF: give a path ending in .gif, got {path.name!r}")
     fig, ax = plt.subplots(figsize=(size, size * 1.15))
     def draw(k):
         ax.clear()
         info = getattr(frames[k], 'info', {})
-        plot_crystal(frames[k], ax=ax, legend=False, title=titles[k] if titles else (f"t = {info['t']}" if 't' in info else True))
+        plot_crystal(frames[k], ax=ax, legend=False,
+                     title=titles[k] if titles else (f"t = {info['t']}" if 't' in info else True))
     anim = FuncAnimation(fig, draw, frames=len(frames))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.stem}.partial.gif')
-    try:
-        anim.save(tmp, writer=PillowWriter(fps=fps))
-        tmp.replace(path)
-    finally:
-        plt.close(fig)
-        if tmp.exists(): tmp.unlink()
-    return path
+    try: return write_atomic(path, lambda tmp: anim.save(tmp, writer=PillowWriter(fps=fps)))
+    finally: plt.close(fig)
 
 # %% auto #0
 __all__ = ['save_trajectory_gif']

@@ -2,6 +2,7 @@
 
 Imported by the scripts beside it (`python scripts/train_*.py` puts this folder on the path); not part of the library.
 """
+import argparse
 import os
 import platform
 import sys
@@ -11,6 +12,24 @@ import torch
 
 from crystal_tutorial.core import get_device, init_distributed, rank, world_size
 from crystal_tutorial.crystals import load_dataset
+
+
+def run_parser(doc: str, dataset: str, split: str, valid_fraction: float = 0.05) -> argparse.ArgumentParser:
+    "The options every training script has (data, output, resuming, device), read by `run_setup` and `load_split`."
+    p = argparse.ArgumentParser(description=doc.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=doc)
+    p.add_argument('--dataset', default=dataset, help="dataset name for load_dataset: perov_5, carbon_24, mp_mix_20, toy, ...")
+    p.add_argument('--split', default=split, help='split to train on (Perov-5 and Carbon-24 ship val and test: train on val)')
+    p.add_argument('--limit', type=int, default=None, help='use only the first LIMIT crystals of the split (quick runs)')
+    p.add_argument('--valid-fraction', type=float, default=valid_fraction,
+                   help='fraction of the split held out for the validation loss')
+    p.add_argument('--out', required=True, help='the final checkpoint (e.g. crystal_tutorial/weights/NAME.pt)')
+    p.add_argument('--state', default=None, help='resumable training state (default: <out>.last.pt)')
+    p.add_argument('--max-minutes', type=float, default=None,
+                   help='stop after this much training time in this run (resume later)')
+    p.add_argument('--device', default=None, help="'cpu', 'cuda', 'mps' (default: the best available)")
+    p.add_argument('--threads', type=int, default=None, help='CPU threads for torch (default: torch decides)')
+    return p
 
 
 def run_setup(args) -> tuple:
@@ -40,12 +59,9 @@ def load_split(args):
     return ds.subset(range(min(args.limit, len(ds)))) if args.limit and args.dataset == 'toy' else ds
 
 
-def resume_learner(learn, state_path, epochs: int) -> float:
-    "Restore a Learner's training state and its learning-rate schedule (stretched over `epochs`); returns the seconds already spent."
+def resume_learner(learn, state_path) -> float:
+    "Restore a Learner's training state, schedule included (`Learner.load`); returns the seconds already spent."
     extra = learn.load(state_path)
-    if 'lr_schedule' in extra:
-        learn.lr_schedule.load_state_dict(extra['lr_schedule'])
-        learn.lr_schedule.T_max = max(epochs, 1)
     elapsed = float(extra.get('elapsed', 0.0))
     print(f'resuming from {state_path} after epoch {learn.epoch} ({elapsed / 60:.1f} min so far)')
     return elapsed

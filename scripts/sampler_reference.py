@@ -9,7 +9,8 @@ import argparse, warnings
 import numpy as np, torch
 
 from crystal_tutorial.chameleon import Chameleon
-from crystal_tutorial.crystal_diffusion import load_crystal_diffusion, sample_crystals
+from crystal_tutorial.crystal_diffusion import (AllowedElements, ChargeBalance, RequiredElements, load_crystal_diffusion,
+                                                sample_crystals)
 from crystal_tutorial.symmetry import sample_symmetric
 
 STEPS = 8
@@ -27,14 +28,14 @@ def cases():
         'perov5_csp': lambda: sample_crystals(perov, compositions=['SrTiO3', 'BaZrO3', 'CaTiO3'], steps=STEPS, generator=_gen(0)),
         'mp_csp': lambda: sample_crystals(csp, compositions=['NaCl', 'Ga2Te3', 'TiO2'], steps=STEPS, generator=_gen(1)),
         'mp_dng': lambda: sample_crystals(dng, n=4, steps=STEPS, generator=_gen(2)),
-        'mp_dng_elements': lambda: sample_crystals(dng, num_atoms=[6, 8, 8, 9], steps=STEPS, generator=_gen(3), allowed_types=[22, 8, 16],
-                                                   require_allowed=True, charge_balanced=True),
-        'mp_dng_per_crystal': lambda: sample_crystals(dng, num_atoms=[4, 6], steps=STEPS, generator=_gen(4), allowed_types=[[11, 17], None],
-                                                      require_allowed=True, step_lr=0.0),
+        'mp_dng_elements': lambda: sample_crystals(dng, num_atoms=[6, 8, 8, 9], steps=STEPS, generator=_gen(3),
+                                                   constraints=[AllowedElements([22, 8, 16]), RequiredElements([22, 8, 16]), ChargeBalance()]),
+        'mp_dng_per_crystal': lambda: sample_crystals(dng, num_atoms=[4, 6], steps=STEPS, generator=_gen(4), step_lr=0.0,
+                                                      constraints=[AllowedElements([[11, 17], None]), RequiredElements([[11, 17], None])]),
         'carbon_dng': lambda: sample_crystals(carbon, n=3, steps=STEPS, generator=_gen(5)),
         'mp_dng_cubic': lambda: sample_symmetric(dng, 'cubic', 3, seed=6, steps=STEPS),
-        'mp_dng_225_balanced': lambda: sample_symmetric(dng, 225, 2, seed=7, steps=STEPS, allowed_types=[11, 17], require_allowed=True,
-                                                        charge_balanced=True),
+        'mp_dng_225_balanced': lambda: sample_symmetric(dng, 225, 2, seed=7, steps=STEPS,
+                                                        constraints=[AllowedElements([11, 17]), RequiredElements([11, 17]), ChargeBalance()]),
         'composition_elements': lambda: composition.sample_batch(['Ti O S', 'Ti O S', 'Li Fe P O'], [8, 9, 14], steps=STEPS, seed=8),
         'composition_formula': lambda: composition.sample_batch(['SrTiO3', 'Ga2Te3'], [10, 5], steps=STEPS, seed=9, guidance_scale=2.0),
         'general_system': lambda: general.sample_batch(['Cubic crystal structure of NaCl', 'A tetragonal oxide of titanium'], [8, 6],

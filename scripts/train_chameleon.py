@@ -17,7 +17,6 @@ The run is resumable: after every epoch the training state goes to `<out>.last.p
 for `Chameleon.load`: denoiser weights and configuration, the Crystal CLIP used for the texts, the templates, history,
 training time, hardware, data and command.
 """
-import argparse
 import json
 import shlex
 import sys
@@ -30,22 +29,13 @@ from crystal_tutorial.chameleon import PROMPT_TEMPLATES, chameleon_learner, cond
 from crystal_tutorial.clip import TextEmbeddingCache, dataset_facts, load_crystal_clip
 from crystal_tutorial.core import fit_with_budget, load_checkpoint, set_seed
 from crystal_tutorial.crystal_diffusion import CrystalDiffusionConfig, config_for_data
-from _run import load_split, others_stop, resume_learner, run_setup, validation_split
+from _run import load_split, others_stop, resume_learner, run_parser, run_setup, validation_split
 DATA_FITTED = ('lattice_scale', 'lattice_clip', 'max_atoms')
 DEFAULTS = dict(task='dng', batch_size=64, epochs=30, step_lr=1e-5, p_uncond=0.1)
 
-p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+p = run_parser(__doc__, dataset='mp_mix_20', split='train', valid_fraction=0.03)
 p.add_argument('--kind', choices=sorted(PROMPT_TEMPLATES), required=True, help='which prompts to train on')
-p.add_argument('--dataset', default='mp_mix_20')
-p.add_argument('--split', default='train')
-p.add_argument('--limit', type=int, default=None, help='use only the first LIMIT crystals of the split (quick runs)')
-p.add_argument('--valid-fraction', type=float, default=0.03, help='fraction of the split held out for the validation loss')
 p.add_argument('--clip', default='mp_mix_20', help='shipped Crystal CLIP name or checkpoint path whose text side makes the conditions')
-p.add_argument('--out', required=True)
-p.add_argument('--state', default=None, help='resumable training state (default: <out>.last.pt)')
-p.add_argument('--max-minutes', type=float, default=None, help='stop after this much training time in this run (resume later)')
-p.add_argument('--device', default=None)
-p.add_argument('--threads', type=int, default=None)
 for f in fields(CrystalDiffusionConfig):
     p.add_argument('--' + f.name.replace('_', '-'), type=type(f.default), default=None,
                    help=f'configuration: {f.name} (default {DEFAULTS.get(f.name, "fitted to the data" if f.name in DATA_FITTED else f.default)})')
@@ -83,13 +73,13 @@ else:
 learn = chameleon_learner(config, train_pairs, valid_pairs, device=device)
 model = learn.model
 if resume:
-    elapsed = resume_learner(learn, state_path, config.epochs)
+    elapsed = resume_learner(learn, state_path)
 learn.distribute(seed=config.seed)                      # under torchrun: a shard of the data per process
 print('configuration:', json.dumps(asdict(config)))
 print(f'{sum(q.numel() for q in model.parameters()):,} parameters')
 
 budget = args.max_minutes * 60 if args.max_minutes is not None else None
-seconds = fit_with_budget(learn, config.epochs, lambda sec: learn.save(state_path, keep_previous=True, config=asdict(config), lr_schedule=learn.lr_schedule.state_dict(),
+seconds = fit_with_budget(learn, config.epochs, lambda sec: learn.save(state_path, keep_previous=True, config=asdict(config), 
                                                                        elapsed=sec), budget, elapsed, log=lambda m: print(m, flush=True))
 others_stop()
 complete = learn.epoch >= config.epochs

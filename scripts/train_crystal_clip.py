@@ -14,7 +14,6 @@ time) goes to `<out>.last.pt` (or `--state`), and a new run with the same `--out
 cleanly after a time budget. At the end (or when the budget is spent) `--out` gets a compact checkpoint for
 `load_crystal_clip`: weights, configuration, history, training time, hardware, data and command.
 """
-import argparse
 import json
 import shlex
 import sys
@@ -24,27 +23,19 @@ from dataclasses import asdict, fields, replace
 import torch
 
 from crystal_tutorial.clip import (CrystalCLIPConfig, CrystalTextDataset, TextEmbeddingCache, crystal_clip_learner, dataset_facts,
-                                   fit_config, pair_texts, save_crystal_clip)
+                                   pair_texts, save_crystal_clip)
 from crystal_tutorial.core import fit_with_budget, load_checkpoint, set_seed
-from _run import load_split, others_stop, resume_learner, run_setup, validation_split
+from crystal_tutorial.crystal_diffusion import config_for_data
+from _run import load_split, others_stop, resume_learner, run_parser, run_setup, validation_split
 
 DATA_FITTED = ('lattice_scale', 'max_atoms')
 
-p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-p.add_argument('--dataset', default='mp_mix_20', help="dataset name for load_dataset: mp_mix_20, perov_5, toy, ...")
-p.add_argument('--split', default='train', help='split to train on')
-p.add_argument('--limit', type=int, default=None, help='use only the first LIMIT crystals of the split (quick runs)')
-p.add_argument('--valid-fraction', type=float, default=0.05, help='fraction of the split held out for the validation loss')
-p.add_argument('--out', required=True, help='the final checkpoint (e.g. crystal_tutorial/weights/crystal_clip_mp_mix_20.pt)')
-p.add_argument('--state', default=None, help='resumable training state (default: <out>.last.pt)')
-p.add_argument('--max-minutes', type=float, default=None, help='stop after this much training time in this run (resume later)')
-p.add_argument('--device', default=None, help="'cpu', 'cuda', 'mps' (default: the best available)")
-p.add_argument('--threads', type=int, default=None, help='CPU threads for torch (default: torch decides)')
+p = run_parser(__doc__, dataset='mp_mix_20', split='train')
 for f in fields(CrystalCLIPConfig):
     if f.name == 'templates':
         p.add_argument('--templates', default=None, help='comma-separated training templates (default: all of TRAIN_TEMPLATES)')
         continue
-    kind = (lambda s: bool(int(s))) if isinstance(f.default, bool) else type(f.default)
+    kind = (lambda s: bool(int(s))) if isinstance(f.default, bool) else int if f.default is None else type(f.default)
     p.add_argument('--' + f.name.replace('_', '-'), type=kind, default=None,
                    help=f'configuration: {f.name} (default {"fitted to the data" if f.name in DATA_FITTED else f.default})')
 args = p.parse_args()
@@ -73,7 +64,7 @@ if resume:
     if ignored: print(f'note: resuming keeps the saved configuration; ignoring {ignored}')
 else:
     set_seed(overrides.get('seed', 0))
-    config = fit_config(train_ds, **overrides)
+    config = config_for_data(train_ds, CrystalCLIPConfig, **overrides)
 
 cache = TextEmbeddingCache()
 t0 = time.time()
@@ -86,13 +77,13 @@ print(f'{len(train_pairs.vocab):,} distinct training texts embedded (or read fro
 
 learn = crystal_clip_learner(config, train_pairs, valid_pairs, device=device)
 if resume:
-    elapsed = resume_learner(learn, state_path, config.epochs)
+    elapsed = resume_learner(learn, state_path)
 learn.distribute(seed=config.seed)                      # under torchrun: a shard of the data per process
 print('configuration:', json.dumps(asdict(config)))
 print(f'{sum(q.numel() for q in learn.model.parameters() if q.requires_grad):,} trainable parameters')
 
 budget = args.max_minutes * 60 if args.max_minutes is not None else None
-seconds = fit_with_budget(learn, config.epochs, lambda sec: learn.save(state_path, keep_previous=True, config=asdict(config), lr_schedule=learn.lr_schedule.state_dict(),
+seconds = fit_with_budget(learn, config.epochs, lambda sec: learn.save(state_path, keep_previous=True, config=asdict(config), 
                                                                        elapsed=sec, data=data, command=command, hardware=hardware),
                           budget, elapsed, log=lambda m: print(m, flush=True))
 others_stop()

@@ -16,7 +16,6 @@ compact checkpoint for `load_crystal_diffusion`: weights, configuration, history
 network and diffusion settings come from CKPT, the training options (--epochs, --lr, --batch-size, --seed, ...) from the
 command line; the new checkpoint records the earlier run under `earlier` and counts its time in `train_seconds`.
 """
-import argparse
 import json
 import shlex
 import sys
@@ -27,21 +26,12 @@ import torch
 from crystal_tutorial.core import fit_with_budget, save_checkpoint, set_seed
 from crystal_tutorial.crystal_diffusion import (CrystalDiffusionConfig, config_for_data, crystal_diffusion_learner,
                                                 resume_training, save_training_state)
-from _run import load_split, others_stop, run_setup, validation_split
+from _run import load_split, others_stop, run_parser, run_setup, validation_split
 
 DATA_FITTED = ('lattice_scale', 'lattice_clip', 'max_atoms')
 
-p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-p.add_argument('--dataset', default='perov_5', help="dataset name for load_dataset: perov_5, carbon_24, mp_mix_20, mp_20, toy, ...")
-p.add_argument('--split', default='val', help='split to train on (Perov-5 and Carbon-24 ship val and test here: train on val)')
-p.add_argument('--limit', type=int, default=None, help='use only the first LIMIT crystals of the split (quick runs)')
-p.add_argument('--valid-fraction', type=float, default=0.05, help='fraction of the split held out for the validation loss')
-p.add_argument('--out', required=True, help='the final checkpoint (e.g. crystal_tutorial/weights/crystal_diffusion_perov5_csp.pt)')
-p.add_argument('--state', default=None, help='resumable training state (default: <out>.last.pt)')
-p.add_argument('--max-minutes', type=float, default=None, help='stop after this much training time in this run (resume later)')
-p.add_argument('--device', default=None, help="'cpu', 'cuda', 'mps' (default: the best available)")
+p = run_parser(__doc__, dataset='perov_5', split='val')
 p.add_argument('--init-from', default=None, metavar='CKPT', help='start from the weights and configuration of this checkpoint (fine-tuning; fresh optimizer and schedule)')
-p.add_argument('--threads', type=int, default=None, help='CPU threads for torch (default: torch decides)')
 p.add_argument('--amp', action='store_true', help='mixed precision: the loss in bfloat16 autocast; for GPUs (on a CPU without bfloat16 units, 20x slower)')
 for f in fields(CrystalDiffusionConfig):
     p.add_argument('--' + f.name.replace('_', '-'), type=type(f.default), default=None,

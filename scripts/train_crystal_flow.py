@@ -14,7 +14,6 @@ the same command continues from it; `--max-minutes` stops cleanly after a time b
 budget is spent) `--out` gets a compact checkpoint for `load_crystal_flow`: weights, configuration, history,
 training time, hardware, data and command.
 """
-import argparse
 import json
 import shlex
 import sys
@@ -25,27 +24,11 @@ import torch
 from crystal_tutorial.core import fit_with_budget, load_checkpoint, save_checkpoint, set_seed
 from crystal_tutorial.crystal_diffusion import CrystalDiffusionConfig, config_for_data, save_training_state
 from crystal_tutorial.flow_matching import crystal_flow_learner
-from _run import load_split, resume_learner, run_setup, validation_split
+from _run import load_split, resume_learner, run_parser, run_setup, validation_split
 
 DATA_FITTED = ('lattice_scale', 'lattice_clip', 'max_atoms')
 
-p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-p.add_argument('--dataset', default='perov_5',
-               help="dataset name for load_dataset: perov_5, carbon_24, mp_mix_20, toy, ...")
-p.add_argument('--split', default='val',
-               help='split to train on (Perov-5 ships val and test here: train on val)')
-p.add_argument('--limit', type=int, default=None,
-               help='use only the first LIMIT crystals of the split (quick runs)')
-p.add_argument('--valid-fraction', type=float, default=0.05,
-               help='fraction of the split held out for the validation loss')
-p.add_argument('--out', required=True,
-               help='the final checkpoint (e.g. crystal_tutorial/weights/crystal_flow_perov5_csp.pt)')
-p.add_argument('--state', default=None, help='resumable training state (default: <out>.last.pt)')
-p.add_argument('--max-minutes', type=float, default=None,
-               help='stop after this much training time in this run (resume later)')
-p.add_argument('--device', default=None, help="'cpu', 'cuda', 'mps' (default: the best available)")
-p.add_argument('--threads', type=int, default=None, help='CPU threads for torch (default: torch decides)')
+p = run_parser(__doc__, dataset='perov_5', split='val')
 for f in fields(CrystalDiffusionConfig):
     if f.name == 'task': continue                                   # structure prediction only
     p.add_argument('--' + f.name.replace('_', '-'), type=type(f.default), default=None,
@@ -72,7 +55,7 @@ def main():
         # resuming keeps the saved settings
         config = CrystalDiffusionConfig.from_dict({**saved, 'epochs': config.epochs})
     learn = crystal_flow_learner(config, train_ds, valid_ds, device=device)
-    if state_path.exists(): elapsed = resume_learner(learn, state_path, config.epochs)
+    if state_path.exists(): elapsed = resume_learner(learn, state_path)
     print('configuration:', json.dumps(asdict(config)))
     print(f'{sum(q.numel() for q in learn.model.parameters()):,} parameters')
     save = lambda sec: save_training_state(learn, state_path, elapsed=sec, data=data, command=command,

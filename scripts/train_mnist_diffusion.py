@@ -35,7 +35,6 @@ last, elapsed = Path('checkpoints/mnist_diffusion.last.pt'), 0.0
 if last.exists():
     extra = learn.load(last)
     elapsed = extra.get('elapsed', 0.0)
-    for _ in range(learn.epoch): learn.lr_schedule.step()
     print(f'resuming from {last} after epoch {learn.epoch}')
 t0 = time.time()
 learn.cbs.append(lambda learn: learn.save(last, keep_previous=True, elapsed=elapsed + time.time() - t0))

@@ -12,10 +12,11 @@ import torch
 from crystal_tutorial.clip import (
     COMPOSITION_TEMPLATES, CRYSTAL_SYSTEMS, HELD_OUT_TEMPLATES, SHIPPED_CLIP_MODELS, TEXT_DIM, TRAIN_TEMPLATES, CrystalCLIP,
     CrystalCLIPConfig, CrystalTextDataset, TextEmbeddingCache, clip_loss, crystal_clip_learner, crystal_clip_loss, crystal_facts,
-    crystal_system, crystal_texts, dataset_facts, embed_crystals, embed_prompts, fill_template, fit_config, load_crystal_clip,
-    load_text_encoder, pair_texts, retrieval_accuracy, save_crystal_clip, spacegroup_numbers, zero_shot_crystal_system)
+    crystal_system, crystal_texts, dataset_facts, embed_crystals, embed_prompts, fill_template, load_crystal_clip,
+    load_text_encoder, pair_texts, retrieval_accuracy, save_crystal_clip, zero_shot_crystal_system)
 from crystal_tutorial.core import CheckpointError, save_checkpoint
-from crystal_tutorial.crystals import Crystal, CrystalDataset, datasets_root, toy_dataset
+from crystal_tutorial.crystal_diffusion import config_for_data
+from crystal_tutorial.crystals import Crystal, CrystalDataset, datasets_root, space_group_numbers, toy_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(hidden=16, n_layers=1, n_freq=4, time_dim=8, embed_dim=16, batch_size=8)
@@ -84,7 +85,7 @@ def test_toy_crystals_get_sensible_texts(toy, toy_facts):
     assert all(len(t) >= 5 for t in texts)
     assert any('perovskite' in t or 'rock salt' in t or 'fluorite' in t for ts in texts for t in ts)
     assert all(f['system'] in CRYSTAL_SYSTEMS for f in toy_facts)
-    sg = spacegroup_numbers(toy)                                     # second time: from the disk cache
+    sg = space_group_numbers(toy)                                     # second time: from the disk cache
     assert len(sg) == len(toy) and ((sg >= 1) & (sg <= 230)).all()
 
 
@@ -117,7 +118,7 @@ def test_infonce_known_cases():
 def test_a_training_step_lowers_the_loss(toy, toy_facts):
     torch.manual_seed(0)
     pairs = CrystalTextDataset(toy, pair_texts(toy_facts, ['formula']), FakeCache())
-    model = CrystalCLIP(fit_config(toy, **TINY))
+    model = CrystalCLIP(config_for_data(toy, CrystalCLIPConfig, **TINY))
     batch = pairs.__getitems__(list(range(16)))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     before = crystal_clip_loss(model, batch)['loss'].item()
@@ -128,7 +129,7 @@ def test_a_training_step_lowers_the_loss(toy, toy_facts):
 
 def test_learner_checkpoint_round_trip(toy, toy_facts, tmp_path):
     cache = FakeCache()
-    config = fit_config(toy, epochs=1, **TINY)
+    config = config_for_data(toy, CrystalCLIPConfig, epochs=1, **TINY)
     learn = crystal_clip_learner(config, CrystalTextDataset(toy, pair_texts(toy_facts, config.templates), cache), device='cpu')
     learn.fit(1, progress=False)
     assert learn.history and 'train_loss' in learn.history[0]
@@ -144,7 +145,7 @@ def test_learner_checkpoint_round_trip(toy, toy_facts, tmp_path):
 
 
 def test_locked_text_keeps_the_baseline_embedding(toy):
-    model = CrystalCLIP(fit_config(toy, locked_text=True, hidden=16, n_layers=1))
+    model = CrystalCLIP(config_for_data(toy, CrystalCLIPConfig, locked_text=True, hidden=16, n_layers=1))
     e = FakeCache()(['Na Cl', 'K Br'])
     assert torch.allclose(model.encode_text_embeddings(e), e, atol=1e-6)
     assert model.text_proj is None
@@ -179,7 +180,7 @@ def test_bad_inputs_give_clear_errors(toy, tmp_path):
     _one_line(e, 'one list per crystal')
     with pytest.raises(ValueError) as e: CrystalTextDataset(toy, [[]] * len(toy), FakeCache())
     _one_line(e, 'no text')
-    model = CrystalCLIP(fit_config(toy, **TINY))
+    model = CrystalCLIP(config_for_data(toy, CrystalCLIPConfig, **TINY))
     for bad in ([], [''], ['  '], [None]):
         with pytest.raises(ValueError) as e: embed_prompts(model, bad, FakeCache())
         _one_line(e)
@@ -197,7 +198,7 @@ def test_bad_inputs_give_clear_errors(toy, tmp_path):
     with pytest.raises(CheckpointError): load_crystal_clip(junk)
     other = save_checkpoint(tmp_path / 'other.pt', torch.nn.Linear(2, 2), config={'task': 'csp'})
     with pytest.raises(ValueError) as e: load_crystal_clip(other)
-    _one_line(e, 'Crystal CLIP')
+    _one_line(e, 'CrystalCLIPConfig')
 
 
 # --- the baseline encoder, offline --------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import torch
 
 from crystal_tutorial.core import get_device, loss_drops_on_batch
 from crystal_tutorial.crystal_diffusion import (
+    AllowedElements, ChargeBalance, RequiredElements,
     MEASURES_FILE, SHIPPED_MODELS, WEIGHTS_DIR, CrystalDiffusion, CrystalDiffusionConfig, CSPNet, atom_types_to_onehot, config_for_data,
     balance_types, balanced_counts, crystal_diffusion_learner, equivariance_errors, formula_to_atom_types, load_crystal_diffusion, resume_training,
     record_measure, sample_crystals, save_training_state, shipped_measures, wrapped_normal_logpdf, wrapped_normal_score, wrapped_score_norm)
@@ -136,7 +137,7 @@ def test_charge_balance(models, toy):
     assert balance_types(torch.randn(4, 100), batch, noble).tolist() == noble.tolist()
     na_cl = [11, 17] if {11, 17} <= set(toy.atom_types.tolist()) else toy[0].atom_types.unique().tolist()
     out = sample_crystals(models['dng'], num_atoms=[4] * 6, steps=5, generator=torch.Generator().manual_seed(0),
-                          allowed_types=na_cl, require_allowed=True, charge_balanced=True)
+                          constraints=[AllowedElements(na_cl), RequiredElements(na_cl), ChargeBalance()])
     assert all(set(c.atom_types.tolist()) == set(na_cl) for c in out)
     if balanced_counts(tuple(sorted(na_cl)), 4).size:
         assert all(composition_validity(c.to_structure()) for c in out)

@@ -30,5 +30,9 @@ def test_sampler_reproduces_reference(drawn, case):
     ref = np.load(REFERENCE)
     for key in ('num_atoms', 'atom_types'):
         np.testing.assert_array_equal(drawn[f'{case}/{key}'], ref[f'{case}/{key}'], err_msg=f'{case}/{key}')
-    for key in ('lattice', 'frac_coords'):
-        np.testing.assert_allclose(drawn[f'{case}/{key}'], ref[f'{case}/{key}'], atol=1e-5, rtol=0, err_msg=f'{case}/{key}')
+    np.testing.assert_allclose(drawn[f'{case}/frac_coords'], ref[f'{case}/frac_coords'], atol=1e-5, rtol=0)
+    # float32 kernels round differently on other CPUs: with the same code and seed, the text models' lattices moved
+    # by up to 4e-5 of the cell's largest entry between two machines, so lattices are compared to 1e-4 of that scale
+    lattice, expected = drawn[f'{case}/lattice'], ref[f'{case}/lattice']
+    scale = np.abs(expected).max(axis=(1, 2), keepdims=True)
+    assert (np.abs(lattice - expected) <= 1e-5 + 1e-4 * scale).all(), np.abs(lattice - expected).max()
