@@ -823,11 +823,13 @@ def crystal_loaders(train_ds: CrystalDataset, valid_ds: CrystalDataset | None = 
     return train_dl, valid_dl
 
 def crystal_diffusion_learner(config: CrystalDiffusionConfig, train_ds: CrystalDataset,
-                              valid_ds: CrystalDataset | None = None, device=None) -> Learner:
+                              valid_ds: CrystalDataset | None = None, device=None,
+                              model_class=None,  # default CrystalDiffusion; chapter 06e passes CrystalFlow
+                              ) -> Learner:
     "A Learner for a new CrystalDiffusion model: statistics from `train_ds`, Adam, cosine decay of the lr."
     # the learning rate decays over config.epochs
     torch.manual_seed(config.seed)
-    model = CrystalDiffusion(config).set_data_stats(train_ds)
+    model = (model_class or CrystalDiffusion)(config).set_data_stats(train_ds)
     learn = Learner(model, *crystal_loaders(train_ds, valid_ds, config.batch_size, config.seed),
                     crystal_diffusion_loss, lr=config.lr, device=device)
     learn.cbs = [CosineSchedule(learn, config.epochs)]

@@ -24,6 +24,7 @@ from .crystals import (
 from .crystal_diffusion import (
     CSPNet, CrystalDiffusion, CrystalDiffusionConfig, _composition_types, _crystals_from_tensors,
     _read_measures, atom_types_to_onehot, check_atom_types, crystal_diffusion_loss, crystal_loaders)
+from .crystal_diffusion import crystal_diffusion_learner
 from .diffusion import timestep_embedding
 
 # %% auto #0
@@ -184,13 +185,7 @@ def sample_flow(model: CrystalFlow, compositions, steps: int = 20, method: str =
 def crystal_flow_learner(config: CrystalDiffusionConfig, train_ds: CrystalDataset,
                          valid_ds: CrystalDataset | None = None, device=None) -> Learner:
     "A Learner for a new CrystalFlow: chapter 06's data loaders and loss plumbing, Adam, cosine decay."
-    torch.manual_seed(config.seed)
-    model = CrystalFlow(config).set_data_stats(train_ds)
-    learn = Learner(model, *crystal_loaders(train_ds, valid_ds, config.batch_size, config.seed),
-                    crystal_diffusion_loss, lr=config.lr, device=device)
-    learn.cbs = [CosineSchedule(learn, config.epochs)]          # to lr/20 over config.epochs
-    learn.config = config
-    return learn
+    return crystal_diffusion_learner(config, train_ds, valid_ds, device, model_class=CrystalFlow)
 
 # %% ../nbs/06e_flow_matching.ipynb #5ca83d4d
 # name: (file, dataset, split, task)
