@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from crystal_tutorial.core import write_text_atomic
+
 RECORD = Path(__file__).with_name('distributed_measures.json')
 
 
@@ -72,7 +74,7 @@ def main():
         entry = {'date': time.strftime('%Y-%m-%d'), 'command': 'python benchmarks/bench_distributed.py ' + ' '.join(sys.argv[1:]),
                  'cpu_count': os.cpu_count(), 'load_average': os.getloadavg()[0], 'rows': rows}
         old = json.loads(RECORD.read_text()) if RECORD.exists() else []
-        RECORD.write_text(json.dumps(old + [entry], indent=1) + '\n')
+        write_text_atomic(RECORD, json.dumps(old + [entry], indent=1) + '\n')
         print(f'recorded in {RECORD}')
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from crystal_tutorial.chameleon import Chameleon, PromptError, crystal_system_of
+from crystal_tutorial.core import write_text_atomic
 from crystal_tutorial.crystals import dataset_csv
 from crystal_tutorial.evaluation import composition_validity, structure_validity, to_structure
 from crystal_tutorial.structure_prediction import chgnet_energies
@@ -101,7 +102,7 @@ def main(argv=None):
         entry.setdefault('commands', [entry.pop('command')] if 'command' in entry else []).append(
             f"{time.strftime('%Y-%m-%d')}: python benchmarks/eval_chemeleon_protocol.py " + ' '.join(argv or __import__('sys').argv[1:]))
         entry['date'] = time.strftime('%Y-%m-%d')
-        MEASURES.write_text(json.dumps(doc, indent=1) + '\n')
+        write_text_atomic(MEASURES, json.dumps(doc, indent=1) + '\n')
 
 
 if __name__ == '__main__':
