@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crystal_tutorial.chameleon import Chameleon, PromptError, crystal_system_of
+from crystal_tutorial.chameleon import Chameleon, PromptError, SampleOptions, crystal_system_of
 from crystal_tutorial.core import write_text_atomic
 from crystal_tutorial.crystals import dataset_csv
 from crystal_tutorial.evaluation import composition_validity, structure_validity, to_structure
@@ -91,7 +91,8 @@ def main(argv=None):
         res = dict(prompts=len(rows), refused=len(refused), samples=n, seconds_per_sample=round(seconds / max(n, 1), 2),
                    validity=totals['valid'] / n, uniqueness=totals['unique'] / n, composition_match=totals['comp'] / n,
                    crystal_system_match=totals['system'] / n, structure_match_any=totals['match'] / prompts,
-                   metastable=totals['metastable'] / n, refusals=refused[:5])
+                   metastable=totals['metastable'] / n, refusals=refused[:5],
+                   retries=SampleOptions().retries if SETTINGS[name] is not None else None)
         out[name] = res
         print(name, json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in res.items()}), flush=True)
     if a.record:

@@ -238,7 +238,7 @@ class SampleOptions:
     charge_balanced: bool = True         # in proportions SMACT balances, where any exist
     follow_formula: bool = True          # whole units of a formula the prompt gives (chapter 07c)
     symmetry: object = 'auto'            # 'auto': what a general-text prompt names; a system or space group
-    retries: int = 2                     # redraws of crystals with overlapping atoms (`sample_batch`: 0)
+    retries: int = 4                     # redraws of crystals with overlapping atoms (`sample_batch`: 0)
     route: str = 'auto'                  # 'prototype', 'diffusion'; 'auto': prototypes for formula prompts
     return_trajectory: bool = False      # also 21 frames per crystal, from noise to crystal
     progress: bool = False

@@ -458,9 +458,9 @@ def _add_sampler_options(ge):
     ge.add_argument('--no-charge-balance', action='store_true',
                     help='leave the proportions to the model '
                          '(default: moved to charge-balanced ones, by SMACT, where the elements allow)')
-    ge.add_argument('--retries', type=int, default=2, metavar='R',
+    ge.add_argument('--retries', type=int, default=4, metavar='R',
                     help='draw crystals with overlapping atoms (closer than 0.5 Å) again, up to R times '
-                         '(default 2; 0: keep every first draw)')
+                         '(default 4; 0: keep every first draw)')
     ge.add_argument('--symmetry', default='auto', metavar='SYM',
                     help="generate inside a space group: "
                          "'auto' (default: the crystal system or space group a general prompt names), "
