@@ -121,7 +121,7 @@ def _wait_for(path, proc, seconds=120):
 
 def test_two_runs_into_one_folder(tmp_path):
     "The second run is refused at once; the first one's files are complete and its own."
-    argv = ['generate', 'Ti O S', '--n-atoms', '6', '--n-samples', '2', '--steps', '20', '--seed', '0', '--device', 'cpu',
+    argv = ['generate', 'Ti O S', '--n-atoms', '6', '--n-samples', '2', '--steps', '300', '--seed', '0', '--device', 'cpu',
             '--quiet', '--out', str(tmp_path / 'gen')]
     first = subprocess.Popen(CLI + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     assert _wait_for(tmp_path / '.gen.lock', first)
