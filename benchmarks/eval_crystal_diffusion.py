@@ -17,11 +17,13 @@ constraint together, not the model alone as the papers do). `--json` also writes
 `--save` writes the DNG samples (lattice, frac_coords, atom_types of each, a torch file) for a later look or relaxation.
 `--record` appends the figures of a shipped model to crystal_tutorial/weights/crystal_diffusion_measures.json
 (`record_measure`, notebook 06), where notebook 06b finds them beside its own smaller measures.
-`--workers W` samples DNG crystals in W processes of one thread each (seeds seed, seed+1, ...), for a 1,000-sample run on a
-multi-core CPU: the script starts itself under `torchrun` (torch.distributed, gloo), each process samples its share and
-rank 0 gathers them and measures.
+`--workers W` runs the measure in W processes of one thread each (seeds seed, seed+1, ...), for a 1,000-crystal run on a
+multi-core CPU: the script starts itself under `torchrun` (torch.distributed, gloo). DNG: each process samples its share
+and rank 0 gathers the crystals and measures. CSP: target i goes to process i mod W, which samples and matches it (the
+matcher is the other half of the cost), and rank 0 gathers the match table.
 
     python benchmarks/eval_crystal_diffusion.py mp_mix_20_dng --dataset mp_mix_20 --n 1000 --workers 2
+    python benchmarks/eval_crystal_diffusion.py perov5_csp --dataset perov_5 --n 1000 --workers 2
 """
 import argparse
 import json
@@ -64,6 +66,32 @@ def sample_distributed(args, world: int) -> list | None:
     return [c for p in parts for c in p] if me == 0 else None
 
 
+def csp_distributed(model, reference: list, args, world: int) -> dict | None:
+    "CSP figures with target i sampled and matched by process i mod `world`; rank 0 gets them, the others None."
+    import pandas as pd
+    import torch
+    import torch.distributed as dist
+    from crystal_tutorial.core import rank
+    from crystal_tutorial.evaluation import csp_metrics, match_targets
+    torch.set_num_threads(1)
+    me, g = rank(), torch.Generator().manual_seed(args.seed + rank())
+    mine = list(range(me, len(reference), world))
+    candidates, t0 = [[] for _ in mine], time.time()
+    for _ in range(args.k):
+        for start in range(0, len(mine), args.bs):
+            chunk = [reference[i] for i in mine[start:start + args.bs]]
+            for j, c in enumerate(sample_crystals(model, compositions=chunk, steps=args.steps, generator=g)):
+                candidates[start + j].append(None if c is None else c.to_structure())
+    seconds = time.time() - t0                                     # sampling only, as csp_benchmark counts it
+    table = match_targets(candidates, [reference[i].to_structure() for i in mine]) if mine else pd.DataFrame()
+    tables = [None] * world
+    dist.all_gather_object(tables, (mine, table, seconds))
+    if me: return None
+    order = sorted((i, row) for idx, t, _ in tables for i, (_, row) in zip(idx, t.iterrows()))
+    return {'n': len(reference), 'k': args.k, **csp_metrics(pd.DataFrame([row for _, row in order])),
+            'crystals_per_s': len(reference) * args.k / max(sec for _, _, sec in tables), 'workers': world}
+
+
 def measure_args(argv: list) -> list:
     "The command-line arguments that decide a measure: those naming output files (--json, --save) left out."
     out, skip = [], False
@@ -90,8 +118,10 @@ def main():
     steps = args.steps or model.config.n_steps
     t0 = time.time()
     if model.task == 'csp':
-        if world > 1: sys.exit('--workers and torchrun apply to DNG sampling: run CSP measures in one process')
-        figures = csp_benchmark(model, reference, k=args.k, steps=args.steps, bs=args.bs, seed=args.seed)
+        if world > 1:                                              # under torchrun: a share of the targets each
+            figures = csp_distributed(model, reference, args, world)
+            if figures is None: return                              # rank 0 reports
+        else: figures = csp_benchmark(model, reference, k=args.k, steps=args.steps, bs=args.bs, seed=args.seed)
         print(f'{args.model} on {args.dataset}/{args.split}, first {len(reference)} crystals, k={args.k}, steps={steps}, step_lr={model.config.step_lr:g}')
     else:
         single_element = len({c.formula for c in reference}) == 1
@@ -155,7 +185,10 @@ p.add_argument('--save', default=None, help='DNG: also write the samples here (a
 p.add_argument('--step-lr', type=float, default=None, help="γ of the Langevin corrector (default: the model's own; 0: predictor only)")
 p.add_argument('--charge-balanced', action='store_true',
                help="DNG: decode each crystal's types in proportions that pass SMACT's charge balance where its elements allow it")
-p.add_argument('--workers', type=int, default=1, help='DNG: sampling processes (one thread each)')
+p.add_argument('--workers', type=int, default=1, help='processes (one thread each) that share the measure')
 
 if __name__ == '__main__':
-    main()
+    try: main()
+    finally:                                  # every process leaves the group (gloo aborts a process that does not)
+        import torch.distributed as dist
+        if dist.is_initialized(): dist.destroy_process_group()
