@@ -35,7 +35,7 @@ __all__ = ['MAX_CIF_BYTES', 'MAX_CIF_ATOMS', 'MAX_SMACT_ELEMENTS', 'MIN_VOLUME_P
            'rms_dist', 'reduced_formula', 'group_by_formula', 'unique_mask', 'ReferenceSet', 'novel_mask',
            'match_targets', 'csp_metrics', 'perturb', 'random_structures', 'structure_fingerprint',
            'composition_fingerprint', 'coverage', 'wasserstein_metrics', 'load_chgnet', 'relax_rmsd', 'CellCollapse',
-           'relax_structures', 'ConvexHull', 'EvaluationSettings', 'evaluate', 'plot_summary']
+           'relax_structures', 'right_handed', 'ConvexHull', 'EvaluationSettings', 'evaluate', 'plot_summary']
 
 # %% ../nbs/05_evaluation.ipynb #629064c9
 class EvaluationError(InputError):
@@ -495,8 +495,18 @@ def _energy_as_given(model, s) -> tuple[dict, object]:
     e = float(model.predict_structure(s, task='e')['e'])
     return dict(energy_per_atom=e, initial_energy_per_atom=e, rmsd=0.0, converged=True), s
 
+def right_handed(s):
+    "`s` with a right-handed cell (a · (b × c) > 0): a and b swapped, with their coordinates, if it is not."
+    # the same crystal, the same atoms in the same order
+    if np.linalg.det(s.lattice.matrix) > 0: return s
+    from pymatgen.core import Lattice, Structure
+    m, f = s.lattice.matrix, s.frac_coords
+    return Structure(Lattice(m[[1, 0, 2]]), s.species, f[:, [1, 0, 2]], site_properties=s.site_properties)
+
 def _fire(opt, s, steps: int, fmax: float, relax_cell: bool) -> tuple[dict, object]:
     "Relax `s` with `opt` (CHGNet's `StructOptimizer`): the table entries and the relaxed structure."
+    # CHGNet 0.4.2 divides its stress by the signed cell volume: a left-handed cell would relax uphill
+    s = right_handed(s)
     r = opt.relax(s, fmax=fmax, steps=steps, relax_cell=relax_cell, verbose=False)
     traj, final = r['trajectory'], r['final_structure']
     fmax_last = float(np.linalg.norm(traj.forces[-1], axis=1).max()) if len(traj.forces) else np.inf
