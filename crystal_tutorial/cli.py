@@ -205,6 +205,11 @@ def _check_generate(args):
     check_seed(args.seed)
     return get_device(args.device)
 
+def _steps(args, model) -> int:
+    "The denoising steps of a run: `--steps`, else the default of `Chameleon.sample`."
+    from crystal_tutorial.chameleon import DEFAULT_STEPS
+    return args.steps or min(DEFAULT_STEPS, model.diffusion.n_steps)
+
 def _sample_in_batches(model, args, symmetry) -> list:
     "`model.sample` in batches of BATCH crystals (bounded memory), with a line per batch on stderr."
     atoms_list = []
@@ -212,7 +217,7 @@ def _sample_in_batches(model, args, symmetry) -> list:
         n = min(BATCH, args.n_samples - start)
         seed = None if args.seed is None else (args.seed + start) % 2**63
         atoms_list += model.sample(args.prompt, n_atoms=args.n_atoms, n_samples=n,
-                                   guidance_scale=args.guidance_scale, steps=args.steps, seed=seed,
+                                   guidance_scale=args.guidance_scale, steps=_steps(args, model), seed=seed,
                                    restrict_elements=not args.any_elements,
                                    charge_balanced=not args.no_charge_balance, retries=args.retries,
                                    symmetry=symmetry, step_lr=args.step_lr, route=args.route,
@@ -262,7 +267,7 @@ def _generate_summary(args, model, atoms_list, elements, system, spacegroup) -> 
     from crystal_tutorial.chameleon import generation_summary
     formula = model.read_prompt(args.prompt).formula
     return {'prompt': args.prompt, 'model': model.kind, 'n_atoms': args.n_atoms,
-            'guidance_scale': args.guidance_scale, 'steps': args.steps or model.diffusion.n_steps,
+            'guidance_scale': args.guidance_scale, 'steps': _steps(args, model),
             'step_lr': model.diffusion.config.step_lr if args.step_lr is None else args.step_lr,
             'seed': args.seed,
             'restricted_to_prompt_elements': bool(elements) and not args.any_elements,
@@ -378,6 +383,32 @@ def _predict_one(name: str, counts: dict, args, pool, device, folder: Path) -> d
     return {'name': name, 'composition': counts, 'seconds': round(time.time() - t1, 2),
             'candidates': [_candidate_record(c) for c in cands]}
 
+_WORKER_POOL = None       # the prototype pool of a `--workers` process, loaded once per process
+
+def _start_worker(pool_name: str):
+    "A `--workers` process: one thread, its own copy of the prototype pool."
+    global _WORKER_POOL
+    import torch
+    from crystal_tutorial.structure_prediction import load_prototype_pool
+    torch.set_num_threads(1)
+    _WORKER_POOL = load_prototype_pool(pool_name)
+
+def _predict_in_worker(job) -> dict:
+    name, counts, args, folder = job
+    return _predict_one(name, counts, args, _WORKER_POOL, 'cpu', folder)
+
+def _predict_all(targets: list, args, pool, device, folder: Path) -> list:
+    "Every target's summary row (its CIFs in `folder`), in `--workers` CPU processes when there are several."
+    # each target is predicted alone with its own seed: the rows and files do not depend on the workers
+    from fastprogress.fastprogress import progress_bar
+    if args.workers == 1 or len(targets) == 1:
+        shown = progress_bar(targets) if len(targets) > 1 and not args.quiet else targets
+        return [_predict_one(name, counts, args, pool, device, folder) for name, counts in shown]
+    import concurrent.futures, multiprocessing
+    with concurrent.futures.ProcessPoolExecutor(args.workers, multiprocessing.get_context('spawn'),
+                                                _start_worker, (args.pool,)) as ex:
+        return list(ex.map(_predict_in_worker, [(n, c, args, folder) for n, c in targets]))
+
 def _print_predictions(rows: list, summary: dict, out: Path):
     "The best candidate of the first ten targets, and where the files went."
     for r in rows[:10]:
@@ -393,17 +424,19 @@ def cmd_predict(args) -> int:
     import time
     from crystal_tutorial.core import get_device, to_json, write_text_atomic
     from crystal_tutorial.structure_prediction import PredictionError, load_prototype_pool
-    from fastprogress.fastprogress import progress_bar
     t0 = time.time()
     if args.k < 1: raise PredictionError(f"--k must be at least 1, got {args.k}")
     if args.relax < 0 or args.refine_from < 0:
         raise PredictionError("--relax and --refine-from must be 0 or more")
+    if args.workers < 1: raise PredictionError(f"--workers must be at least 1, got {args.workers}")
     targets = _predict_targets(args.target)                       # every row checked before the slow part
     device = get_device(args.device)
+    if args.workers > 1 and device.type != 'cpu':
+        raise PredictionError(f"--workers {args.workers} runs CPU processes: drop it on {device.type}, "
+                              "or add --device cpu")
+    pool = load_prototype_pool(args.pool)                         # a bad --pool fails before any folder
     with output_claim(args.out, ('*.cif', 'summary.json'), PredictionError) as (tmp, out):
-        pool = load_prototype_pool(args.pool)
-        shown = progress_bar(targets) if len(targets) > 1 and not args.quiet else targets
-        rows = [_predict_one(name, counts, args, pool, device, tmp) for name, counts in shown]
+        rows = _predict_all(targets, args, pool, device, tmp)
         from_prototypes = sum(r['candidates'][0]['route'] == 'prototype' for r in rows if r['candidates'])
         summary = {'target': args.target, 'k': args.k, 'pool': args.pool, 'relax_steps': args.relax,
                    'refine_from': args.refine_from, 'n_targets': len(rows),
@@ -447,7 +480,7 @@ def _add_sampler_options(ge):
     "The options of `generate` that steer the sampler: guidance, steps, seed, elements, retries, symmetry."
     ge.add_argument('--guidance-scale', type=float, default=1.0, metavar='W',
                     help='classifier-free guidance: 0 unconditional, 1 conditional (default), >1 stronger')
-    ge.add_argument('--steps', type=int, metavar='S', help="denoising steps (default: all the model's 1000)")
+    ge.add_argument('--steps', type=int, metavar='S', help="denoising steps (default: 200 of the model's 1000)")
     ge.add_argument('--step-lr', type=float, metavar='G',
                     help="the Langevin corrector's step size γ (default: the model's; "
                          "0: predictor only, half the network passes)")
@@ -509,6 +542,8 @@ def _add_predict(sub):
     pr.add_argument('--refine-from', type=int, default=0, metavar='T',
                     help='SDEdit refinement from diffusion step T (default 0: none)')
     pr.add_argument('--device', help=_DEVICE_HELP)
+    pr.add_argument('--workers', type=int, default=1, metavar='W',
+                    help='CPU processes of one thread each that share the compositions of a CSV (default 1)')
     pr.add_argument('--quiet', action='store_true', help='no progress bar')
     pr.set_defaults(func=cmd_predict)
 

@@ -164,6 +164,20 @@ def test_cli_generate_end_to_end(tmp_path):
     free = json.loads((tmp_path / 'free' / 'summary.json').read_text())
     assert free['charge_balanced'] is False and free['step_lr'] == 1e-5
     assert summary['step_lr'] == torch.load(WEIGHTS_DIR / SHIPPED_CHAMELEON_MODELS['composition'], weights_only=True)['config']['step_lr']
+    assert summary['steps'] == 10 and free['steps'] == 5
+
+
+@pytest.mark.skipif(not SHIPPED, reason='the Chameleon weights are not shipped in this checkout')
+def test_cli_generate_samples_with_the_api_default_steps(tmp_path):
+    "Without --steps, generate samples as many steps as Chameleon.sample does by default, and its help says how many."
+    from crystal_tutorial.chameleon import DEFAULT_STEPS, SampleOptions
+    from crystal_tutorial.cli import build_parser
+    assert SampleOptions().steps == DEFAULT_STEPS < 1000
+    assert f'default: {DEFAULT_STEPS} of' in build_parser()._subparsers._group_actions[0].choices['generate'].format_help()
+    r = subprocess.run(CLI + ['generate', 'Ti O', '--n-atoms', '2', '--n-samples', '1', '--seed', '0', '--out', str(tmp_path / 'g'),
+                              '--device', 'cpu', '--quiet'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / 'g' / 'summary.json').read_text())['steps'] == DEFAULT_STEPS
 
 
 @pytest.mark.skipif(not SHIPPED, reason='the Chameleon weights are not shipped in this checkout')

@@ -101,6 +101,23 @@ def test_cli_predict_a_csv_of_targets(tmp_path):
     assert {'a-1.cif', 'a-1_k2.cif', 'b-2.cif', 'b-2_k2.cif', 'summary.json'} <= {p.name for p in (tmp_path / 'out').iterdir()}
 
 
+def test_cli_predict_workers_give_the_same_files(tmp_path):
+    "--workers 2 shares a CSV's compositions between two processes: the same summary rows and the same CIF files."
+    pd.DataFrame({'formula': ['NaCl', 'TiO2', 'ZnS']}).to_csv(tmp_path / 'targets.csv', index=False)
+    for w in (1, 2):
+        r = run(tmp_path / 'targets.csv', '--k', '2', '--out', tmp_path / f'w{w}', '--quiet', '--workers', w)
+        assert r.returncode == 0, r.stderr
+    rows = [[{k: v for k, v in t.items() if k != 'seconds'} for t in json.loads((tmp_path / f'w{w}' / 'summary.json').read_text())['targets']]
+            for w in (1, 2)]
+    assert rows[0] == rows[1] and [t['name'] for t in rows[0]] == ['row_0', 'row_1', 'row_2']      # in the CSV's order
+    cifs = sorted(p.name for p in (tmp_path / 'w1').glob('*.cif'))
+    assert len(cifs) == 6 and cifs == sorted(p.name for p in (tmp_path / 'w2').glob('*.cif'))
+    assert all((tmp_path / 'w1' / n).read_text() == (tmp_path / 'w2' / n).read_text() for n in cifs)
+    r = run(tmp_path / 'targets.csv', '--out', tmp_path / 'w0', '--workers', 0)
+    assert r.returncode == 2 and '--workers must be at least 1' in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / 'w0').exists()
+
+
 @pytest.mark.parametrize('target,message', [('Xx2', 'unknown element'), ('', 'empty formula'), ('((', 'cannot read'),
                                             ('Ga30Te30', 'at most 52'), ('nocolumns.csv', 'no composition, formula or cif column'),
                                             ('missing.csv', 'does not exist')])
