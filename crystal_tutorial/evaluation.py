@@ -25,17 +25,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import InputError, get_device
+from .core import WEIGHTS_DIR, InputError, get_device, verify_shipped
 from .crystals import Crystal, CrystalBatch, CrystalDataset, datasets_root, lattice_to_params
 
 # %% auto #0
-__all__ = ['MAX_CIF_BYTES', 'MAX_CIF_ATOMS', 'MAX_SMACT_ELEMENTS', 'MIN_VOLUME_PER_ATOM', 'EvaluationError', 'to_structure',
-           'read_cif_text', 'load_structures', 'shortest_lattice_vector', 'min_interatomic_distance',
-           'structure_validity', 'composition_validity', 'lattice_ranges', 'lattice_in_range', 'make_matcher',
-           'rms_dist', 'reduced_formula', 'group_by_formula', 'unique_mask', 'ReferenceSet', 'novel_mask',
-           'match_targets', 'csp_metrics', 'perturb', 'random_structures', 'structure_fingerprint',
-           'composition_fingerprint', 'coverage', 'wasserstein_metrics', 'load_chgnet', 'relax_rmsd', 'CellCollapse',
-           'relax_structures', 'right_handed', 'ConvexHull', 'EvaluationSettings', 'evaluate', 'plot_summary']
+__all__ = ['MAX_CIF_BYTES', 'MAX_CIF_ATOMS', 'MAX_SMACT_ELEMENTS', 'MIN_VOLUME_PER_ATOM', 'HULL_FORMAT', 'SHIPPED_HULL',
+           'EvaluationError', 'to_structure', 'read_cif_text', 'load_structures', 'shortest_lattice_vector',
+           'min_interatomic_distance', 'structure_validity', 'composition_validity', 'lattice_ranges',
+           'lattice_in_range', 'make_matcher', 'rms_dist', 'reduced_formula', 'group_by_formula', 'unique_mask',
+           'ReferenceSet', 'novel_mask', 'match_targets', 'csp_metrics', 'perturb', 'random_structures',
+           'structure_fingerprint', 'composition_fingerprint', 'coverage', 'wasserstein_metrics', 'load_chgnet',
+           'relax_rmsd', 'CellCollapse', 'relax_structures', 'right_handed', 'ConvexHull', 'EvaluationSettings',
+           'evaluate', 'plot_summary']
 
 # %% ../nbs/05_evaluation.ipynb #629064c9
 class EvaluationError(InputError):
@@ -523,6 +524,8 @@ def _as_composition(x):
 
 _MP_REFERENCES = '2023-02-07-mp-elemental-reference-entries.json.gz'   # MP's elemental reference energies
 _MP20_HULLS = 'lemat_genbench_mp20_hulls'                              # MP-20 phases, formation energies
+HULL_FORMAT = 'crystal_tutorial.mp_hull_reference/1'                   # the shipped file's format tag
+SHIPPED_HULL = WEIGHTS_DIR / 'mp_hull_reference.npz'   # MP-20 phases without held-out ones (build_hull_reference.py)
 
 def _hull_root(root=None) -> Path:
     "The folder of hull reference data: `root`, else <datasets>/mp_hull; an EvaluationError if it is missing."
@@ -530,8 +533,19 @@ def _hull_root(root=None) -> Path:
     elif datasets_root() is not None: root = datasets_root() / 'mp_hull'
     if root is None or not root.is_dir():
         raise EvaluationError(f"hull reference data not found ({root or 'no datasets folder'}): "
-                              f"give the folder that holds {_MP_REFERENCES} and {_MP20_HULLS}/")
+                              f"give the folder that holds {_MP_REFERENCES} and {_MP20_HULLS}/, "
+                              "or use the shipped hull: ConvexHull('shipped')")
     return root
+
+def _hull_source(root=None):
+    "'shipped' or a .npz file (the shipped kind), else the folder of `_hull_root`; None: datasets if present."
+    if root is None:
+        found = datasets_root() is not None and (datasets_root() / 'mp_hull').is_dir()
+        return _hull_root() if found else SHIPPED_HULL
+    if str(root) == 'shipped': return SHIPPED_HULL
+    if str(root) == 'datasets': return _hull_root()
+    path = Path(root).expanduser()
+    return path if path.suffix == '.npz' else _hull_root(path)
 
 def _mp20_phases(tables) -> pd.DataFrame:
     "The MP-20 phases of the parquet `tables`, each once, with a finite formation energy."
@@ -540,33 +554,58 @@ def _mp20_phases(tables) -> pd.DataFrame:
     df = df.drop_duplicates('material_id').reset_index(drop=True)
     return df[np.isfinite(df.formation_energy_per_atom)]
 
-def _by_chemsys(phases: pd.DataFrame) -> defaultdict:
+def _read_shipped_hull(path: Path) -> tuple[dict, pd.DataFrame]:
+    "Elemental references and phases (material_id, formula, formation_energy_per_atom) of a shipped .npz."
+    if not path.is_file():
+        raise EvaluationError(f"no hull reference file at {path.name}: build it with "
+                              "`python scripts/build_hull_reference.py --out <file>.npz`")
+    verify_shipped(path)                                   # a shipped file must match its SHA-256
+    try:
+        with np.load(path, allow_pickle=False) as z: a = {k: z[k] for k in z.files}
+        if str(a['format']) != HULL_FORMAT: raise ValueError(f"unknown format {a['format']}")
+        mu = {str(e): float(v) for e, v in zip(a['elements'], a['mu'])}
+        table = pd.DataFrame({'material_id': a['material_ids'].astype(str), 'formula': a['formulas'].astype(str),
+                              'formation_energy_per_atom': a['formation_energy_per_atom'].astype(np.float64)})
+        if len(mu) == 0 or not len(table) == len(a['formation_energy_per_atom']): raise ValueError('empty')
+    except Exception as e:
+        raise EvaluationError(f"{path.name} is not a readable hull reference ({type(e).__name__}: {e}); rebuild it "
+                              "with scripts/build_hull_reference.py or restore it with `git checkout`") from None
+    return mu, table
+
+def _by_chemsys(ids, compositions, formation_energies) -> defaultdict:
     "(Composition, formation energy per atom, material_id) of each phase, by chemical system ('O-Ti')."
-    from pymatgen.core import Composition
     out = defaultdict(list)
-    columns = phases.material_id, phases.species_at_sites, phases.formation_energy_per_atom
-    for mid, species, ef in zip(*columns):
-        comp = Composition(dict(Counter(species)))
+    for mid, comp, ef in zip(ids, compositions, formation_energies):
         out['-'.join(sorted(comp.chemical_system.split('-')))].append((comp, float(ef), mid))
     return out
 
 class ConvexHull:
     "A convex hull of Materials Project (MP-20) formation energies, built per chemical system on demand."
-    def __init__(self, root=None):  # the folder of hull reference data (default: <datasets>/mp_hull)
-        root = _hull_root(root)
-        refs = root / _MP_REFERENCES
-        tables = sorted((root / _MP20_HULLS).glob('*_above_hull_dataset.parquet'))
-        if not refs.is_file() or not tables:
-            raise EvaluationError(f"{root} lacks {refs.name} or {_MP20_HULLS}/*_above_hull_dataset.parquet")
-        from pymatgen.entries.computed_entries import ComputedEntry
-        with gzip.open(refs, 'rt') as f: d = json.load(f)
-        self.mu = {el: ComputedEntry.from_dict(v).energy_per_atom for el, v in d.items()}   # eV/atom
-        self.table = _mp20_phases(tables)
-        self.by_chemsys = _by_chemsys(self.table)
+    def __init__(self, root=None):  # 'shipped', 'datasets', a folder or a .npz (default: datasets, else shipped)
+        from pymatgen.core import Composition
+        src = _hull_source(root)
+        if src.suffix == '.npz':
+            self.mu, self.table = _read_shipped_hull(src)
+            comps = [Composition(f) for f in self.table.formula]
+            self.source = ('shipped: held-out phases removed' if src.resolve() == SHIPPED_HULL.resolve()
+                           else f'file {src.name}')
+        else:
+            refs = src / _MP_REFERENCES
+            tables = sorted((src / _MP20_HULLS).glob('*_above_hull_dataset.parquet'))
+            if not refs.is_file() or not tables:
+                raise EvaluationError(f"{src} lacks {refs.name} or {_MP20_HULLS}/*_above_hull_dataset.parquet")
+            from pymatgen.entries.computed_entries import ComputedEntry
+            with gzip.open(refs, 'rt') as f: d = json.load(f)
+            self.mu = {el: ComputedEntry.from_dict(v).energy_per_atom for el, v in d.items()}   # eV/atom
+            self.table = _mp20_phases(tables)
+            comps = [Composition(dict(Counter(s))) for s in self.table.species_at_sites]
+            self.source = 'datasets: all MP-20 phases'
+        self.by_chemsys = _by_chemsys(self.table.material_id, comps, self.table.formation_energy_per_atom)
         self._pd = {}
 
     def __repr__(self):
-        return f"ConvexHull({len(self.table):,} MP-20 phases, {len(self.mu)} elemental references)"
+        return (f"ConvexHull({len(self.table):,} MP-20 phases, {len(self.mu)} elemental references; "
+                f"{self.source})")
 
     def formation_energy(self, composition,
                          energy_per_atom: float,   # total energy, eV/atom, MP2020-compatible

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -202,3 +203,78 @@ def test_a_nearly_flat_cell_is_measured_at_once():
     assert not structure_validity(Structure(sliver, ['Na', 'Cl'], [[0, 0, 0], [0.5, 0.5, 0.5]]))
     assert shortest_lattice_vector(Lattice.cubic(4.0)) == pytest.approx(4.0)
     assert shortest_lattice_vector(Lattice([[0, 2, 2], [2, 0, 2], [2, 2, 0]])) == pytest.approx(8 ** 0.5)   # fcc primitive cell
+
+
+# --- the shipped hull reference (crystal_tutorial/weights/mp_hull_reference.npz) ---
+
+def _no_datasets(monkeypatch):
+    from crystal_tutorial import crystals
+    monkeypatch.setenv(crystals.DATASETS_ENV, '/nonexistent/datasets')
+    with pytest.warns(UserWarning, match='is not a folder'): assert datasets_root() is None
+
+
+def test_shipped_hull_works_without_the_datasets(monkeypatch):
+    _no_datasets(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        hull = ConvexHull()                                           # no datasets: the shipped file
+    assert 'shipped' in repr(hull) and len(hull.mu) == 89 and len(hull.table) > 30_000
+    assert hull.e_above_hull('Si', hull.mu['Si']) == pytest.approx(0.0, abs=1e-9)
+    zno = hull.table[hull.table.material_id == 'mp-2133']             # ZnO (wurtzite), a stable training phase
+    assert len(zno) == 1
+    ef = zno.formation_energy_per_atom.iloc[0]
+    assert hull.e_above_hull_formation('ZnO', ef) == pytest.approx(0.0, abs=1e-6)
+    assert hull.e_above_hull_formation('ZnO', ef + 0.3) == pytest.approx(0.3, abs=1e-6)   # off the hull by 0.3 eV/atom
+    assert hull.e_above_hull_formation('CeO2', 0.0) > 3.0            # CeO2 is strongly bound
+    assert np.isnan(hull.e_above_hull_formation('Og', 0.0))           # no reference: NaN
+    with pytest.raises(EvaluationError, match='shipped'): ConvexHull('datasets')
+
+
+def test_shipped_hull_holds_no_held_out_crystal():
+    from crystal_tutorial.evaluation import SHIPPED_HULL
+    z = np.load(SHIPPED_HULL, allow_pickle=False)
+    meta = json.loads(str(z['meta']))
+    assert meta['n_dropped'] > 5000 and len(z['material_ids']) == len(z['formulas']) == len(z['formation_energy_per_atom'])
+    assert z['formation_energy_per_atom'].dtype == np.float32 and np.isfinite(z['formation_energy_per_atom']).all()
+    ids = set(z['material_ids'].tolist())
+    assert 'mp-22862' not in ids and 'mp-2133' in ids                  # NaCl is an MPTS-52/MP-40 test crystal; ZnO is not
+    root = datasets_root()
+    if root is None or not (root / 'mp_mix_20').is_dir(): pytest.skip('needs ../shared/datasets to list the held-out ids')
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'scripts'))
+    from build_prototype_pool import held_out_ids
+    held_out = held_out_ids('mp', root)
+    assert len(held_out) == meta['n_held_out_ids'] and not ids & held_out
+
+
+def test_a_damaged_shipped_hull_is_a_one_line_error(tmp_path, monkeypatch):
+    from crystal_tutorial import core, evaluation
+    from crystal_tutorial.core import CheckpointError
+    shipped = evaluation.SHIPPED_HULL
+    weights = tmp_path / 'weights'; weights.mkdir()
+    (weights / core.MANIFEST_NAME).write_text((shipped.parent / core.MANIFEST_NAME).read_text())
+    damaged = weights / shipped.name
+    damaged.write_bytes(shipped.read_bytes()[:-100] + b'\0' * 100)     # same size, other bytes
+    monkeypatch.setattr(core, 'WEIGHTS_DIR', weights)
+    monkeypatch.setattr(evaluation, 'SHIPPED_HULL', damaged)
+    with pytest.raises(CheckpointError) as e: ConvexHull('shipped')
+    assert '\n' not in str(e.value) and 'SHA-256' in str(e.value)
+    other = tmp_path / 'my_hull.npz'                                  # not a shipped file: no manifest, read and refused
+    other.write_bytes(shipped.read_bytes()[:1000])
+    with pytest.raises(EvaluationError) as e: ConvexHull(other)
+    assert '\n' not in str(e.value) and 'not a readable hull reference' in str(e.value)
+    with pytest.raises(EvaluationError, match='build_hull_reference'): ConvexHull(tmp_path / 'missing.npz')
+
+
+@pytest.mark.parametrize('material_id, formula, e_hull', [
+    ('mp-15650', 'RuAs', 0.035756),          # energies above the full MP-20 hull (datasets folder, mp_hull),
+    ('mp-867888', 'LiTm2Pt', 0.027701),      # measured with ConvexHull('datasets'); training phases, so they ship
+    ('mp-1245538', 'MnZnN2', 0.032032),
+])
+def test_shipped_hull_gives_known_energies_above_hull(material_id, formula, e_hull):
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        hull = ConvexHull('shipped')
+    row = hull.table[hull.table.material_id == material_id]
+    assert len(row) == 1
+    ef = row.formation_energy_per_atom.iloc[0]
+    assert hull.e_above_hull_formation(formula, ef) == pytest.approx(e_hull, abs=1e-3)   # within 1 meV/atom
