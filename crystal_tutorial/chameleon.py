@@ -227,7 +227,7 @@ def read_prompt(self: Chameleon, text: str) -> PromptReading:
     return _read_prompt(text, strict=self.kind == 'composition')
 
 # %% ../nbs/08_chameleon.ipynb #5a0e0f02
-# denoising steps by default, of the models' 1,000: as good as all 1,000 on held-out prompts, 3.5x faster
+# denoising steps by default, of the models' 1,000: as good as all 1,000 on held-out prompts, 3.5-7.5x faster
 # (benchmarks/bench_sampling_steps.py)
 DEFAULT_STEPS = 200
 
