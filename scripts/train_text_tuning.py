@@ -1,0 +1,99 @@
+"""Fine-tune Crystal CLIP's text side (notebook 07a): the top BERT layers of all-MiniLM-L6-v2 learn with the crystal encoder.
+
+    python scripts/train_text_tuning.py --dataset mp_mix_20 --split train --epochs 6 --text-lr 2e-4 --threads 1 \\
+        --out crystal_tutorial/weights/crystal_clip_tuned.pt
+
+The crystal side starts from chapter 07's shipped Crystal CLIP (`--init mp_mix_20`; `--init ''` starts afresh); a fresh
+copy of the packaged all-MiniLM-L6-v2 has its top `--tuned-layers` layers trainable (the embeddings and lower layers stay
+frozen). Each crystal's texts are chapter 07's training templates plus two element-role texts ("an oxide of an
+alkaline-earth metal and a transition metal", and the same with the crystal system) and "a compound of {element}" for each
+element of a compound; batches keep the polymorphs of a formula together (`--polymorph-batches 1`),
+so that "tetragonal TiO2" and "orthorhombic TiO2" are negatives of each other. A fraction of the split is held out for
+the validation loss (`--valid-fraction`); the dataset's test split stays untouched.
+
+The run is resumable: after every epoch the training state goes to `<out>.last.pt` (or `--state`), atomically; a new run
+with the same `--out` continues from it, and `--max-minutes` stops cleanly after a time budget. At the end `--out` gets
+only the delta over the packaged MiniLM (tuned layers in fp16 unless `--fp32`, crystal encoder, projections) for
+`load_tuned_clip`, with the embeddings of five reference texts, the history, time, hardware, data and command.
+"""
+import json
+import shlex
+import sys
+import time
+from dataclasses import asdict, fields, replace
+
+import torch
+
+from crystal_tutorial.clip import MiniLM, _package_folder, dataset_facts
+from crystal_tutorial.core import fit_with_budget, load_checkpoint, set_seed
+from crystal_tutorial.text_tuning import (TextTuningConfig, TokenizedTexts, polymorph_pairs, save_tuned_clip,
+                                          tuned_clip_learner, tuning_texts)
+from _run import load_split, others_stop, resume_learner, run_parser, run_setup, validation_split
+
+p = run_parser(__doc__, dataset='mp_mix_20', split='train')
+for f in fields(TextTuningConfig):
+    if f.name == 'templates':
+        p.add_argument('--templates', default=None, help='comma-separated templates (default: chapter 07 training templates, roles, roles_system)')
+        continue
+    kind = (lambda s: bool(int(s))) if isinstance(f.default, bool) else type(f.default)
+    p.add_argument('--' + f.name.replace('_', '-'), type=kind, default=None, help=f'configuration: {f.name} (default {f.default!r})')
+p.add_argument('--fp32', action='store_true', help='ship the tuned layers in float32 (default float16)')
+args = p.parse_args()
+
+out, state_path, device, hardware = run_setup(args)
+ds = load_split(args)
+t0 = time.time()
+facts = dataset_facts(ds)
+print(f'facts of {len(ds):,} crystals in {time.time() - t0:.0f} s', flush=True)
+train_idx, valid_idx = validation_split(len(ds), args.valid_fraction)
+train_ds, valid_ds = ds.subset(train_idx), (ds.subset(valid_idx) if len(valid_idx) >= 2 else None)
+data = dict(dataset=args.dataset, split=args.split, limit=args.limit, crystals=len(ds), train=len(train_ds),
+            valid=len(valid_idx), sha256=getattr(ds, 'info', {}).get('sha256'))
+
+overrides = {f.name: getattr(args, f.name) for f in fields(TextTuningConfig) if f.name != 'templates' and getattr(args, f.name) is not None}
+if args.templates: overrides['templates'] = tuple(t.strip() for t in args.templates.split(',') if t.strip())
+command = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)
+elapsed, resume = 0.0, state_path.exists()
+if resume:
+    saved = load_checkpoint(state_path)
+    config = TextTuningConfig.from_dict(saved['config'])
+    if 'epochs' in overrides: config = replace(config, epochs=overrides['epochs'])
+    ignored = sorted(k for k in overrides if k != 'epochs' and overrides[k] != getattr(config, k))
+    if ignored: print(f'note: resuming keeps the saved configuration; ignoring {ignored}')
+else:
+    set_seed(overrides.get('seed', 0))
+    config = TextTuningConfig(**overrides)
+
+tokenizer = MiniLM.from_folder(_package_folder()).tokenizer
+t0 = time.time()
+tr_facts = [facts[i] for i in train_idx.tolist()]
+train = TokenizedTexts(train_ds, [tuning_texts(f, config.templates) for f in tr_facts], tokenizer,
+                       [f['formula'] for f in tr_facts], config.max_tokens, seed=config.seed)
+valid = (TokenizedTexts(valid_ds, [tuning_texts(facts[i], config.templates) for i in valid_idx.tolist()], tokenizer,
+                        max_tokens=config.max_tokens, seed=1) if valid_ds is not None else None)
+print(f'{len(train.vocab):,} distinct training texts tokenized in {time.time() - t0:.0f} s; '
+      f'{len(train_ds):,} training and {len(valid_idx):,} validation crystals; device {device} ({hardware})', flush=True)
+
+learn = tuned_clip_learner(config, train, valid, device=device)
+if resume:
+    elapsed = resume_learner(learn, state_path)
+    if hasattr(learn.train_dl.batch_sampler, 'epoch'): learn.train_dl.batch_sampler.epoch = learn.epoch
+sampler = learn.train_dl.batch_sampler
+if hasattr(sampler, 'groups'):
+    batches = list(sampler); sampler.epoch -= 1
+    print(f'polymorph batches: {polymorph_pairs(batches, train.formulas):.1f} same-formula pairs per batch of {config.batch_size}')
+print('configuration:', json.dumps(asdict(config)))
+print(f'{sum(q.numel() for q in learn.model.parameters() if q.requires_grad):,} trainable parameters '
+      f'({config.tuned_layers} of 6 BERT layers)', flush=True)
+
+budget = args.max_minutes * 60 if args.max_minutes is not None else None
+seconds = fit_with_budget(learn, config.epochs, lambda sec: learn.save(state_path, keep_previous=True, config=asdict(config),
+                                                                       elapsed=sec, data=data, command=command, hardware=hardware),
+                          budget, elapsed, log=lambda m: print(m, flush=True))
+others_stop()
+complete = learn.epoch >= config.epochs
+save_tuned_clip(out, learn.model.cpu(), config, half=not args.fp32, history=learn.history, epochs_done=learn.epoch,
+                complete=complete, train_seconds=seconds, hardware=hardware, data=data, command=command,
+                torch_version=str(torch.__version__))
+print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB) after {learn.epoch} epochs, {seconds / 60:.1f} min"
+      + ('' if complete else f'; not finished: run the same command again to resume from {state_path}'))
