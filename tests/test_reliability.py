@@ -125,7 +125,11 @@ def test_two_runs_into_one_folder(tmp_path):
             '--quiet', '--out', str(tmp_path / 'gen')]
     first = subprocess.Popen(CLI + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     assert _wait_for(tmp_path / '.gen.lock', first)
-    second = run(argv[:-1] + [str(tmp_path / 'gen')], tmp_path)
+    os.kill(first.pid, signal.SIGSTOP)              # paused while it holds the folder: it cannot finish first
+    try:
+        second = run(argv[:-1] + [str(tmp_path / 'gen')], tmp_path)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
     assert_one_line_error(second, 'being written by another run')
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
