@@ -15,7 +15,7 @@ Three settings: `guidance` (the text condition alone: diffusion, no element, for
 `constraints` (diffusion with the prompt's elements, exact formula, chapter 07c, and symmetry template, chapter 06c) and
 `auto` (`Chameleon.sample`'s default: known crystals of chapter 06d for a prompt with a formula, topped up by the
 constrained diffusion), and `known`: the known crystals themselves, scored the same way, the ceiling of a sampler that
-follows the prompt's formula (some known crystals fail SMACT's composition check). The prompts are the first --n-prompts rows of `mp_40_chemeleon/test.csv` (a fixed order); the
+follows the prompt's formula (some known crystals fail SMACT's composition check). The prompts are --n-prompts rows of `mp_40_chemeleon/test.csv` after the first --skip (a fixed order); the
 dataset is read from the local copy and never shipped.
 """
 import argparse
@@ -60,13 +60,14 @@ def score(samples, known, system) -> dict:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--n-prompts', type=int, default=30)
+    p.add_argument('--skip', type=int, default=0, help='start after this many prompts (a second sample of prompts)')
     p.add_argument('--n-samples', type=int, default=5)
     p.add_argument('--steps', type=int, default=100, help='denoising steps of the diffusion settings (the model has 1000)')
     p.add_argument('--step-lr', type=float, default=0.0, help="the corrector's γ (0: predictor only, half the network passes)")
     p.add_argument('--settings', nargs='+', default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument('--record', action='store_true', help=f'write the figures to {MEASURES.name}')
     a = p.parse_args(argv)
-    rows = pd.read_csv(dataset_csv('mp_40_chemeleon', 'test', download=False)).head(a.n_prompts)
+    rows = pd.read_csv(dataset_csv('mp_40_chemeleon', 'test', download=False)).iloc[a.skip:a.skip + a.n_prompts]
     model = Chameleon.load_general_text_model()
     from crystal_tutorial.crystals import Crystal
     knowns = [Crystal.from_cif(c).to_structure() for c in rows.cif]
@@ -97,7 +98,8 @@ def main(argv=None):
         print(name, json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in res.items()}), flush=True)
     if a.record:
         doc = json.loads(MEASURES.read_text()) if MEASURES.exists() else {}
-        key = f'mp_40_chemeleon test, first {a.n_prompts} prompts x {a.n_samples}, steps {a.steps}, step_lr {a.step_lr:g}'
+        which = f'first {a.n_prompts}' if not a.skip else f'prompts {a.skip + 1}-{a.skip + a.n_prompts}'
+        key = f'mp_40_chemeleon test, {which} prompts x {a.n_samples}, steps {a.steps}, step_lr {a.step_lr:g}'
         entry = doc.setdefault(key, dict(model='chameleon_general.pt', results={}))
         entry['results'].update(out)                            # settings measured before are kept
         entry.setdefault('commands', [entry.pop('command')] if 'command' in entry else []).append(

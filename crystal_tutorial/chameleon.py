@@ -27,13 +27,14 @@ from .clip import (
     TextEmbeddingCache, clip_from_checkpoint, collate_pairs, embed_prompts, pair_texts)
 from .symmetry import SymmetryConstraint, load_symmetry_templates, resolve_symmetry
 from .constraints import (FormulaConstraint, cell_counts, cell_sizes, check_cell_size,
-                                          orbits_fit)
+                                          orbits_fit, subgroup_templates)
 
 # %% auto #0
-__all__ = ['PROMPT_TEMPLATES', 'SHIPPED_CHAMELEON_MODELS', 'SERVED_MAX_ATOMS', 'MAX_GUIDANCE', 'DEFAULT_STEPS', 'SAMPLE_BATCH',
-           'prompt_elements', 'conditioned_pairs', 'chameleon_learner', 'save_chameleon', 'Chameleon', 'SampleOptions',
-           'needs_redraw', 'element_set', 'prompt_adherence', 'formula_adherence', 'generation_summary',
-           'held_out_crystals', 'sample_prompts', 'crystal_system_of', 'PromptError']
+__all__ = ['PROMPT_TEMPLATES', 'SHIPPED_CHAMELEON_MODELS', 'SERVED_MAX_ATOMS', 'MAX_GUIDANCE', 'DEFAULT_STEPS',
+           'PROTOTYPES_RANKED', 'SUBGROUP_SEARCH', 'SAMPLE_BATCH', 'prompt_elements', 'conditioned_pairs',
+           'chameleon_learner', 'save_chameleon', 'Chameleon', 'SampleOptions', 'needs_redraw', 'element_set',
+           'prompt_adherence', 'formula_adherence', 'generation_summary', 'held_out_crystals', 'sample_prompts',
+           'crystal_system_of', 'PromptError']
 
 # %% ../nbs/08_chameleon.ipynb #6cf3e7f0
 from .prompts import read_prompt as _read_prompt   # chapter 07b's reader; the method below wraps it
@@ -279,24 +280,29 @@ def _proto_atoms(c, prompt: str, n_atoms):
     atoms.info.update(prompt=prompt)
     return atoms
 
+# prototypes retrieved for ranking by CHGNet, at least (more when more samples are asked for)
+PROTOTYPES_RANKED = 30
+
 @patch
 def sample_prototypes(self: Chameleon, prompt: str, n_atoms, n_samples: int, symmetry='auto') -> list:
     "Known-like crystals for a prompt from chapter 06d's prototypes, as `ase.Atoms`; [] when none fits."
-    # a formula gives ranked substitutions (`retrieve`, `rank`), an element list charge-balanced ones
-    # (`element_candidates`); only those of the asked crystal system or space group and cell size are kept
-    from crystal_tutorial.structure_prediction import element_candidates, rank, retrieve
+    # a formula gives ranked substitutions (`retrieve`, `rank`) among the pool crystals of the asked crystal
+    # system or space group and of a cell that n_atoms is a multiple of; an element list gives charge-balanced
+    # ones (`element_candidates`)
+    from crystal_tutorial.structure_prediction import element_candidates, load_prototype_pool, rank, retrieve
     from crystal_tutorial.crystals import crystal_system
     reading, (system, spacegroup) = self.read_prompt(prompt), self.wanted_symmetry(symmetry, prompt)
     if not reading.elements or not reading.complete: return []
-    many = 10 * n_samples if (n_atoms or system) else 2 * n_samples
+    wanted = lambda sg: (system is None or crystal_system(sg) == system) and spacegroup in (None, sg)
     if reading.formula:
-        counts = {e: int(round(n)) for e, n in reading.formula.items()}
         if any(abs(n - round(n)) > 1e-6 or n < 1 for n in reading.formula.values()): return []
-        cands = retrieve(counts, n=max(many, 10))
-    else: cands = element_candidates(reading.elements, n_atoms, n=max(many, 10))
-    cands = [c for c in cands if (system is None or crystal_system(c.spacegroup) == system)
-             and (spacegroup is None or c.spacegroup == spacegroup)]
-    if reading.formula: cands = rank(cands)
+        counts, pool = {e: int(round(n)) for e, n in reading.formula.items()}, load_prototype_pool()
+        fits = lambda i: (wanted(int(pool.spacegroups[i]))
+                          and (n_atoms is None or n_atoms % sum(pool.counts[i].values()) == 0))
+        cands = rank(retrieve(counts, pool, n=max(PROTOTYPES_RANKED, 2 * n_samples), keep=fits))
+    else:
+        many = 10 * n_samples if (n_atoms or system) else 2 * n_samples
+        cands = [c for c in element_candidates(reading.elements, n_atoms, n=max(many, 10)) if wanted(c.spacegroup)]
     atoms = [a for a in (_proto_atoms(c, prompt, n_atoms) for c in cands) if a is not None]
     return atoms[:n_samples]
 
@@ -349,13 +355,31 @@ def _redraw(atoms_list: list, frames, draw, retries: int):
             if frames is not None: frames[i] = new_frames[k]
     return atoms_list, frames
 
+# templates whose subgroups are searched when none holds a formula (the most common ones)
+SUBGROUP_SEARCH = 30
+
+def _subgroup_template(pool, candidates, counts: dict, rng):
+    "A template of a subgroup of one of `candidates` (07c) in the same crystal system that holds `counts`; or None."
+    # the most common templates first; each offers its most symmetric fitting subgroup
+    found = []
+    for i in sorted(candidates, key=lambda i: -pool.counts[i])[:SUBGROUP_SEARCH]:
+        subs = subgroup_templates(pool.templates[i], counts)
+        if subs: found.append((subs[0], pool.counts[i]))
+    if not found: return None
+    w = np.array([c for _, c in found], dtype=float)
+    return found[int(rng.choice(len(found), p=w / w.sum()))][0]
+
 def _draw_template(pool, wanted: tuple, n: int, min_orbits: int, rng, exclude, counts: dict | None):
     "A template of the wanted symmetry and size (06c) whose orbits can hold `counts` (07c), if given."
-    # None, with a PromptWarning, if none can
+    # else a subgroup of one in the same crystal system whose split orbits hold them (07c); None, with a
+    # PromptWarning, if neither can
     if counts is None:
         return pool.draw(*wanted, num_atoms=n, min_orbits=min_orbits, rng=rng, exclude=exclude)
-    idx = [i for i in pool.candidates(*wanted, n, 1) if orbits_fit(pool.templates[i].multiplicities, counts)]
+    candidates = pool.candidates(*wanted, n, 1)
+    idx = [i for i in candidates if orbits_fit(pool.templates[i].multiplicities, counts)]
     if not idx:
+        split = _subgroup_template(pool, candidates, counts, rng) if wanted[1] is None else None
+        if split is not None: return split
         from .prompts import PromptWarning
         what = f'space group {wanted[1]}' if wanted[1] is not None else wanted[0]
         warnings.warn(f"no {what} template of {n} atoms has sites for this formula: "

@@ -316,11 +316,14 @@ def retrieve(composition,
              pool: PrototypePool | None = None,  # default: the shipped 'mp' pool
              n: int = 10,
              per_prototype: int = 2,             # site assignments tried per pool crystal
+             keep=None,                          # keep(i): whether pool crystal i may serve (default: all)
             ) -> list:
     "The `n` most plausible substitutions of pool crystals into `composition`, best first, one per prototype."
-    # a prototype: space group and Wyckoff letters of each element; [] when no crystal has the pattern
+    # a prototype: space group and Wyckoff letters of each element; [] when no crystal has the pattern.
+    # `keep` filters before the best `n` are chosen, so that a wanted crystal system or cell size
+    # reaches past the most probable prototypes of other systems
     counts, pool = parse_composition(composition), pool if pool is not None else load_prototype_pool()
-    scored = [(s, i, m) for i in pool.by_pattern.get(stoichiometry_pattern(counts), [])
+    scored = [(s, i, m) for i in pool.by_pattern.get(stoichiometry_pattern(counts), []) if keep is None or keep(i)
               for s, m in site_assignments(counts, pool.counts[i], per_prototype)]
     out, seen = [], set()
     for s, i, m in sorted(scored, key=lambda x: -x[0]):

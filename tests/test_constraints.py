@@ -100,6 +100,19 @@ def test_symmetry_and_formula_together(general):
     assert all(a.info.get('template_spacegroup', 0) >= 195 for a in atoms)       # drawn inside a cubic template
 
 
+def test_a_formula_no_template_holds_gets_a_subgroup_of_the_asked_system(general):
+    # the cubic 9-atom templates have orbits 2 + 1 + 6 or 1 + 1 + 3 + 4; NaCaIrH6 needs 1 + 1 + 1 + 6: F-43m of Fm-3m
+    from crystal_tutorial.chameleon import crystal_system_of
+    from crystal_tutorial.prompts import PromptWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', PromptWarning)                          # no "generated without the symmetry"
+        atoms = general.sample('Cubic crystal structure of NaCaH6Ir', n_atoms=9, n_samples=2, steps=20, seed=0,
+                               route='diffusion')
+    assert all(sorted(a.get_chemical_symbols()) == ['Ca', 'H', 'H', 'H', 'H', 'H', 'H', 'Ir', 'Na'] for a in atoms)
+    assert all(195 <= a.info['template_spacegroup'] < 225 for a in atoms)       # a cubic subgroup of Fm-3m
+    assert all(crystal_system_of(a) == 'cubic' for a in atoms)
+
+
 def test_a_cell_size_without_whole_units_is_refused_before_sampling(composition):
     with pytest.raises(PromptError, match='whole formula units'):
         composition.sample('SrTiO3', n_atoms=7, n_samples=1, steps=5, route='diffusion')
