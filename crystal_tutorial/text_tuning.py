@@ -26,9 +26,10 @@ from .clip import (
     crystal_texts, load_crystal_clip, pca_2d)
 
 # %% auto #0
-__all__ = ['EIGHT_GROUPS', 'ROLE_TEMPLATES', 'SHIPPED_TUNED_MODELS', 'REFERENCE_TEXTS', 'lecture_group', 'role_texts',
-           'element_compound_texts', 'tuning_texts', 'PolymorphBatches', 'polymorph_pairs', 'tokenize',
-           'TunedCrystalCLIP', 'texts_as_is', 'tuned_loss', 'TokenizedTexts', 'TextTuningConfig', 'tuned_clip_learner',
+__all__ = ['EIGHT_GROUPS', 'FIGURE_Z', 'ROLE_TEMPLATES', 'GROUP_TEXTS', 'ROLE_HELD_OUT', 'SHIPPED_TUNED_MODELS',
+           'REFERENCE_TEXTS', 'lecture_group', 'role_texts', 'element_compound_texts', 'tuning_texts',
+           'PolymorphBatches', 'polymorph_pairs', 'tokenize', 'TunedCrystalCLIP', 'texts_as_is', 'tuned_loss',
+           'TokenizedTexts', 'element_texts', 'RoleAlignment', 'TunedLoss', 'TextTuningConfig', 'tuned_clip_learner',
            'save_tuned_clip', 'load_tuned_clip', 'same_group_accuracy', 'silhouette', 'plot_group_panels',
            'polymorph_sets', 'polymorph_retrieval']
 
@@ -40,6 +41,9 @@ def lecture_group(z: int) -> str:
     "Element `z`'s group among the lecture's eight: `element_group`, lanthanides and actinides as transition metals."
     g = element_group(z)
     return 'transition metal' if g in ('lanthanide', 'actinide') else g
+
+# the figure's elements: H … Rn without La–Lu (lanthanides folded into one group would win by size alone)
+FIGURE_Z = tuple(z for z in range(1, 87) if element_group(z) not in ('lanthanide', 'actinide'))
 
 # %% ../nbs/07a_text_tuning.ipynb #bd00fcad
 _PLURAL = {'noble gas': 'noble gases'}
@@ -228,6 +232,48 @@ class TokenizedTexts(torch.utils.data.Dataset):
 
     def __getitem__(self, i): return self.__getitems__([i])
 
+# %% ../nbs/07a_text_tuning.ipynb #26000d2e
+GROUP_TEXTS = tuple(_article(g.replace('alkaline earth', 'alkaline-earth')) for g in EIGHT_GROUPS)
+
+def _every_third(zs) -> frozenset:
+    by = {}
+    for z in zs: by.setdefault(lecture_group(z), []).append(z)
+    return frozenset(z for group in by.values() for k, z in enumerate(group) if k % 3 == 1)
+
+ROLE_HELD_OUT = _every_third(FIGURE_Z)        # elements whose texts the role loss never sees
+
+def element_texts(z: int) -> list:
+    "An element's texts in the figure's three forms: symbol, name, 'a compound of {name}'."
+    from pymatgen.core import Element
+    e = Element.from_Z(z)
+    return [e.symbol, e.long_name.lower(), f'a compound of {e.long_name.lower()}']
+
+class RoleAlignment:
+    "The text-against-text term: element texts (H–Pu, less `held_out`) against the eight `GROUP_TEXTS`."
+    def __init__(self, tokenizer, n_per_step: int = 32, seed: int = 0, held_out=ROLE_HELD_OUT):
+        pairs = [(t, EIGHT_GROUPS.index(lecture_group(z))) for z in range(1, 95) if z not in held_out
+                 for t in element_texts(z)]
+        self.texts, self.labels = [t for t, _ in pairs], torch.tensor([g for _, g in pairs])
+        self.ids, self.mask = tokenize(tokenizer, self.texts)
+        self.group_ids, self.group_mask = tokenize(tokenizer, list(GROUP_TEXTS))
+        self.n, self.generator = n_per_step, torch.Generator().manual_seed(seed)
+
+    def loss(self, model: TunedCrystalCLIP) -> Tensor:
+        "L_role on `n_per_step` element texts drawn at random."
+        k = torch.randint(len(self.texts), (self.n,), generator=self.generator)
+        e, g = model.encode_tokens(self.ids[k], self.mask[k]), model.encode_tokens(self.group_ids, self.group_mask)
+        return F.cross_entropy(model.scale() * e @ g.T, self.labels[k].to(e.device))
+
+class TunedLoss:
+    "Loss function for the core `Learner`: CLIP's loss, plus λ · L_role while training when λ > 0."
+    def __init__(self, roles: RoleAlignment | None = None, weight: float = 0.0):
+        self.roles, self.weight = roles, weight
+    def __call__(self, model: TunedCrystalCLIP, batch) -> dict:
+        out = tuned_loss(model, batch)
+        if self.roles is None or self.weight == 0 or not model.training: return out
+        role = self.roles.loss(model)
+        return {**out, 'loss': out['loss'] + self.weight * role, 'role_loss': role.detach()}
+
 # %% ../nbs/07a_text_tuning.ipynb #0b46be06
 @dataclass
 class TextTuningConfig(Config):
@@ -240,6 +286,8 @@ class TextTuningConfig(Config):
     batch_size: int = 128
     epochs: int = 6
     polymorph_batches: bool = True    # polymorphs of a formula in the same batch (hard negatives)
+    role_weight: float = 1.0          # λ of the text-against-text role loss (0: none)
+    role_texts: int = 32              # element texts in the role loss per step
     templates: tuple = tuple(TRAIN_TEMPLATES) + ROLE_TEMPLATES
     max_tokens: int = 48
     seed: int = 0
@@ -248,6 +296,7 @@ class TextTuningConfig(Config):
         self.templates = tuple(self.templates)
         if not 0 <= self.tuned_layers <= 6: raise ValueError(f"tuned_layers must be in 0..6, got {self.tuned_layers}")
         if self.batch_size < 2: raise ValueError(f"batch_size must be at least 2, got {self.batch_size}")
+        if not self.role_weight >= 0: raise ValueError(f"role_weight must be >= 0, got {self.role_weight}")
         unknown = sorted(set(self.templates) - set(TRAIN_TEMPLATES) - set(ROLE_TEMPLATES))
         if unknown: raise ValueError(f"unknown templates {unknown}: use TRAIN_TEMPLATES or ROLE_TEMPLATES")
 
@@ -275,7 +324,9 @@ def tuned_clip_learner(config: TextTuningConfig, train: TokenizedTexts, valid: T
     opt = lambda params, lr: torch.optim.AdamW([{'params': clip_params, 'lr': lr},
                                                 {'params': text_params, 'lr': config.text_lr}],
                                                lr=lr, weight_decay=config.weight_decay)
-    learn = Learner(model, train_dl, valid_dl, tuned_loss, lr=config.lr, opt_func=opt, device=device)
+    roles = RoleAlignment(model.text.tokenizer, config.role_texts, config.seed) if config.role_weight else None
+    loss = TunedLoss(roles, config.role_weight)
+    learn = Learner(model, train_dl, valid_dl, loss, lr=config.lr, opt_func=opt, device=device)
     learn.cbs = [CosineSchedule(learn, config.epochs)]
     learn.config = config
     return learn
@@ -321,10 +372,13 @@ def load_tuned_clip(name_or_path='mp_mix_20', device=None) -> TunedCrystalCLIP:
     return model.to(get_device(device))
 
 # %% ../nbs/07a_text_tuning.ipynb #790cf7b2
-def same_group_accuracy(emb: Tensor, groups: list) -> float:
+def same_group_accuracy(emb: Tensor, groups: list,
+                        queries=None,  # indices of the points asked about (default all); neighbours: all
+                        ) -> float:
     "Fraction of points whose nearest other point (cosine) has the same group."
     e = F.normalize(torch.as_tensor(emb, dtype=torch.float32), dim=1); s = e @ e.T; s.fill_diagonal_(-2)
-    return float(np.mean([groups[j] == groups[i] for i, j in enumerate(s.argmax(1).tolist())]))
+    nearest = s.argmax(1).tolist()
+    return float(np.mean([groups[nearest[i]] == groups[i] for i in (range(len(groups)) if queries is None else queries)]))
 
 def silhouette(emb: Tensor, groups: list) -> float:
     "Mean silhouette (b − a) / max(a, b) with cosine distance; points alone in their group count 0 (as sklearn)."
