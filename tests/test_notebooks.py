@@ -31,3 +31,11 @@ def test_notebook_runs_in_fast_mode(nb):
 @pytest.mark.parametrize('nb', NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_is_small_enough_to_read_online(nb):
     assert nb.stat().st_size < MAX_NOTEBOOK_BYTES, f"{nb.name} is {nb.stat().st_size / 2**20:.1f} MB; keep it under 3 MB"
+
+
+@pytest.mark.parametrize('nb', NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_outputs_name_no_local_folder(nb):
+    sys.path.insert(0, str(ROOT / 'scripts'))
+    from clean_outputs import local_paths
+    found = local_paths(nb)
+    assert not found, f"{nb.name} outputs name local folders (run python scripts/clean_outputs.py): {found[:3]}"
