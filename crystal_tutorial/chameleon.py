@@ -302,7 +302,8 @@ def sample_prototypes(self: Chameleon, prompt: str, n_atoms, n_samples: int, sym
         cands = rank(retrieve(counts, pool, n=max(PROTOTYPES_RANKED, 2 * n_samples), keep=fits))
     else:
         many = 10 * n_samples if (n_atoms or system) else 2 * n_samples
-        cands = [c for c in element_candidates(reading.elements, n_atoms, n=max(many, 10)) if wanted(c.spacegroup)]
+        cands = element_candidates(reading.elements, n_atoms, n=max(many, 10))
+        cands = [c for c in cands if wanted(c.spacegroup)]
     atoms = [a for a in (_proto_atoms(c, prompt, n_atoms) for c in cands) if a is not None]
     return atoms[:n_samples]
 
@@ -359,7 +360,7 @@ def _redraw(atoms_list: list, frames, draw, retries: int):
 SUBGROUP_SEARCH = 30
 
 def _subgroup_template(pool, candidates, counts: dict, rng):
-    "A template of a subgroup of one of `candidates` (07c) in the same crystal system that holds `counts`; or None."
+    "A subgroup template (07c) of one of `candidates`, in its crystal system, that holds `counts`; or None."
     # the most common templates first; each offers its most symmetric fitting subgroup
     found = []
     for i in sorted(candidates, key=lambda i: -pool.counts[i])[:SUBGROUP_SEARCH]:

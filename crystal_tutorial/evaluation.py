@@ -525,7 +525,8 @@ def _as_composition(x):
 _MP_REFERENCES = '2023-02-07-mp-elemental-reference-entries.json.gz'   # MP's elemental reference energies
 _MP20_HULLS = 'lemat_genbench_mp20_hulls'                              # MP-20 phases, formation energies
 HULL_FORMAT = 'crystal_tutorial.mp_hull_reference/1'                   # the shipped file's format tag
-SHIPPED_HULL = WEIGHTS_DIR / 'mp_hull_reference.npz'   # MP-20 phases without held-out ones (build_hull_reference.py)
+# MP-20 phases without held-out ones (scripts/build_hull_reference.py)
+SHIPPED_HULL = WEIGHTS_DIR / 'mp_hull_reference.npz'
 
 def _hull_root(root=None) -> Path:
     "The folder of hull reference data: `root`, else <datasets>/mp_hull; an EvaluationError if it is missing."
@@ -564,11 +565,13 @@ def _read_shipped_hull(path: Path) -> tuple[dict, pd.DataFrame]:
         with np.load(path, allow_pickle=False) as z: a = {k: z[k] for k in z.files}
         if str(a['format']) != HULL_FORMAT: raise ValueError(f"unknown format {a['format']}")
         mu = {str(e): float(v) for e, v in zip(a['elements'], a['mu'])}
-        table = pd.DataFrame({'material_id': a['material_ids'].astype(str), 'formula': a['formulas'].astype(str),
+        table = pd.DataFrame({'material_id': a['material_ids'].astype(str),
+                              'formula': a['formulas'].astype(str),
                               'formation_energy_per_atom': a['formation_energy_per_atom'].astype(np.float64)})
         if len(mu) == 0 or not len(table) == len(a['formation_energy_per_atom']): raise ValueError('empty')
     except Exception as e:
-        raise EvaluationError(f"{path.name} is not a readable hull reference ({type(e).__name__}: {e}); rebuild it "
+        raise EvaluationError(f"{path.name} is not a readable hull reference ({type(e).__name__}: {e}); "
+                              "rebuild it "
                               "with scripts/build_hull_reference.py or restore it with `git checkout`") from None
     return mu, table
 
@@ -581,7 +584,8 @@ def _by_chemsys(ids, compositions, formation_energies) -> defaultdict:
 
 class ConvexHull:
     "A convex hull of Materials Project (MP-20) formation energies, built per chemical system on demand."
-    def __init__(self, root=None):  # 'shipped', 'datasets', a folder or a .npz (default: datasets, else shipped)
+    def __init__(self,
+                 root=None):  # 'shipped', 'datasets', a folder or a .npz (default: datasets, else shipped)
         from pymatgen.core import Composition
         src = _hull_source(root)
         if src.suffix == '.npz':

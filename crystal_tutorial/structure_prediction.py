@@ -323,8 +323,8 @@ def retrieve(composition,
     # `keep` filters before the best `n` are chosen, so that a wanted crystal system or cell size
     # reaches past the most probable prototypes of other systems
     counts, pool = parse_composition(composition), pool if pool is not None else load_prototype_pool()
-    scored = [(s, i, m) for i in pool.by_pattern.get(stoichiometry_pattern(counts), []) if keep is None or keep(i)
-              for s, m in site_assignments(counts, pool.counts[i], per_prototype)]
+    same = [i for i in pool.by_pattern.get(stoichiometry_pattern(counts), []) if keep is None or keep(i)]
+    scored = [(s, i, m) for i in same for s, m in site_assignments(counts, pool.counts[i], per_prototype)]
     out, seen = [], set()
     for s, i, m in sorted(scored, key=lambda x: -x[0]):
         label = pool.wyckoff_sites(i, m)

@@ -34,11 +34,11 @@ __all__ = ['EIGHT_GROUPS', 'FIGURE_Z', 'ROLE_TEMPLATES', 'GROUP_TEXTS', 'ROLE_HE
            'polymorph_sets', 'polymorph_retrieval']
 
 # %% ../nbs/07a_text_tuning.ipynb #959a7aba
-EIGHT_GROUPS = ('alkali metal', 'alkaline earth metal', 'transition metal', 'post-transition metal', 'metalloid',
-                'nonmetal', 'halogen', 'noble gas')
+EIGHT_GROUPS = ('alkali metal', 'alkaline earth metal', 'transition metal', 'post-transition metal',
+                'metalloid', 'nonmetal', 'halogen', 'noble gas')
 
 def lecture_group(z: int) -> str:
-    "Element `z`'s group among the lecture's eight: `element_group`, lanthanides and actinides as transition metals."
+    "Element `z`'s group of the lecture's eight: `element_group`, lanthanides/actinides as transition metals."
     g = element_group(z)
     return 'transition metal' if g in ('lanthanide', 'actinide') else g
 
@@ -63,7 +63,7 @@ def _role_list(symbols: list) -> str:
     return parts[0] if len(parts) == 1 else ', '.join(parts[:-1]) + ' and ' + parts[-1]
 
 def role_texts(facts: dict) -> dict:
-    "Element-role texts of a crystal's facts: {'roles': 'an oxide of an alkali metal and a transition metal', 'roles_system': ...}."
+    "Element-role texts: {'roles': 'an oxide of an alkali metal and a transition metal', 'roles_system': …}."
     symbols, kind = facts['elements'].split(), facts.get('compound_class')
     if kind == 'element' or len(symbols) == 1:
         text = 'an elemental ' + _role_list(symbols).split(' ', 1)[1]
@@ -78,13 +78,13 @@ def role_texts(facts: dict) -> dict:
 ROLE_TEMPLATES = ('roles', 'roles_system', 'element_compounds')
 
 def element_compound_texts(facts: dict) -> list:
-    "'a compound of strontium' for each element of a compound (none for an element): texts that many crystals share."
+    "'a compound of strontium' per element of a compound (none for an element): texts many crystals share."
     from pymatgen.core import Element
     symbols = facts['elements'].split()
     return [] if len(symbols) == 1 else [f'a compound of {Element(s).long_name.lower()}' for s in symbols]
 
 def tuning_texts(facts: dict, templates=tuple(TRAIN_TEMPLATES) + ROLE_TEMPLATES) -> list:
-    "A crystal's training texts: chapter 07's templates (`crystal_texts`), the role texts and 'a compound of …' among `templates`."
+    "A crystal's training texts (`templates`): chapter 07's (`crystal_texts`), role texts, 'a compound of …'."
     texts = list(crystal_texts(facts, [t for t in templates if t in TRAIN_TEMPLATES]).values())
     texts += [v for k, v in role_texts(facts).items() if k in templates]
     if 'element_compounds' in templates: texts += element_compound_texts(facts)
@@ -92,18 +92,20 @@ def tuning_texts(facts: dict, templates=tuple(TRAIN_TEMPLATES) + ROLE_TEMPLATES)
 
 # %% ../nbs/07a_text_tuning.ipynb #c4b74320
 class PolymorphBatches(torch.utils.data.Sampler):
-    "Batches of crystal indices in which the polymorphs of a formula sit together: hard negatives for each other."
+    "Batches of crystal indices where a formula's polymorphs sit together: hard negatives for each other."
     def __init__(self, formulas: list, batch_size: int, seed: int = 0, drop_last: bool = True):
         groups = {}
         for i, f in enumerate(formulas): groups.setdefault(f, []).append(i)
-        self.groups, self.batch_size, self.seed, self.drop_last = list(groups.values()), batch_size, seed, drop_last
+        self.groups, self.batch_size = list(groups.values()), batch_size
+        self.seed, self.drop_last = seed, drop_last
         self.epoch = 0                                                        # a new order each epoch
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch); self.epoch += 1
         order = [self.groups[k] for k in torch.randperm(len(self.groups), generator=g).tolist()]
-        flat = [i for grp in order for i in (grp if len(grp) == 1 else
-                                             [grp[j] for j in torch.randperm(len(grp), generator=g).tolist()])]
+        flat = [i for grp in order
+                for i in (grp if len(grp) == 1 else
+                          [grp[j] for j in torch.randperm(len(grp), generator=g).tolist()])]
         for s in range(0, len(flat), self.batch_size):
             batch = flat[s:s + self.batch_size]
             if len(batch) == self.batch_size or not self.drop_last or s == 0: yield batch
@@ -126,7 +128,8 @@ def tokenize(tokenizer, texts: list, max_tokens: int = 48) -> tuple:
     for k, e in enumerate(enc):
         n = min(int(sum(e.attention_mask)), T)
         ids[k, :n] = torch.tensor(e.ids[:n]); mask[k, :n] = True
-        if n == T and sum(e.attention_mask) > T: ids[k, n - 1] = e.ids[int(sum(e.attention_mask)) - 1]   # [SEP]
+        # a cut text keeps its final [SEP]
+        if n == T and sum(e.attention_mask) > T: ids[k, n - 1] = e.ids[int(sum(e.attention_mask)) - 1]
     return ids, mask
 
 class TunedCrystalCLIP(nn.Module):
@@ -148,7 +151,7 @@ class TunedCrystalCLIP(nn.Module):
     def config(self) -> CrystalCLIPConfig: return self.clip.config
 
     def frozen_states(self, ids: Tensor, mask: Tensor) -> Tensor:
-        "Token states [B, T, 384] after the frozen embeddings and lower layers (no gradient: computable once)."
+        "Token states [B, T, 384] after frozen embeddings and lower layers (no gradient: computable once)."
         t, k = self.text, len(self.text.layers) - self.tuned_layers
         with torch.no_grad():
             x = t.norm(t.token(ids) + t.position.weight[:ids.shape[1]] + t.segment.weight[0])
@@ -156,7 +159,7 @@ class TunedCrystalCLIP(nn.Module):
         return x
 
     def text_features(self, ids: Tensor, mask: Tensor) -> Tensor:
-        "Unit-length sentence vectors [B, 384]: the tuned top layers over the frozen states, mean over tokens."
+        "Unit sentence vectors [B, 384]: the tuned top layers over the frozen states, mean over tokens."
         ids, mask = ids.to(self.device), mask.to(self.device)
         x = self.frozen_states(ids, mask)
         for layer in self.text.layers[len(self.text.layers) - self.tuned_layers:]: x = layer(x, mask)
@@ -172,16 +175,18 @@ class TunedCrystalCLIP(nn.Module):
         "Unit vectors [n, embed_dim] (CPU) of `texts`, in batches of similar length."
         texts = [texts] if isinstance(texts, str) else list(texts)
         for t in texts:
-            if not isinstance(t, str) or not t.strip(): raise ValueError(f"cannot embed {t!r}: give non-empty texts")
+            if not isinstance(t, str) or not t.strip():
+                raise ValueError(f"cannot embed {t!r}: give non-empty texts")
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out = torch.zeros(len(texts), self.embed_dim)
         for s in range(0, len(texts), batch_size):
             rows = order[s:s + batch_size]
-            out[rows] = self.encode_tokens(*tokenize(self.text.tokenizer, [texts[i] for i in rows], 256)).float().cpu()
+            out[rows] = self.encode_tokens(
+                *tokenize(self.text.tokenizer, [texts[i] for i in rows], 256)).float().cpu()
         return out
 
     def encode_text_embeddings(self, texts) -> Tensor:
-        "`encode_texts`, under the name chapter 07's functions call (their text 'cache' is then `texts_as_is`)."
+        "`encode_texts`, by the name chapter 07's functions call (their text 'cache' is then `texts_as_is`)."
         return self.encode_texts(texts)
 
     def encode_crystals(self, crystals) -> Tensor: return self.clip.encode_crystals(crystals)
@@ -189,7 +194,8 @@ class TunedCrystalCLIP(nn.Module):
 
     def forward(self, crystals, ids: Tensor, mask: Tensor, text_ids: Tensor | None = None) -> dict:
         "The symmetric InfoNCE loss of a batch of (crystal, tokenized text) pairs, the text side trained too."
-        return {**clip_loss(self.encode_crystals(crystals), self.encode_tokens(ids, mask), self.scale(), text_ids),
+        return {**clip_loss(self.encode_crystals(crystals), self.encode_tokens(ids, mask),
+                            self.scale(), text_ids),
                 'temperature': 1 / self.scale().detach()}
 
     def delta_state(self) -> dict:
@@ -199,7 +205,7 @@ class TunedCrystalCLIP(nn.Module):
         return {n: v.detach().cpu() for n, v in self.state_dict().items() if n.startswith(keep)}
 
 def texts_as_is(texts) -> list:
-    "The 'cache' to give chapter 07's `zero_shot_crystal_system`/`embed_prompts` with a tuned model: texts pass through."
+    "The 'cache' for chapter 07's `zero_shot_crystal_system`/`embed_prompts` with a tuned model: texts as is."
     return [texts] if isinstance(texts, str) else list(texts)
 
 def tuned_loss(model: TunedCrystalCLIP, batch) -> dict:
@@ -208,12 +214,13 @@ def tuned_loss(model: TunedCrystalCLIP, batch) -> dict:
 
 # %% ../nbs/07a_text_tuning.ipynb #25cbe238
 class TokenizedTexts(torch.utils.data.Dataset):
-    "Crystals paired with texts as token ids: each item pairs a crystal with one of its texts, drawn at random."
+    "Crystals with texts as token ids: each item pairs a crystal with one of its texts, drawn at random."
     def __init__(self, ds: CrystalDataset, texts: list, tokenizer,
                  formulas: list | None = None,  # each crystal's reduced formula, for `PolymorphBatches`
                  max_tokens: int = 48, seed: int = 0):
         if len(texts) != len(ds):
-            raise ValueError(f"got texts for {len(texts)} crystals but the dataset has {len(ds)}: give one list per crystal")
+            raise ValueError(f"got texts for {len(texts)} crystals but the dataset has {len(ds)}: "
+                             "give one list per crystal")
         if any(not t for t in texts): raise ValueError("every crystal needs at least one text")
         self.ds, self.texts, self.formulas = ds, [list(t) for t in texts], formulas
         self.vocab = list(dict.fromkeys(t for ts in self.texts for t in ts))
@@ -261,7 +268,8 @@ class RoleAlignment:
     def loss(self, model: TunedCrystalCLIP) -> Tensor:
         "L_role on `n_per_step` element texts drawn at random."
         k = torch.randint(len(self.texts), (self.n,), generator=self.generator)
-        e, g = model.encode_tokens(self.ids[k], self.mask[k]), model.encode_tokens(self.group_ids, self.group_mask)
+        e = model.encode_tokens(self.ids[k], self.mask[k])
+        g = model.encode_tokens(self.group_ids, self.group_mask)
         return F.cross_entropy(model.scale() * e @ g.T, self.labels[k].to(e.device))
 
 class TunedLoss:
@@ -278,7 +286,8 @@ class TunedLoss:
 @dataclass
 class TextTuningConfig(Config):
     "The fine-tuning run: where the crystal side starts, how much of the text side learns, the batches."
-    init: str = 'mp_mix_20'           # a shipped Crystal CLIP (chapter 07) or a checkpoint path; '' starts afresh
+    # a shipped Crystal CLIP (chapter 07) or a checkpoint path; '' starts afresh
+    init: str = 'mp_mix_20'
     tuned_layers: int = 2             # top BERT layers of MiniLM that learn (of 6)
     lr: float = 3e-4                  # crystal encoder, projections, temperature
     text_lr: float = 1e-4             # the tuned BERT layers
@@ -294,7 +303,8 @@ class TextTuningConfig(Config):
 
     def __post_init__(self):
         self.templates = tuple(self.templates)
-        if not 0 <= self.tuned_layers <= 6: raise ValueError(f"tuned_layers must be in 0..6, got {self.tuned_layers}")
+        if not 0 <= self.tuned_layers <= 6:
+            raise ValueError(f"tuned_layers must be in 0..6, got {self.tuned_layers}")
         if self.batch_size < 2: raise ValueError(f"batch_size must be at least 2, got {self.batch_size}")
         if not self.role_weight >= 0: raise ValueError(f"role_weight must be >= 0, got {self.role_weight}")
         unknown = sorted(set(self.templates) - set(TRAIN_TEMPLATES) - set(ROLE_TEMPLATES))
@@ -306,25 +316,30 @@ def _start_clip(config: TextTuningConfig, clip_config: CrystalCLIPConfig | None)
 
 def tuned_clip_learner(config: TextTuningConfig, train: TokenizedTexts, valid: TokenizedTexts | None = None,
                        clip_config: CrystalCLIPConfig | None = None, device=None) -> Learner:
-    "A Learner: the crystal side from `config.init`, a fresh MiniLM with its top layers trainable, AdamW in two groups, cosine decay."
+    "Learner: `config.init`'s crystal side, fresh MiniLM, top layers trainable, 2-group AdamW, cosine decay."
     torch.manual_seed(config.seed)
-    model = TunedCrystalCLIP(_start_clip(config, clip_config), MiniLM.from_folder(_package_folder()), config.tuned_layers)
+    model = TunedCrystalCLIP(_start_clip(config, clip_config), MiniLM.from_folder(_package_folder()),
+                             config.tuned_layers)
     formulas = train.formulas
     if config.polymorph_batches and formulas is not None:
-        train_dl = torch.utils.data.DataLoader(train, batch_sampler=PolymorphBatches(formulas, config.batch_size, config.seed),
-                                               collate_fn=lambda b: b)
+        train_dl = torch.utils.data.DataLoader(
+            train, batch_sampler=PolymorphBatches(formulas, config.batch_size, config.seed),
+            collate_fn=lambda b: b)
     else:
-        train_dl = torch.utils.data.DataLoader(train, batch_size=config.batch_size, shuffle=True, collate_fn=lambda b: b,
+        train_dl = torch.utils.data.DataLoader(train, batch_size=config.batch_size, shuffle=True,
+                                               collate_fn=lambda b: b,
                                                drop_last=len(train) > config.batch_size,
                                                generator=torch.Generator().manual_seed(config.seed))
     valid_dl = (torch.utils.data.DataLoader(valid, batch_size=config.batch_size, collate_fn=lambda b: b,
-                                            drop_last=len(valid) > config.batch_size) if valid is not None else None)
+                                            drop_last=len(valid) > config.batch_size)
+                if valid is not None else None)
     text_params = [p for p in model.text.parameters() if p.requires_grad]
     clip_params = [p for p in model.clip.parameters() if p.requires_grad]
     opt = lambda params, lr: torch.optim.AdamW([{'params': clip_params, 'lr': lr},
                                                 {'params': text_params, 'lr': config.text_lr}],
                                                lr=lr, weight_decay=config.weight_decay)
-    roles = RoleAlignment(model.text.tokenizer, config.role_texts, config.seed) if config.role_weight else None
+    roles = (RoleAlignment(model.text.tokenizer, config.role_texts, config.seed)
+             if config.role_weight else None)
     loss = TunedLoss(roles, config.role_weight)
     learn = Learner(model, train_dl, valid_dl, loss, lr=config.lr, opt_func=opt, device=device)
     learn.cbs = [CosineSchedule(learn, config.epochs)]
@@ -333,42 +348,52 @@ def tuned_clip_learner(config: TextTuningConfig, train: TokenizedTexts, valid: T
 
 # %% ../nbs/07a_text_tuning.ipynb #cd476089
 SHIPPED_TUNED_MODELS = {'mp_mix_20': 'crystal_clip_tuned.pt'}
-REFERENCE_TEXTS = ('Ti O S', 'tetragonal TiO2', 'orthorhombic TiO2', 'an oxide of an alkaline-earth metal and a transition metal',
+REFERENCE_TEXTS = ('Ti O S', 'tetragonal TiO2', 'orthorhombic TiO2',
+                   'an oxide of an alkaline-earth metal and a transition metal',
                    'Cubic crystal structure of SrTiO3 compound')
 
-def save_tuned_clip(path, model: TunedCrystalCLIP, config: TextTuningConfig, half: bool = True, **extra) -> Path:
-    "Only the delta over the packaged MiniLM (tuned layers in fp16 if `half`), configurations, and the embeddings of `REFERENCE_TEXTS`."
+def save_tuned_clip(path, model: TunedCrystalCLIP, config: TextTuningConfig, half: bool = True,
+                    **extra) -> Path:
+    "Only the delta over packaged MiniLM (tuned layers fp16 if `half`), configs, embedded `REFERENCE_TEXTS`."
     delta = model.delta_state()
-    if half: delta = {k: v.half() if k.startswith('text.') and v.is_floating_point() else v for k, v in delta.items()}
+    if half: delta = {k: v.half() if k.startswith('text.') and v.is_floating_point() else v
+                      for k, v in delta.items()}
     check = _assemble(delta, asdict(model.clip.config), model.tuned_layers)     # what a loader will get
-    return save_checkpoint(path, None, delta={'model': delta}, config=asdict(config), clip_config=asdict(model.clip.config),
-                           tuned_layers=model.tuned_layers, base='all-MiniLM-L6-v2', text_dtype='float16' if half else 'float32',
+    return save_checkpoint(path, None, delta={'model': delta}, config=asdict(config),
+                           clip_config=asdict(model.clip.config), tuned_layers=model.tuned_layers,
+                           base='all-MiniLM-L6-v2', text_dtype='float16' if half else 'float32',
                            reference_texts=list(REFERENCE_TEXTS),
                            reference_embeddings=check.encode_texts(list(REFERENCE_TEXTS)), **extra)
 
-def _assemble(delta: dict, clip_config: dict, tuned_layers: int, source: str = 'the delta') -> TunedCrystalCLIP:
+def _assemble(delta: dict, clip_config: dict, tuned_layers: int,
+              source: str = 'the delta') -> TunedCrystalCLIP:
     "The packaged MiniLM with `delta` applied over it (fp16 tensors back to float32)."
-    model = TunedCrystalCLIP(CrystalCLIP(CrystalCLIPConfig.from_dict(clip_config)), MiniLM.from_folder(_package_folder()),
-                             tuned_layers)
+    model = TunedCrystalCLIP(CrystalCLIP(CrystalCLIPConfig.from_dict(clip_config)),
+                             MiniLM.from_folder(_package_folder()), tuned_layers)
     full = model.state_dict()
     extra = sorted(set(delta) - set(full))
-    if extra: raise CheckpointError(f"{source} has weights the model lacks ({extra[0]}): it was saved from another model")
+    if extra: raise CheckpointError(f"{source} has weights the model lacks ({extra[0]}): "
+                                    "it was saved from another model")
     missing = sorted(set(model.delta_state()) - set(delta))
     if missing: raise CheckpointError(f"{source} lacks the weight {missing[0]}: it is incomplete")
     full.update({k: v.float() if v.is_floating_point() else v for k, v in delta.items()})
     return load_weights(model, full, source).eval()
 
 def load_tuned_clip(name_or_path='mp_mix_20', device=None) -> TunedCrystalCLIP:
-    "The fine-tuned Crystal CLIP: the package's all-MiniLM-L6-v2 with the shipped (or given) delta applied, offline."
-    path = resolve_weights(name_or_path, SHIPPED_TUNED_MODELS, 'tuned Crystal CLIP',
-                           lambda n, p: f"python scripts/train_text_tuning.py --dataset mp_mix_20 --split train --out {p}")
+    "The fine-tuned Crystal CLIP: the package's all-MiniLM-L6-v2 plus the shipped (or given) delta, offline."
+    path = resolve_weights(
+        name_or_path, SHIPPED_TUNED_MODELS, 'tuned Crystal CLIP',
+        lambda n, p: f"python scripts/train_text_tuning.py --dataset mp_mix_20 --split train --out {p}")
     state = load_checkpoint(path)
     for key in ('delta', 'clip_config', 'tuned_layers'):
-        if key not in state: raise CheckpointError(f"{str(path)!r} has no {key!r}: it is not a tuned Crystal CLIP delta")
-    try: model = _assemble(state['delta']['model'], state['clip_config'], int(state['tuned_layers']), f"the delta {str(path)!r}")
+        if key not in state:
+            raise CheckpointError(f"{str(path)!r} has no {key!r}: it is not a tuned Crystal CLIP delta")
+    try: model = _assemble(state['delta']['model'], state['clip_config'], int(state['tuned_layers']),
+                           f"the delta {str(path)!r}")
     except (ValueError, TypeError, KeyError) as e:
         if isinstance(e, CheckpointError): raise
-        raise CheckpointError(f"the delta {str(path)!r} does not fit ({e}): save it again with save_tuned_clip") from None
+        raise CheckpointError(f"the delta {str(path)!r} does not fit ({e}): "
+                              "save it again with save_tuned_clip") from None
     return model.to(get_device(device))
 
 # %% ../nbs/07a_text_tuning.ipynb #790cf7b2
@@ -378,10 +403,11 @@ def same_group_accuracy(emb: Tensor, groups: list,
     "Fraction of points whose nearest other point (cosine) has the same group."
     e = F.normalize(torch.as_tensor(emb, dtype=torch.float32), dim=1); s = e @ e.T; s.fill_diagonal_(-2)
     nearest = s.argmax(1).tolist()
-    return float(np.mean([groups[nearest[i]] == groups[i] for i in (range(len(groups)) if queries is None else queries)]))
+    queries = range(len(groups)) if queries is None else queries
+    return float(np.mean([groups[nearest[i]] == groups[i] for i in queries]))
 
 def silhouette(emb: Tensor, groups: list) -> float:
-    "Mean silhouette (b − a) / max(a, b) with cosine distance; points alone in their group count 0 (as sklearn)."
+    "Mean silhouette (b − a) / max(a, b), cosine distance; points alone in their group count 0 (as sklearn)."
     e = F.normalize(torch.as_tensor(emb, dtype=torch.float64), dim=1)
     d = (1 - e @ e.T).clamp(min=0).numpy()
     labels = np.array(groups); names = sorted(set(groups))
@@ -397,7 +423,7 @@ def silhouette(emb: Tensor, groups: list) -> float:
 
 def plot_group_panels(embeddings: dict, groups: list, labels: list | None = None, scores: dict | None = None,
                       title: str = ''):
-    "One PCA panel per entry of `embeddings` [n, d], coloured by group, axes labelled with their explained variance."
+    "One PCA panel per `embeddings` entry [n, d], coloured by group, axes labelled with explained variance."
     fig, axs = plt.subplots(1, len(embeddings), figsize=(5.2 * len(embeddings), 4.4), squeeze=False)
     colors = dict(zip(EIGHT_GROUPS, plt.get_cmap('tab10').colors))
     for ax, (name, e) in zip(axs[0], embeddings.items()):
@@ -407,7 +433,8 @@ def plot_group_panels(embeddings: dict, groups: list, labels: list | None = None
         for g in EIGHT_GROUPS:
             sel = [i for i, h in enumerate(groups) if h == g]
             if sel: ax.scatter(xy[sel, 0], xy[sel, 1], color=colors[g], s=30, edgecolor='k', lw=0.3, label=g)
-        for (px, py), l in zip(xy, labels or []): ax.annotate(l, (px, py), fontsize=6, xytext=(2, 2), textcoords='offset points')
+        for (px, py), l in zip(xy, labels or []):
+            ax.annotate(l, (px, py), fontsize=6, xytext=(2, 2), textcoords='offset points')
         sub = f"\nNN same group {scores[name][0]:.0%}, silhouette {scores[name][1]:+.2f}" if scores else ''
         ax.set(title=name + sub, xlabel=f'PC 1 ({frac[0]:.0%} of variance)', ylabel=f'PC 2 ({frac[1]:.0%})')
     axs[0, -1].legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1))
@@ -422,8 +449,9 @@ def polymorph_sets(facts: list, min_size: int = 2) -> dict:
     return {k: v for k, v in groups.items() if len(v) >= min_size}
 
 @torch.no_grad()
-def polymorph_retrieval(model, facts: list, crystal_emb: Tensor, embed_texts, template: str = 'system_formula') -> dict:
-    "Text → crystal among each formula's polymorphs: top-1 (the chosen crystal fits the text) and guessing's expected top-1."
+def polymorph_retrieval(model, facts: list, crystal_emb: Tensor, embed_texts,
+                        template: str = 'system_formula') -> dict:
+    "Text → crystal among each formula's polymorphs: top-1 (pick fits the text), guessing's expected top-1."
     from crystal_tutorial.clip import fill_template
     hits, chance, n = [], [], 0
     for formula, idx in polymorph_sets(facts).items():
@@ -434,4 +462,5 @@ def polymorph_retrieval(model, facts: list, crystal_emb: Tensor, embed_texts, te
         for q, p in enumerate(pick):
             hits.append(texts[p] == texts[q]); chance.append(sum(t == texts[q] for t in texts) / len(texts))
         n += 1
-    return {'top1': float(np.mean(hits)), 'chance': float(np.mean(chance)), 'queries': len(hits), 'formulas': n}
+    return {'top1': float(np.mean(hits)), 'chance': float(np.mean(chance)), 'queries': len(hits),
+            'formulas': n}

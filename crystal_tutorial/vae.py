@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .autoencoders import bernoulli_nll, dense_decoder, dense_encoder
+from .autoencoders import bernoulli_nll, decode_all, dense_decoder, dense_encoder, encode_all
 from .core import get_device
 
 # %% auto #0
