@@ -238,7 +238,7 @@ class SampleOptions:
     guidance_scale: float = 1.0          # classifier-free guidance: 0 unconditional, 1 conditional, > 1 more
     steps: int | None = DEFAULT_STEPS    # of the model's 1,000 (None: all)
     seed: int | None = None
-    step_lr: float | None = None         # the corrector's γ (None: the model's; 0: predictor only)
+    step_lr: float | None = None         # the corrector's γ (None: the model's, 0 beyond its trained cells)
     restrict_elements: bool = True       # exactly the prompt's elements
     charge_balanced: bool = True         # in proportions SMACT balances, where any exist
     follow_formula: bool = True          # whole units of a formula the prompt gives (chapter 07c)
@@ -483,8 +483,12 @@ def sample_batch(self: Chameleon, prompts: list, num_atoms, **options):
     constraints, templates = self.constraints_for(prompts, num_atoms, opts)
     gen = torch.Generator().manual_seed(opts.seed) if opts.seed is not None else None
     cond = self.embed(list(prompts)).to(self.device)
+    # cells larger than the trained ones: no corrector, faster and more often valid there
+    # (benchmarks/bench_large_cells.py --corrector; large_cell_measures.json)
+    beyond = max(num_atoms) > self.trained_max_atoms
+    step_lr = 0.0 if opts.step_lr is None and beyond else opts.step_lr
     out = sample_crystals(self.diffusion, num_atoms=torch.tensor(num_atoms), cond=cond,
-                          constraints=constraints, generator=gen, steps=opts.steps, step_lr=opts.step_lr,
+                          constraints=constraints, generator=gen, steps=opts.steps, step_lr=step_lr,
                           guidance_scale=float(opts.guidance_scale), progress=opts.progress,
                           trajectory_every=1 if opts.return_trajectory else None)
     crystals, trajectory = out if opts.return_trajectory else (out, None)
