@@ -133,3 +133,19 @@ def test_cli_bad_formula_requests(tmp_path, argv, message):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and 'Traceback' not in r.stderr
     assert not out.exists()
+
+
+def test_cells_beyond_the_trained_ones_skip_the_corrector(general, monkeypatch):
+    # the general model's own corrector on its trained sizes (step_lr None: the model's), none beyond unless asked
+    from crystal_tutorial import chameleon
+    seen, real = [], chameleon.sample_crystals
+    def spy(*args, **kwargs):
+        seen.append(kwargs['step_lr'])
+        return real(*args, **{**kwargs, 'steps': 2})
+    monkeypatch.setattr(chameleon, 'sample_crystals', spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        for n, step_lr in ((8, None), (24, None), (24, 1e-5)):
+            general.sample('Ti O', n_atoms=n, n_samples=1, seed=0, route='diffusion', retries=0, step_lr=step_lr)
+    assert general.trained_max_atoms == 20
+    assert seen == [None, 0.0, 1e-5]
