@@ -98,8 +98,8 @@ def main(argv=None):
         print(name, json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in res.items()}), flush=True)
     if a.record:
         doc = json.loads(MEASURES.read_text()) if MEASURES.exists() else {}
-        which = f'first {a.n_prompts}' if not a.skip else f'prompts {a.skip + 1}-{a.skip + a.n_prompts}'
-        key = f'mp_40_chemeleon test, {which} prompts x {a.n_samples}, steps {a.steps}, step_lr {a.step_lr:g}'
+        which = f'first {a.n_prompts} prompts' if not a.skip else f'prompts {a.skip + 1}-{a.skip + a.n_prompts}'
+        key = f'mp_40_chemeleon test, {which} x {a.n_samples}, steps {a.steps}, step_lr {a.step_lr:g}'
         entry = doc.setdefault(key, dict(model='chameleon_general.pt', results={}))
         entry['results'].update(out)                            # settings measured before are kept
         entry.setdefault('commands', [entry.pop('command')] if 'command' in entry else []).append(
