@@ -67,6 +67,30 @@ def resume_learner(learn, state_path) -> float:
     return elapsed
 
 
+def config_overrides(args, config_class) -> dict:
+    "The configuration fields given on the command line; `--templates` as a tuple of names."
+    from dataclasses import fields
+    out = {f.name: getattr(args, f.name) for f in fields(config_class)
+           if f.name != 'templates' and getattr(args, f.name, None) is not None}
+    if getattr(args, 'templates', None):
+        out['templates'] = tuple(t.strip() for t in args.templates.split(',') if t.strip())
+    return out
+
+
+def saved_or_new_config(state_path, config_class, overrides: dict, new):
+    "The saved configuration when resuming (only `epochs` may change; other overrides are named and ignored), else new()."
+    from dataclasses import replace
+    from crystal_tutorial.core import load_checkpoint, set_seed
+    if not state_path.exists():
+        set_seed(overrides.get('seed', 0))
+        return new()
+    config = config_class.from_dict(load_checkpoint(state_path)['config'])
+    if 'epochs' in overrides: config = replace(config, epochs=overrides['epochs'])
+    ignored = sorted(k for k in overrides if k != 'epochs' and overrides[k] != getattr(config, k))
+    if ignored: print(f'note: resuming keeps the saved configuration; ignoring {ignored}')
+    return config
+
+
 def validation_split(n: int, valid_fraction: float) -> tuple:
     "(training indices, validation indices) of n crystals: a fixed permutation (seed 1234), the first `valid_fraction` held out. benchmarks/tune_step_lr.py rebuilds the same held-out crystals with it."
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(1234))

@@ -18,15 +18,15 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, fields
 
 import torch
 
 from crystal_tutorial.clip import (CrystalCLIPConfig, CrystalTextDataset, TextEmbeddingCache, crystal_clip_learner, dataset_facts,
                                    pair_texts, save_crystal_clip)
-from crystal_tutorial.core import fit_with_budget, load_checkpoint, set_seed
+from crystal_tutorial.core import fit_with_budget
 from crystal_tutorial.crystal_diffusion import config_for_data
-from _run import load_split, others_stop, resume_learner, run_parser, run_setup, validation_split
+from _run import config_overrides, saved_or_new_config, load_split, others_stop, resume_learner, run_parser, run_setup, validation_split
 
 DATA_FITTED = ('lattice_scale', 'max_atoms')
 
@@ -52,19 +52,10 @@ data = dict(dataset=args.dataset, split=args.split, limit=args.limit, crystals=l
             valid=n_valid, sha256=getattr(ds, 'info', {}).get('sha256'))
 print(f'{args.dataset}/{args.split}: {len(train_ds):,} training and {n_valid:,} validation crystals; device {device} ({hardware})')
 
-overrides = {f.name: getattr(args, f.name) for f in fields(CrystalCLIPConfig) if f.name != 'templates' and getattr(args, f.name) is not None}
-if args.templates: overrides['templates'] = tuple(t.strip() for t in args.templates.split(',') if t.strip())
+overrides = config_overrides(args, CrystalCLIPConfig)
 command = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)
 elapsed, resume = 0.0, state_path.exists()
-if resume:
-    saved = load_checkpoint(state_path)
-    config = CrystalCLIPConfig.from_dict(saved['config'])
-    if 'epochs' in overrides: config = replace(config, epochs=overrides['epochs'])
-    ignored = sorted(k for k in overrides if k != 'epochs' and overrides[k] != getattr(config, k))
-    if ignored: print(f'note: resuming keeps the saved configuration; ignoring {ignored}')
-else:
-    set_seed(overrides.get('seed', 0))
-    config = config_for_data(train_ds, CrystalCLIPConfig, **overrides)
+config = saved_or_new_config(state_path, CrystalCLIPConfig, overrides, lambda: config_for_data(train_ds, CrystalCLIPConfig, **overrides))
 
 cache = TextEmbeddingCache()
 t0 = time.time()

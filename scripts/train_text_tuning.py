@@ -20,15 +20,15 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, fields
 
 import torch
 
 from crystal_tutorial.clip import MiniLM, _package_folder, dataset_facts
-from crystal_tutorial.core import fit_with_budget, load_checkpoint, set_seed
+from crystal_tutorial.core import fit_with_budget
 from crystal_tutorial.text_tuning import (TextTuningConfig, TokenizedTexts, polymorph_pairs, save_tuned_clip,
                                           tuned_clip_learner, tuning_texts)
-from _run import load_split, others_stop, resume_learner, run_parser, run_setup, validation_split
+from _run import config_overrides, saved_or_new_config, load_split, others_stop, resume_learner, run_parser, run_setup, validation_split
 
 p = run_parser(__doc__, dataset='mp_mix_20', split='train')
 for f in fields(TextTuningConfig):
@@ -50,19 +50,10 @@ train_ds, valid_ds = ds.subset(train_idx), (ds.subset(valid_idx) if len(valid_id
 data = dict(dataset=args.dataset, split=args.split, limit=args.limit, crystals=len(ds), train=len(train_ds),
             valid=len(valid_idx), sha256=getattr(ds, 'info', {}).get('sha256'))
 
-overrides = {f.name: getattr(args, f.name) for f in fields(TextTuningConfig) if f.name != 'templates' and getattr(args, f.name) is not None}
-if args.templates: overrides['templates'] = tuple(t.strip() for t in args.templates.split(',') if t.strip())
+overrides = config_overrides(args, TextTuningConfig)
 command = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)
 elapsed, resume = 0.0, state_path.exists()
-if resume:
-    saved = load_checkpoint(state_path)
-    config = TextTuningConfig.from_dict(saved['config'])
-    if 'epochs' in overrides: config = replace(config, epochs=overrides['epochs'])
-    ignored = sorted(k for k in overrides if k != 'epochs' and overrides[k] != getattr(config, k))
-    if ignored: print(f'note: resuming keeps the saved configuration; ignoring {ignored}')
-else:
-    set_seed(overrides.get('seed', 0))
-    config = TextTuningConfig(**overrides)
+config = saved_or_new_config(state_path, TextTuningConfig, overrides, lambda: TextTuningConfig(**overrides))
 
 tokenizer = MiniLM.from_folder(_package_folder()).tokenizer
 t0 = time.time()
