@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from .core import InputError, data_dir, file_sha256, project_root
-from .core import CheckpointError, load_checkpoint, save_checkpoint, write_atomic
+from .core import CheckpointError, _first_line, load_checkpoint, save_checkpoint, write_atomic
 
 # %% auto #0
 __all__ = ['IONIC_RADII', 'DATASETS_ENV', 'CDVAE_URL', 'DOWNLOADABLE', 'CDVAE_SHA256', 'sha256_file', 'CACHE_FORMAT',
@@ -33,10 +33,11 @@ __all__ = ['IONIC_RADII', 'DATASETS_ENV', 'CDVAE_URL', 'DOWNLOADABLE', 'CDVAE_SH
            'lattice_from_params', 'lattice_to_params', 'Crystal', 'min_image_vectors', 'distance_matrix',
            'niggli_reduce', 'make_toy_crystals', 'with_boundary_atoms', 'plot_crystal', 'plot_crystals', 'owner_index',
            'CrystalDataset', 'toy_dataset', 'DatasetError', 'ChecksumError', 'download_file', 'datasets_root',
-           'dataset_csv', 'MalformedRowWarning', 'parse_cif', 'cache_path', 'load_csv', 'load_dataset', 'scatter_sum',
-           'scatter_mean', 'scatter_max', 'CrystalBatch', 'collate_crystals', 'fully_connected_edges', 'PeriodicGraph',
-           'radius_graph_pbc', 'pymatgen_edges', 'edge_mismatches', 'Visualizer', 'crystal_system', 'spacegroup_symbol',
-           'element_group', 'space_group_numbers', 'element_presence', 'plot_dataset_stats']
+           'dataset_csv', 'MalformedRowWarning', 'parse_cif', 'cache_path', 'load_csv', 'load_dataset',
+           'load_mp_crystals', 'scatter_sum', 'scatter_mean', 'scatter_max', 'CrystalBatch', 'collate_crystals',
+           'fully_connected_edges', 'PeriodicGraph', 'radius_graph_pbc', 'pymatgen_edges', 'edge_mismatches',
+           'Visualizer', 'crystal_system', 'spacegroup_symbol', 'element_group', 'space_group_numbers',
+           'element_presence', 'plot_dataset_stats']
 
 # %% ../nbs/04_crystals.ipynb #95ab9726
 def _as_float(x, dtype=None) -> Tensor:
@@ -781,6 +782,20 @@ def load_dataset(name: str, split: str = 'train', root=None, download: bool = Tr
     "A dataset by name: 'toy' (made by code), or `<name>/<split>.csv` (`dataset_csv`) parsed by `load_csv`."
     if name == 'toy': return toy_dataset()
     return load_csv(dataset_csv(name, split, root, download), **kwargs)
+
+def load_mp_crystals(split: str = 'train',
+                     download: bool = True,  # fetch CDVAE's MP-20 once when no local copy is found
+                     **kwargs,               # passed to `load_csv`
+                    ) -> CrystalDataset | None:
+    "MP crystals of ≤ 20 atoms: the local `mp_mix_20`, else CDVAE's MP-20 (downloaded), else None."
+    # for the chapters that need real crystals; None (and a warning): use the toy crystals
+    try: return load_dataset('mp_mix_20', split, download=False, **kwargs)
+    except DatasetError: pass
+    try: return load_dataset('mp_20', split, download=download, **kwargs)
+    except DatasetError as e:
+        warnings.warn(f"no Materials Project crystals ({_first_line(e)})")
+        return None
+
 
 # %% ../nbs/04_crystals.ipynb #47f5f477
 def _expand_index(index: Tensor, src: Tensor) -> Tensor:
