@@ -1,0 +1,69 @@
+"""Train a CDVAE (notebook 06f) on a dataset split.
+
+    python scripts/train_cdvae.py --dataset carbon_24 --split val --prop energy_per_atom --epochs 100 \\
+        --max-minutes 25 --threads 1 --out crystal_tutorial/weights/cdvae_carbon24.pt
+
+Every field of `CDVAEConfig` is an option (`--latent-dim`, `--beta`, `--hidden`, ...); `lattice_scale` and
+`max_atoms` are fitted to the data unless given. A fraction of the split is held out for validation
+(`--valid-fraction`, the same permutation as the other training scripts), so the test split stays untouched.
+
+The run is resumable: after every epoch the full training state goes to `<out>.last.pt` (or `--state`), and
+the same command continues from it; `--max-minutes` stops cleanly after a time budget. At the end (or when the
+budget is spent) `--out` gets a compact checkpoint for `load_cdvae`: weights, configuration, history,
+training time, hardware, data and command.
+"""
+import json
+import shlex
+import sys
+from dataclasses import asdict, fields
+
+import torch
+
+from crystal_tutorial.cdvae import CDVAEConfig, cdvae_learner
+from crystal_tutorial.core import fit_with_budget, save_checkpoint
+from crystal_tutorial.crystal_diffusion import config_for_data, save_training_state
+from _run import (config_overrides, load_split, resume_learner, run_parser, run_setup, saved_or_new_config,
+                  validation_split)
+
+DATA_FITTED = ('lattice_scale', 'max_atoms')
+
+p = run_parser(__doc__, dataset='carbon_24', split='val')
+for f in fields(CDVAEConfig):
+    default = 'fitted to the data' if f.name in DATA_FITTED else f.default
+    p.add_argument('--' + f.name.replace('_', '-'), type=type(f.default), default=None,
+                   help=f'configuration: {f.name} (default {default})')
+
+
+def main():
+    args = p.parse_args()
+    out, state_path, device, hardware = run_setup(args)
+    ds = load_split(args)
+    train_idx, valid_idx = validation_split(len(ds), args.valid_fraction)
+    train_ds, valid_ds = ds.subset(train_idx), (ds.subset(valid_idx) if len(valid_idx) else None)
+    data = dict(dataset=args.dataset, split=args.split, limit=args.limit, crystals=len(ds),
+                train=len(train_ds), valid=len(valid_idx), sha256=getattr(ds, 'info', {}).get('sha256'))
+    print(f'{args.dataset}/{args.split}: {len(train_ds):,} training and {len(valid_idx):,} validation '
+          f'crystals; {device} ({hardware})')
+    overrides = config_overrides(args, CDVAEConfig)
+    command = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)
+    config = saved_or_new_config(state_path, CDVAEConfig, overrides,
+                                 lambda: config_for_data(train_ds, CDVAEConfig, **overrides))
+    learn = cdvae_learner(config, train_ds, valid_ds, device=device)
+    elapsed = resume_learner(learn, state_path) if state_path.exists() else 0.0
+    print('configuration:', json.dumps(asdict(config)))
+    print(f'{sum(q.numel() for q in learn.model.parameters()):,} parameters')
+    save = lambda sec: save_training_state(learn, state_path, elapsed=sec, data=data, command=command,
+                                           hardware=hardware, model_class='CDVAE')
+    budget = args.max_minutes * 60 if args.max_minutes is not None else None
+    seconds = fit_with_budget(learn, config.epochs, save, budget, elapsed, log=lambda m: print(m, flush=True))
+    complete = learn.epoch >= config.epochs
+    save_checkpoint(out, learn.model, model_class='CDVAE', config=asdict(config), history=learn.history,
+                    epochs_done=learn.epoch, complete=complete, train_seconds=seconds, hardware=hardware,
+                    data=data, command=command, torch_version=str(torch.__version__))
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB) after {learn.epoch} epochs, "
+          f"{seconds / 60:.1f} min"
+          + ('' if complete else f'; not finished: run the same command again to resume from {state_path}'))
+
+
+if __name__ == '__main__':
+    main()
