@@ -253,13 +253,16 @@ class CSPNet(nn.Module):
         self.type_out = nn.Linear(hidden, n_types)
 
     def forward(self, types_t: Tensor, frac_t: Tensor, lattice_t: Tensor, num_atoms: Tensor, batch: Tensor,
-                t: Tensor, cond: Tensor | None = None) -> dict:
+                t: Tensor, cond: Tensor | None = None, layer_bias: list | None = None) -> dict:
+        "`layer_bias`: one [B, hidden] vector per layer, added to h before it (chapter 06g's adapters)."
         emb = self.time_mlp(timestep_embedding(t, self.time_dim))                    # [B, hidden]
         if self.cond_in is not None:
             emb = emb + self.cond_in(cond if cond is not None else emb.new_zeros(len(emb), self.cond_dim))
         h = self.atom_in(torch.cat([self.type_in(types_t), emb[batch]], -1))       # h_i^0
         gram, edges = lattice_invariants(lattice_t), fully_connected_edges(num_atoms, self_loops=True)
-        for layer in self.layers: h = layer(h, frac_t, gram, edges, batch)
+        for k, layer in enumerate(self.layers):
+            if layer_bias is not None: h = h + layer_bias[k][batch]
+            h = layer(h, frac_t, gram, edges, batch)
         h = self.norm(h)
         phi = self.lattice_out(scatter_mean(h, batch, len(num_atoms))).view(-1, 3, 3)
         return {'lattice': phi @ lattice_t,                      # ε̂_L = φ_L L: rotates with the lattice
