@@ -96,3 +96,14 @@ def validation_split(n: int, valid_fraction: float) -> tuple:
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(1234))
     n_valid = int(round(valid_fraction * n))
     return perm[n_valid:], perm[:n_valid]
+
+
+def split_for_training(args, ds, min_valid: int = 1) -> tuple:
+    """(train_idx, valid_idx, train_ds, valid_ds, data): `ds` with --valid-fraction held out (`validation_split`; valid_ds
+    is None with fewer than `min_valid` crystals) and what a checkpoint records of the data."""
+    train_idx, valid_idx = validation_split(len(ds), args.valid_fraction)
+    train_ds = ds.subset(train_idx)
+    valid_ds = ds.subset(valid_idx) if len(valid_idx) >= min_valid else None
+    data = dict(dataset=args.dataset, split=args.split, limit=args.limit, crystals=len(ds), train=len(train_ds),
+                valid=len(valid_idx), sha256=getattr(ds, 'info', {}).get('sha256'))
+    return train_idx, valid_idx, train_ds, valid_ds, data

@@ -23,7 +23,7 @@ from crystal_tutorial.cdvae import CDVAEConfig, cdvae_learner
 from crystal_tutorial.core import fit_with_budget, save_checkpoint
 from crystal_tutorial.crystal_diffusion import config_for_data, save_training_state
 from _run import (config_overrides, load_split, resume_learner, run_parser, run_setup, saved_or_new_config,
-                  validation_split)
+                  split_for_training)
 
 DATA_FITTED = ('lattice_scale', 'max_atoms')
 
@@ -38,10 +38,7 @@ def main():
     args = p.parse_args()
     out, state_path, device, hardware = run_setup(args)
     ds = load_split(args)
-    train_idx, valid_idx = validation_split(len(ds), args.valid_fraction)
-    train_ds, valid_ds = ds.subset(train_idx), (ds.subset(valid_idx) if len(valid_idx) else None)
-    data = dict(dataset=args.dataset, split=args.split, limit=args.limit, crystals=len(ds),
-                train=len(train_ds), valid=len(valid_idx), sha256=getattr(ds, 'info', {}).get('sha256'))
+    _, valid_idx, train_ds, valid_ds, data = split_for_training(args, ds)
     print(f'{args.dataset}/{args.split}: {len(train_ds):,} training and {len(valid_idx):,} validation '
           f'crystals; {device} ({hardware})')
     overrides = config_overrides(args, CDVAEConfig)

@@ -29,7 +29,7 @@ from crystal_tutorial.chameleon import PROMPT_TEMPLATES, chameleon_learner, cond
 from crystal_tutorial.clip import TextEmbeddingCache, dataset_facts, load_crystal_clip
 from crystal_tutorial.core import fit_with_budget, load_checkpoint, set_seed
 from crystal_tutorial.crystal_diffusion import CrystalDiffusionConfig, config_for_data
-from _run import load_split, others_stop, resume_learner, run_parser, run_setup, validation_split
+from _run import load_split, others_stop, resume_learner, run_parser, run_setup, split_for_training
 DATA_FITTED = ('lattice_scale', 'lattice_clip', 'max_atoms')
 DEFAULTS = dict(task='dng', batch_size=64, epochs=30, step_lr=1e-5, p_uncond=0.1)
 
@@ -44,12 +44,10 @@ args = p.parse_args()
 out, state_path, device, hardware = run_setup(args)
 ds = load_split(args)
 facts = dataset_facts(ds)
-train_idx, valid_idx = validation_split(len(ds), args.valid_fraction)
+train_idx, valid_idx, train_ds, valid_ds, data = split_for_training(args, ds)
 n_valid = len(valid_idx)
-train_ds, valid_ds = ds.subset(train_idx), (ds.subset(valid_idx) if n_valid else None)
 templates = PROMPT_TEMPLATES[args.kind]
-data = dict(dataset=args.dataset, split=args.split, limit=args.limit, crystals=len(ds), train=len(train_ds), valid=n_valid,
-            templates=list(templates), sha256=getattr(ds, 'info', {}).get('sha256'))
+data['templates'] = list(templates)
 print(f'{args.dataset}/{args.split}: {len(train_ds):,} training and {n_valid:,} validation crystals; device {device} ({hardware})')
 
 clip = load_crystal_clip(args.clip, device='cpu')

@@ -26,7 +26,8 @@ from crystal_tutorial.clip import (CrystalCLIPConfig, CrystalTextDataset, TextEm
                                    pair_texts, save_crystal_clip)
 from crystal_tutorial.core import fit_with_budget
 from crystal_tutorial.crystal_diffusion import config_for_data
-from _run import config_overrides, saved_or_new_config, load_split, others_stop, resume_learner, run_parser, run_setup, validation_split
+from _run import (config_overrides, load_split, others_stop, resume_learner, run_parser, run_setup, saved_or_new_config,
+                  split_for_training)
 
 DATA_FITTED = ('lattice_scale', 'max_atoms')
 
@@ -45,11 +46,8 @@ ds = load_split(args)
 t0 = time.time()
 facts = dataset_facts(ds)
 print(f'facts of {len(ds):,} crystals in {time.time() - t0:.0f} s')
-train_idx, valid_idx = validation_split(len(ds), args.valid_fraction)
+train_idx, valid_idx, train_ds, valid_ds, data = split_for_training(args, ds, min_valid=2)
 n_valid = len(valid_idx)
-train_ds, valid_ds = ds.subset(train_idx), (ds.subset(valid_idx) if n_valid >= 2 else None)
-data = dict(dataset=args.dataset, split=args.split, limit=args.limit, crystals=len(ds), train=len(train_ds),
-            valid=n_valid, sha256=getattr(ds, 'info', {}).get('sha256'))
 print(f'{args.dataset}/{args.split}: {len(train_ds):,} training and {n_valid:,} validation crystals; device {device} ({hardware})')
 
 overrides = config_overrides(args, CrystalCLIPConfig)

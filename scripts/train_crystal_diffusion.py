@@ -26,7 +26,7 @@ import torch
 from crystal_tutorial.core import fit_with_budget, save_checkpoint, set_seed
 from crystal_tutorial.crystal_diffusion import (CrystalDiffusionConfig, config_for_data, crystal_diffusion_learner,
                                                 resume_training, save_training_state)
-from _run import load_split, others_stop, run_parser, run_setup, validation_split
+from _run import load_split, others_stop, run_parser, run_setup, split_for_training
 
 DATA_FITTED = ('lattice_scale', 'lattice_clip', 'max_atoms')
 
@@ -40,11 +40,8 @@ args = p.parse_args()
 
 out, state_path, device, hardware = run_setup(args)
 ds = load_split(args)
-train_idx, valid_idx = validation_split(len(ds), args.valid_fraction)
+_, valid_idx, train_ds, valid_ds, data = split_for_training(args, ds)
 n_valid = len(valid_idx)
-train_ds, valid_ds = ds.subset(train_idx), (ds.subset(valid_idx) if n_valid else None)
-data = dict(dataset=args.dataset, split=args.split, limit=args.limit, crystals=len(ds), train=len(train_ds),
-            valid=n_valid, sha256=getattr(ds, 'info', {}).get('sha256'))
 print(f'{args.dataset}/{args.split}: {len(train_ds):,} training and {n_valid:,} validation crystals; device {device} ({hardware})')
 
 overrides = {f.name: getattr(args, f.name) for f in fields(CrystalDiffusionConfig) if getattr(args, f.name) is not None}

@@ -24,7 +24,7 @@ import torch
 from crystal_tutorial.core import fit_with_budget, load_checkpoint, save_checkpoint, set_seed
 from crystal_tutorial.crystal_diffusion import CrystalDiffusionConfig, config_for_data, save_training_state
 from crystal_tutorial.flow_matching import crystal_flow_learner
-from _run import load_split, resume_learner, run_parser, run_setup, validation_split
+from _run import load_split, resume_learner, run_parser, run_setup, split_for_training
 
 DATA_FITTED = ('lattice_scale', 'lattice_clip', 'max_atoms')
 
@@ -39,10 +39,7 @@ def main():
     args = p.parse_args()
     out, state_path, device, hardware = run_setup(args)
     ds = load_split(args)
-    train_idx, valid_idx = validation_split(len(ds), args.valid_fraction)
-    train_ds, valid_ds = ds.subset(train_idx), (ds.subset(valid_idx) if len(valid_idx) else None)
-    data = dict(dataset=args.dataset, split=args.split, limit=args.limit, crystals=len(ds), train=len(train_ds),
-                valid=len(valid_idx), sha256=getattr(ds, 'info', {}).get('sha256'))
+    _, valid_idx, train_ds, valid_ds, data = split_for_training(args, ds)
     print(f'{args.dataset}/{args.split}: {len(train_ds):,} training and {len(valid_idx):,} validation crystals; {device} ({hardware})')
     overrides = {f.name: getattr(args, f.name) for f in fields(CrystalDiffusionConfig)
                  if getattr(args, f.name, None) is not None}

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from crystal_tutorial.autoencoders import load_mnist
-from crystal_tutorial.core import get_device, load_checkpoint, save_checkpoint, set_seed
+from crystal_tutorial.core import get_device, save_checkpoint, set_seed
 from crystal_tutorial.diffusion import mnist_diffusion_learner
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

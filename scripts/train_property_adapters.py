@@ -21,7 +21,7 @@ from crystal_tutorial.adapters import (add_adapters, adapter_learner, element_fr
                                        save_adapters, with_property)
 from crystal_tutorial.core import fit_with_budget
 from crystal_tutorial.crystal_diffusion import load_crystal_diffusion
-from _run import load_split, resume_learner, run_parser, run_setup, validation_split
+from _run import load_split, resume_learner, run_parser, run_setup, split_for_training
 
 p = run_parser(__doc__, dataset='mp_mix_20', split='train')
 p.add_argument('--base', default='mp_mix_20_dng', help='the shipped unconditional model to adapt')
@@ -46,8 +46,7 @@ def main():
     ds = load_split(args)
     if args.prop not in ds.props:
         p.error(f"{args.dataset}/{args.split} has no property {args.prop!r}: choose one of {sorted(ds.props)}")
-    train_idx, valid_idx = validation_split(len(ds), args.valid_fraction)
-    train_ds, valid_ds = ds.subset(train_idx), ds.subset(valid_idx)
+    *_, train_ds, valid_ds, data = split_for_training(args, ds)
     command = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)
     model = add_adapters(load_crystal_diffusion(args.base), args.prop, args.low, args.high)
     learn = adapter_learner(model, train_ds, valid_ds, args.epochs, args.batch_size, args.lr, device=device)
@@ -62,9 +61,7 @@ def main():
     print(f'judge: mean absolute error {mae:.3f} on {len(with_property(valid_ds, args.prop)):,} held-out crystals')
     complete = learn.epoch >= args.epochs
     save_adapters(out, model, args.base, reg, judge_mae=mae, history=learn.history, epochs_done=learn.epoch,
-                  complete=complete, train_seconds=seconds, hardware=hardware, command=command,
-                  data={'dataset': args.dataset, 'split': args.split, 'train': len(train_ds),
-                        'valid': len(valid_ds), 'sha256': ds.info.get('sha256')})
+                  complete=complete, train_seconds=seconds, hardware=hardware, command=command, data=data)
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB) after {learn.epoch} epochs, {seconds / 60:.1f} min"
           + ('' if complete else f'; not finished: run the same command again to resume from {state_path}'))
 

@@ -28,7 +28,8 @@ from crystal_tutorial.clip import MiniLM, _package_folder, dataset_facts
 from crystal_tutorial.core import fit_with_budget
 from crystal_tutorial.text_tuning import (TextTuningConfig, TokenizedTexts, polymorph_pairs, save_tuned_clip,
                                           tuned_clip_learner, tuning_texts)
-from _run import config_overrides, saved_or_new_config, load_split, others_stop, resume_learner, run_parser, run_setup, validation_split
+from _run import (config_overrides, load_split, others_stop, resume_learner, run_parser, run_setup, saved_or_new_config,
+                  split_for_training)
 
 p = run_parser(__doc__, dataset='mp_mix_20', split='train')
 for f in fields(TextTuningConfig):
@@ -45,10 +46,7 @@ ds = load_split(args)
 t0 = time.time()
 facts = dataset_facts(ds)
 print(f'facts of {len(ds):,} crystals in {time.time() - t0:.0f} s', flush=True)
-train_idx, valid_idx = validation_split(len(ds), args.valid_fraction)
-train_ds, valid_ds = ds.subset(train_idx), (ds.subset(valid_idx) if len(valid_idx) >= 2 else None)
-data = dict(dataset=args.dataset, split=args.split, limit=args.limit, crystals=len(ds), train=len(train_ds),
-            valid=len(valid_idx), sha256=getattr(ds, 'info', {}).get('sha256'))
+train_idx, valid_idx, train_ds, valid_ds, data = split_for_training(args, ds, min_valid=2)
 
 overrides = config_overrides(args, TextTuningConfig)
 command = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)

@@ -8,7 +8,7 @@ entry is a CheckpointError. `--check` only compares, and exits 1 when a file is 
 """
 import argparse, sys
 
-from crystal_tutorial.core import WEIGHTS_DIR, build_weights_manifest, weights_manifest, write_weights_manifest
+from crystal_tutorial.core import build_weights_manifest, weights_manifest, write_weights_manifest
 
 
 def main(argv=None) -> int:
