@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from torch import Tensor, nn
 from .core import (
     WEIGHTS_DIR, CheckpointError, CosineSchedule, Learner, file_sha256, get_device, load_checkpoint,
     load_weights, resolve_weights, save_checkpoint)
-from .crystals import CrystalBatch, CrystalDataset, scatter_sum
+from .crystals import CrystalDataset, scatter_sum
 from .evaluation import composition_validity, structure_validity
 from .crystal_diffusion import (
     CSPNet, CrystalDiffusion, N_ELEMENTS, crystal_loaders, load_crystal_diffusion, sample_crystals)
@@ -193,6 +192,9 @@ def predict_property(reg: CompositionRegressor, crystals) -> np.ndarray:
 def sample_with_property(model: CrystalDiffusion, value: float, n: int, guidance_scale: float = 1.0,
                          generator: torch.Generator | None = None, **settings) -> list:
     "`n` crystals asked to have property `value`, by classifier-free guidance (chapter 03) on the adapters."
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"the asked property value must be a finite number, got {value!r}: "
+                         "for no condition at all, sample the pretrained model with sample_crystals")
     cond = property_condition(torch.full((n,), float(value)))
     return sample_crystals(model, n=n, cond=cond, generator=generator, guidance_scale=guidance_scale,
                            **settings)

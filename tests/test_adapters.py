@@ -68,6 +68,13 @@ def test_shipped_adapters_sample_reproducibly_and_the_condition_matters():
     assert gaps[:2].min() >= 0 and gaps[-1] != gaps[-1]          # a band gap for each crystal, NaN for None
 
 
+@pytest.mark.parametrize('value', [float('nan'), float('inf'), '2 eV', None, True])
+def test_an_asked_value_that_is_not_a_finite_number_is_a_one_line_error(value):
+    with pytest.raises(ValueError, match='finite number') as e:
+        sample_with_property(adapted(), value, 1, steps=2)
+    assert '\n' not in str(e.value)
+
+
 def test_a_damaged_adapters_file_is_a_one_line_error(tmp_path, toy):
     f = save_adapters(tmp_path / 'a.pt', adapted(), 'mp_mix_20_dng')
     f.write_bytes(f.read_bytes()[:2000])
