@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from crystal_tutorial.core import get_device, init_distributed, rank, world_size
+from crystal_tutorial.core import fit_with_budget, get_device, init_distributed, rank, world_size
 from crystal_tutorial.crystals import load_dataset
 
 
@@ -107,3 +107,18 @@ def split_for_training(args, ds, min_valid: int = 1) -> tuple:
     data = dict(dataset=args.dataset, split=args.split, limit=args.limit, crystals=len(ds), train=len(train_ds),
                 valid=len(valid_idx), sha256=getattr(ds, 'info', {}).get('sha256'))
     return train_idx, valid_idx, train_ds, valid_ds, data
+
+
+def fit_in_budget(learn, args, epochs: int, save, elapsed: float = 0.0) -> tuple:
+    """Train `learn` to `epochs` within --max-minutes, calling `save(seconds)` after every epoch; (seconds, complete).
+    Under torchrun only rank 0 returns (the others leave here)."""
+    budget = args.max_minutes * 60 if args.max_minutes is not None else None
+    seconds = fit_with_budget(learn, epochs, save, budget, elapsed, log=lambda m: print(m, flush=True))
+    others_stop()
+    return seconds, learn.epoch >= epochs
+
+
+def say_written(out, learn, seconds: float, complete: bool, state_path):
+    "The last line of a training run: what was written, and how to go on when it is not finished."
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB) after {learn.epoch} epochs, {seconds / 60:.1f} min"
+          + ('' if complete else f'; not finished: run the same command again to resume from {state_path}'))

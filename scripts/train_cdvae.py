@@ -20,10 +20,10 @@ from dataclasses import asdict, fields
 import torch
 
 from crystal_tutorial.cdvae import CDVAEConfig, cdvae_learner
-from crystal_tutorial.core import fit_with_budget, save_checkpoint
+from crystal_tutorial.core import save_checkpoint
 from crystal_tutorial.crystal_diffusion import config_for_data, save_training_state
-from _run import (config_overrides, load_split, resume_learner, run_parser, run_setup, saved_or_new_config,
-                  split_for_training)
+from _run import (config_overrides, fit_in_budget, load_split, resume_learner, run_parser, run_setup,
+                  saved_or_new_config, say_written, split_for_training)
 
 DATA_FITTED = ('lattice_scale', 'max_atoms')
 
@@ -51,15 +51,11 @@ def main():
     print(f'{sum(q.numel() for q in learn.model.parameters()):,} parameters')
     save = lambda sec: save_training_state(learn, state_path, elapsed=sec, data=data, command=command,
                                            hardware=hardware, model_class='CDVAE')
-    budget = args.max_minutes * 60 if args.max_minutes is not None else None
-    seconds = fit_with_budget(learn, config.epochs, save, budget, elapsed, log=lambda m: print(m, flush=True))
-    complete = learn.epoch >= config.epochs
+    seconds, complete = fit_in_budget(learn, args, config.epochs, save, elapsed)
     save_checkpoint(out, learn.model, model_class='CDVAE', config=asdict(config), history=learn.history,
                     epochs_done=learn.epoch, complete=complete, train_seconds=seconds, hardware=hardware,
                     data=data, command=command, torch_version=str(torch.__version__))
-    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB) after {learn.epoch} epochs, "
-          f"{seconds / 60:.1f} min"
-          + ('' if complete else f'; not finished: run the same command again to resume from {state_path}'))
+    say_written(out, learn, seconds, complete, state_path)
 
 
 if __name__ == '__main__':

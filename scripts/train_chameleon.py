@@ -27,9 +27,10 @@ import torch
 
 from crystal_tutorial.chameleon import PROMPT_TEMPLATES, chameleon_learner, conditioned_pairs, save_chameleon
 from crystal_tutorial.clip import TextEmbeddingCache, dataset_facts, load_crystal_clip
-from crystal_tutorial.core import fit_with_budget, load_checkpoint, set_seed
+from crystal_tutorial.core import load_checkpoint, set_seed
 from crystal_tutorial.crystal_diffusion import CrystalDiffusionConfig, config_for_data
-from _run import load_split, others_stop, resume_learner, run_parser, run_setup, split_for_training
+from _run import (fit_in_budget, load_split, resume_learner, run_parser, run_setup, say_written,
+                  split_for_training)
 DATA_FITTED = ('lattice_scale', 'lattice_clip', 'max_atoms')
 DEFAULTS = dict(task='dng', batch_size=64, epochs=30, step_lr=1e-5, p_uncond=0.1)
 
@@ -76,12 +77,8 @@ learn.distribute(seed=config.seed)                      # under torchrun: a shar
 print('configuration:', json.dumps(asdict(config)))
 print(f'{sum(q.numel() for q in model.parameters()):,} parameters')
 
-budget = args.max_minutes * 60 if args.max_minutes is not None else None
-seconds = fit_with_budget(learn, config.epochs, lambda sec: learn.save(state_path, keep_previous=True, config=asdict(config), 
-                                                                       elapsed=sec), budget, elapsed, log=lambda m: print(m, flush=True))
-others_stop()
-complete = learn.epoch >= config.epochs
+save = lambda sec: learn.save(state_path, keep_previous=True, config=asdict(config), elapsed=sec)
+seconds, complete = fit_in_budget(learn, args, config.epochs, save, elapsed)
 save_chameleon(out, learn.model, clip, args.kind, templates, history=learn.history, epochs_done=learn.epoch, complete=complete, train_seconds=seconds, hardware=hardware,
                 data=data, command=command, torch_version=str(torch.__version__))
-print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB) after {learn.epoch} epochs, {seconds / 60:.1f} min"
-      + ('' if complete else f'; not finished: run the same command again to resume from {state_path}'))
+say_written(out, learn, seconds, complete, state_path)

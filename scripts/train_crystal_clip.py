@@ -24,10 +24,9 @@ import torch
 
 from crystal_tutorial.clip import (CrystalCLIPConfig, CrystalTextDataset, TextEmbeddingCache, crystal_clip_learner, dataset_facts,
                                    pair_texts, save_crystal_clip)
-from crystal_tutorial.core import fit_with_budget
 from crystal_tutorial.crystal_diffusion import config_for_data
-from _run import (config_overrides, load_split, others_stop, resume_learner, run_parser, run_setup, saved_or_new_config,
-                  split_for_training)
+from _run import (config_overrides, fit_in_budget, load_split, resume_learner, run_parser, run_setup,
+                  saved_or_new_config, say_written, split_for_training)
 
 DATA_FITTED = ('lattice_scale', 'max_atoms')
 
@@ -71,13 +70,8 @@ learn.distribute(seed=config.seed)                      # under torchrun: a shar
 print('configuration:', json.dumps(asdict(config)))
 print(f'{sum(q.numel() for q in learn.model.parameters() if q.requires_grad):,} trainable parameters')
 
-budget = args.max_minutes * 60 if args.max_minutes is not None else None
-seconds = fit_with_budget(learn, config.epochs, lambda sec: learn.save(state_path, keep_previous=True, config=asdict(config), 
-                                                                       elapsed=sec, data=data, command=command, hardware=hardware),
-                          budget, elapsed, log=lambda m: print(m, flush=True))
-others_stop()
-complete = learn.epoch >= config.epochs
+save = lambda sec: learn.save(state_path, keep_previous=True, config=asdict(config), elapsed=sec, data=data, command=command, hardware=hardware)
+seconds, complete = fit_in_budget(learn, args, config.epochs, save, elapsed)
 save_crystal_clip(out, learn.model, history=learn.history, epochs_done=learn.epoch, complete=complete, train_seconds=seconds,
                   hardware=hardware, data=data, command=command, torch_version=str(torch.__version__))
-print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB) after {learn.epoch} epochs, {seconds / 60:.1f} min"
-      + ('' if complete else f'; not finished: run the same command again to resume from {state_path}'))
+say_written(out, learn, seconds, complete, state_path)

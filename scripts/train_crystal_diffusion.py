@@ -23,10 +23,10 @@ from dataclasses import asdict, fields
 
 import torch
 
-from crystal_tutorial.core import fit_with_budget, save_checkpoint, set_seed
+from crystal_tutorial.core import save_checkpoint, set_seed
 from crystal_tutorial.crystal_diffusion import (CrystalDiffusionConfig, config_for_data, crystal_diffusion_learner,
                                                 resume_training, save_training_state)
-from _run import load_split, others_stop, run_parser, run_setup, split_for_training
+from _run import fit_in_budget, load_split, run_parser, run_setup, say_written, split_for_training
 
 DATA_FITTED = ('lattice_scale', 'lattice_clip', 'max_atoms')
 
@@ -74,12 +74,8 @@ learn.amp = args.amp
 print('configuration:', json.dumps(asdict(config)))
 print(f'{sum(q.numel() for q in learn.model.parameters()):,} parameters')
 
-budget = args.max_minutes * 60 if args.max_minutes is not None else None
-seconds = fit_with_budget(learn, config.epochs, lambda sec: save_training_state(learn, state_path, elapsed=sec, data=data, command=command,
-                                                                                hardware=hardware), budget, elapsed, log=lambda m: print(m, flush=True))
-others_stop()
-complete = learn.epoch >= config.epochs
+save = lambda sec: save_training_state(learn, state_path, elapsed=sec, data=data, command=command, hardware=hardware)
+seconds, complete = fit_in_budget(learn, args, config.epochs, save, elapsed)
 save_checkpoint(out, learn.model, config=asdict(config), history=learn.history, epochs_done=learn.epoch, complete=complete,
                 train_seconds=seconds, hardware=hardware, data=data, command=command, torch_version=str(torch.__version__))
-print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB) after {learn.epoch} epochs, {seconds / 60:.1f} min"
-      + ('' if complete else f'; not finished: run the same command again to resume from {state_path}'))
+say_written(out, learn, seconds, complete, state_path)

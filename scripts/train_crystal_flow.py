@@ -21,10 +21,11 @@ from dataclasses import asdict, fields
 
 import torch
 
-from crystal_tutorial.core import fit_with_budget, load_checkpoint, save_checkpoint, set_seed
+from crystal_tutorial.core import load_checkpoint, save_checkpoint, set_seed
 from crystal_tutorial.crystal_diffusion import CrystalDiffusionConfig, config_for_data, save_training_state
 from crystal_tutorial.flow_matching import crystal_flow_learner
-from _run import load_split, resume_learner, run_parser, run_setup, split_for_training
+from _run import (fit_in_budget, load_split, resume_learner, run_parser, run_setup, say_written,
+                  split_for_training)
 
 DATA_FITTED = ('lattice_scale', 'lattice_clip', 'max_atoms')
 
@@ -58,14 +59,11 @@ def main():
     save = lambda sec: save_training_state(learn, state_path, elapsed=sec, data=data, command=command,
                                            hardware=hardware,
                                            model_class='CrystalFlow')
-    budget = args.max_minutes * 60 if args.max_minutes is not None else None
-    seconds = fit_with_budget(learn, config.epochs, save, budget, elapsed, log=lambda m: print(m, flush=True))
-    complete = learn.epoch >= config.epochs
+    seconds, complete = fit_in_budget(learn, args, config.epochs, save, elapsed)
     save_checkpoint(out, learn.model, model_class='CrystalFlow', config=asdict(config), history=learn.history,
                     epochs_done=learn.epoch, complete=complete, train_seconds=seconds, hardware=hardware, data=data,
                     command=command, torch_version=str(torch.__version__))
-    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB) after {learn.epoch} epochs, {seconds / 60:.1f} min"
-          + ('' if complete else f'; not finished: run the same command again to resume from {state_path}'))
+    say_written(out, learn, seconds, complete, state_path)
 
 
 if __name__ == '__main__':

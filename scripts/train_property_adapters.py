@@ -19,9 +19,9 @@ import torch
 
 from crystal_tutorial.adapters import (add_adapters, adapter_learner, element_fractions, fit_regressor,
                                        save_adapters, with_property)
-from crystal_tutorial.core import fit_with_budget
 from crystal_tutorial.crystal_diffusion import load_crystal_diffusion
-from _run import load_split, resume_learner, run_parser, run_setup, split_for_training
+from _run import (fit_in_budget, load_split, resume_learner, run_parser, run_setup, say_written,
+                  split_for_training)
 
 p = run_parser(__doc__, dataset='mp_mix_20', split='train')
 p.add_argument('--base', default='mp_mix_20_dng', help='the shipped unconditional model to adapt')
@@ -54,16 +54,13 @@ def main():
           f'{sum(q.numel() for q in model.parameters() if q.requires_grad):,} trainable parameters')
     elapsed = resume_learner(learn, state_path) if state_path.exists() else 0.0
     save = lambda sec: learn.save(state_path, keep_previous=True, elapsed=sec)
-    budget = args.max_minutes * 60 if args.max_minutes is not None else None
-    seconds = fit_with_budget(learn, args.epochs, save, budget, elapsed, log=lambda m: print(m, flush=True))
+    seconds, complete = fit_in_budget(learn, args, args.epochs, save, elapsed)
     reg = fit_regressor(train_ds, args.prop)
     mae = judge_mae(reg, valid_ds, args.prop)
     print(f'judge: mean absolute error {mae:.3f} on {len(with_property(valid_ds, args.prop)):,} held-out crystals')
-    complete = learn.epoch >= args.epochs
     save_adapters(out, model, args.base, reg, judge_mae=mae, history=learn.history, epochs_done=learn.epoch,
                   complete=complete, train_seconds=seconds, hardware=hardware, command=command, data=data)
-    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB) after {learn.epoch} epochs, {seconds / 60:.1f} min"
-          + ('' if complete else f'; not finished: run the same command again to resume from {state_path}'))
+    say_written(out, learn, seconds, complete, state_path)
 
 
 if __name__ == '__main__':
