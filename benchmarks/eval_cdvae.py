@@ -11,17 +11,16 @@ crystal_tutorial/weights/cdvae_measures.json with the weights' SHA-256.
 """
 import argparse
 import json
-import shlex
-import sys
 import time
 
 import torch
 
 from crystal_tutorial.cdvae import SHIPPED_CDVAES, load_cdvae, reconstruct, sample
-from crystal_tutorial.core import WEIGHTS_DIR, file_sha256, write_text_atomic
+from crystal_tutorial.core import WEIGHTS_DIR
 from crystal_tutorial.crystal_diffusion import dng_metrics
 from crystal_tutorial.crystals import load_dataset
 from crystal_tutorial.evaluation import csp_metrics, make_matcher, match_targets
+from _record import append_measure
 
 MEASURES = WEIGHTS_DIR / 'cdvae_measures.json'
 
@@ -58,13 +57,7 @@ def main():
     figures.update({'recon_n': len(targets), 'recon_match_rate': rec['match_rate@1'], 'recon_rmse': rec['rmse@1'],
                     's_per_reconstruction': sec})
     print(json.dumps(figures, indent=1))
-    if args.record:
-        entries = json.loads(MEASURES.read_text()) if MEASURES.exists() else []
-        weights = WEIGHTS_DIR / SHIPPED_CDVAES[args.name][0]
-        entries.append({'model': args.name, 'weights_sha256': file_sha256(weights), 'date': time.strftime('%Y-%m-%d'),
-                        'command': 'python ' + ' '.join(shlex.quote(a) for a in sys.argv), 'figures': figures})
-        write_text_atomic(MEASURES, json.dumps(entries, indent=1) + '\n')
-        print(f'recorded in {MEASURES.name}')
+    if args.record: append_measure(MEASURES, args.name, WEIGHTS_DIR / SHIPPED_CDVAES[args.name][0], figures=figures)
 
 
 if __name__ == '__main__':

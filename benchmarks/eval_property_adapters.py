@@ -8,17 +8,15 @@ valid one. Prints a table (mean and median judged gap, share above 0.5 eV, valid
 --record appends it to crystal_tutorial/weights/property_adapter_measures.json with the adapters' SHA-256.
 """
 import argparse
-import json
-import shlex
-import sys
 import time
 
 import numpy as np
 import torch
 
 from crystal_tutorial.adapters import SHIPPED_ADAPTERS, judge_samples, load_adapted, load_judge, sample_with_property
-from crystal_tutorial.core import WEIGHTS_DIR, file_sha256, write_text_atomic
+from crystal_tutorial.core import WEIGHTS_DIR
 from crystal_tutorial.crystal_diffusion import sample_crystals
+from _record import append_measure
 
 MEASURES = WEIGHTS_DIR / 'property_adapter_measures.json'
 
@@ -64,13 +62,7 @@ def main():
                                  args.n, args.bs)
             rows.append(row(judge, crystals, sec, target=y, guidance=w))
             print(rows[-1], flush=True)
-    if args.record:
-        entries = json.loads(MEASURES.read_text()) if MEASURES.exists() else []
-        weights = WEIGHTS_DIR / SHIPPED_ADAPTERS[args.name]
-        entries.append({'model': args.name, 'weights_sha256': file_sha256(weights), 'date': time.strftime('%Y-%m-%d'),
-                        'command': 'python ' + ' '.join(shlex.quote(a) for a in sys.argv), 'rows': rows})
-        write_text_atomic(MEASURES, json.dumps(entries, indent=1) + '\n')
-        print(f'recorded in {MEASURES.name}')
+    if args.record: append_measure(MEASURES, args.name, WEIGHTS_DIR / SHIPPED_ADAPTERS[args.name], rows=rows)
 
 
 if __name__ == '__main__':
