@@ -122,3 +122,15 @@ def say_written(out, learn, seconds: float, complete: bool, state_path):
     "The last line of a training run: what was written, and how to go on when it is not finished."
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB) after {learn.epoch} epochs, {seconds / 60:.1f} min"
           + ('' if complete else f'; not finished: run the same command again to resume from {state_path}'))
+
+
+def add_config_options(p, config_class, fitted=(), defaults=None, skip=()):
+    "One --option per field of `config_class` (not given: the saved, the script's, the fitted or the class's value)."
+    from dataclasses import fields
+    for f in fields(config_class):
+        if f.name in skip: continue
+        shown = (defaults or {}).get(f.name, 'fitted to the data' if f.name in fitted else f.default)
+        kind = ((lambda s: bool(int(s))) if isinstance(f.default, bool) else int if f.default is None
+                else type(f.default))
+        p.add_argument('--' + f.name.replace('_', '-'), type=kind, default=None,
+                       help=f'configuration: {f.name} (default {shown})')

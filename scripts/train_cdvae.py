@@ -15,23 +15,20 @@ training time, hardware, data and command.
 import json
 import shlex
 import sys
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
 import torch
 
 from crystal_tutorial.cdvae import CDVAEConfig, cdvae_learner
 from crystal_tutorial.core import save_checkpoint
 from crystal_tutorial.crystal_diffusion import config_for_data, save_training_state
-from _run import (config_overrides, fit_in_budget, load_split, resume_learner, run_parser, run_setup,
-                  saved_or_new_config, say_written, split_for_training)
+from _run import (add_config_options, config_overrides, fit_in_budget, load_split, resume_learner,
+                  run_parser, run_setup, saved_or_new_config, say_written, split_for_training)
 
 DATA_FITTED = ('lattice_scale', 'max_atoms')
 
 p = run_parser(__doc__, dataset='carbon_24', split='val')
-for f in fields(CDVAEConfig):
-    default = 'fitted to the data' if f.name in DATA_FITTED else f.default
-    p.add_argument('--' + f.name.replace('_', '-'), type=type(f.default), default=None,
-                   help=f'configuration: {f.name} (default {default})')
+add_config_options(p, CDVAEConfig, DATA_FITTED)
 
 
 def main():

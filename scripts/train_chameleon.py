@@ -29,17 +29,15 @@ from crystal_tutorial.chameleon import PROMPT_TEMPLATES, chameleon_learner, cond
 from crystal_tutorial.clip import TextEmbeddingCache, dataset_facts, load_crystal_clip
 from crystal_tutorial.core import load_checkpoint, set_seed
 from crystal_tutorial.crystal_diffusion import CrystalDiffusionConfig, config_for_data
-from _run import (fit_in_budget, load_split, resume_learner, run_parser, run_setup, say_written,
-                  split_for_training)
+from _run import (add_config_options, fit_in_budget, load_split, resume_learner, run_parser, run_setup,
+                  say_written, split_for_training)
 DATA_FITTED = ('lattice_scale', 'lattice_clip', 'max_atoms')
 DEFAULTS = dict(task='dng', batch_size=64, epochs=30, step_lr=1e-5, p_uncond=0.1)
 
 p = run_parser(__doc__, dataset='mp_mix_20', split='train', valid_fraction=0.03)
 p.add_argument('--kind', choices=sorted(PROMPT_TEMPLATES), required=True, help='which prompts to train on')
 p.add_argument('--clip', default='mp_mix_20', help='shipped Crystal CLIP name or checkpoint path whose text side makes the conditions')
-for f in fields(CrystalDiffusionConfig):
-    p.add_argument('--' + f.name.replace('_', '-'), type=type(f.default), default=None,
-                   help=f'configuration: {f.name} (default {DEFAULTS.get(f.name, "fitted to the data" if f.name in DATA_FITTED else f.default)})')
+add_config_options(p, CrystalDiffusionConfig, DATA_FITTED, DEFAULTS)
 args = p.parse_args()
 
 out, state_path, device, hardware = run_setup(args)

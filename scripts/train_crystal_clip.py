@@ -18,26 +18,21 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
 import torch
 
 from crystal_tutorial.clip import (CrystalCLIPConfig, CrystalTextDataset, TextEmbeddingCache, crystal_clip_learner, dataset_facts,
                                    pair_texts, save_crystal_clip)
 from crystal_tutorial.crystal_diffusion import config_for_data
-from _run import (config_overrides, fit_in_budget, load_split, resume_learner, run_parser, run_setup,
-                  saved_or_new_config, say_written, split_for_training)
+from _run import (add_config_options, config_overrides, fit_in_budget, load_split, resume_learner,
+                  run_parser, run_setup, saved_or_new_config, say_written, split_for_training)
 
 DATA_FITTED = ('lattice_scale', 'max_atoms')
 
 p = run_parser(__doc__, dataset='mp_mix_20', split='train')
-for f in fields(CrystalCLIPConfig):
-    if f.name == 'templates':
-        p.add_argument('--templates', default=None, help='comma-separated training templates (default: all of TRAIN_TEMPLATES)')
-        continue
-    kind = (lambda s: bool(int(s))) if isinstance(f.default, bool) else int if f.default is None else type(f.default)
-    p.add_argument('--' + f.name.replace('_', '-'), type=kind, default=None,
-                   help=f'configuration: {f.name} (default {"fitted to the data" if f.name in DATA_FITTED else f.default})')
+p.add_argument('--templates', default=None, help='comma-separated training templates (default: all of TRAIN_TEMPLATES)')
+add_config_options(p, CrystalCLIPConfig, DATA_FITTED, skip=('templates',))
 args = p.parse_args()
 
 out, state_path, device, hardware = run_setup(args)

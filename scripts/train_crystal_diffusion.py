@@ -26,16 +26,15 @@ import torch
 from crystal_tutorial.core import save_checkpoint, set_seed
 from crystal_tutorial.crystal_diffusion import (CrystalDiffusionConfig, config_for_data, crystal_diffusion_learner,
                                                 resume_training, save_training_state)
-from _run import fit_in_budget, load_split, run_parser, run_setup, say_written, split_for_training
+from _run import (add_config_options, fit_in_budget, load_split, run_parser, run_setup, say_written,
+                  split_for_training)
 
 DATA_FITTED = ('lattice_scale', 'lattice_clip', 'max_atoms')
 
 p = run_parser(__doc__, dataset='perov_5', split='val')
 p.add_argument('--init-from', default=None, metavar='CKPT', help='start from the weights and configuration of this checkpoint (fine-tuning; fresh optimizer and schedule)')
 p.add_argument('--amp', action='store_true', help='mixed precision: the loss in bfloat16 autocast; for GPUs (on a CPU without bfloat16 units, 20x slower)')
-for f in fields(CrystalDiffusionConfig):
-    p.add_argument('--' + f.name.replace('_', '-'), type=type(f.default), default=None,
-                   help=f'configuration: {f.name} (default {"fitted to the data" if f.name in DATA_FITTED else f.default})')
+add_config_options(p, CrystalDiffusionConfig, DATA_FITTED)
 args = p.parse_args()
 
 out, state_path, device, hardware = run_setup(args)

@@ -24,16 +24,13 @@ import torch
 from crystal_tutorial.core import load_checkpoint, save_checkpoint, set_seed
 from crystal_tutorial.crystal_diffusion import CrystalDiffusionConfig, config_for_data, save_training_state
 from crystal_tutorial.flow_matching import crystal_flow_learner
-from _run import (fit_in_budget, load_split, resume_learner, run_parser, run_setup, say_written,
-                  split_for_training)
+from _run import (add_config_options, fit_in_budget, load_split, resume_learner, run_parser, run_setup,
+                  say_written, split_for_training)
 
 DATA_FITTED = ('lattice_scale', 'lattice_clip', 'max_atoms')
 
 p = run_parser(__doc__, dataset='perov_5', split='val')
-for f in fields(CrystalDiffusionConfig):
-    if f.name == 'task': continue                                   # structure prediction only
-    p.add_argument('--' + f.name.replace('_', '-'), type=type(f.default), default=None,
-                   help=f'configuration: {f.name} (default {"fitted to the data" if f.name in DATA_FITTED else f.default})')
+add_config_options(p, CrystalDiffusionConfig, DATA_FITTED, skip=('task',))   # structure prediction only
 
 
 def main():

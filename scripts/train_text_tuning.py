@@ -20,23 +20,19 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
 import torch
 
 from crystal_tutorial.clip import MiniLM, _package_folder, dataset_facts
 from crystal_tutorial.text_tuning import (TextTuningConfig, TokenizedTexts, polymorph_pairs, save_tuned_clip,
                                           tuned_clip_learner, tuning_texts)
-from _run import (config_overrides, fit_in_budget, load_split, resume_learner, run_parser, run_setup,
-                  saved_or_new_config, say_written, split_for_training)
+from _run import (add_config_options, config_overrides, fit_in_budget, load_split, resume_learner,
+                  run_parser, run_setup, saved_or_new_config, say_written, split_for_training)
 
 p = run_parser(__doc__, dataset='mp_mix_20', split='train')
-for f in fields(TextTuningConfig):
-    if f.name == 'templates':
-        p.add_argument('--templates', default=None, help='comma-separated templates (default: chapter 07 training templates, roles, roles_system)')
-        continue
-    kind = (lambda s: bool(int(s))) if isinstance(f.default, bool) else type(f.default)
-    p.add_argument('--' + f.name.replace('_', '-'), type=kind, default=None, help=f'configuration: {f.name} (default {f.default!r})')
+p.add_argument('--templates', default=None, help='comma-separated templates (default: chapter 07 training templates, roles, roles_system)')
+add_config_options(p, TextTuningConfig, skip=('templates',))
 p.add_argument('--fp32', action='store_true', help='ship the tuned layers in float32 (default float16)')
 args = p.parse_args()
 
