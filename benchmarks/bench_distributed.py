@@ -23,7 +23,8 @@ def worker(args):
     import torch
     from crystal_tutorial.core import init_distributed, rank, set_seed, world_size
     from crystal_tutorial.crystal_diffusion import config_for_data, crystal_diffusion_learner
-    from crystal_tutorial.crystals import load_dataset, toy_dataset
+    from crystal_tutorial.crystals import toy_dataset
+    from crystal_tutorial.crystal_data import load_dataset
     torch.set_num_threads(args.threads)
     init_distributed()
     try: ds = load_dataset(args.dataset, args.split, limit=args.n, verbose=False)

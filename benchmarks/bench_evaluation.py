@@ -20,9 +20,10 @@ import torch
 
 warnings.filterwarnings('ignore')
 
-from crystal_tutorial.crystals import datasets_root, load_dataset
-from crystal_tutorial.evaluation import (ConvexHull, ReferenceSet, composition_validity, csp_metrics, load_structures,
-                                         match_targets, novel_mask, relax_structures, structure_validity, unique_mask)
+from crystal_tutorial.crystal_data import datasets_root, load_dataset
+from crystal_tutorial.evaluation import (ReferenceSet, composition_validity, csp_metrics, load_structures,
+                                         match_targets, novel_mask, structure_validity, unique_mask)
+from crystal_tutorial.stability import ConvexHull, relax_structures
 
 
 def main():

@@ -60,7 +60,8 @@ def main(argv=None):
 def large_prompts(n: int) -> list:
     "(prompt, atoms, crystal system) of the first `n` MP-40 test prompts of 24-40 atoms after row 100."
     import pandas as pd
-    from crystal_tutorial.crystals import Crystal, dataset_csv
+    from crystal_tutorial.crystals import Crystal
+    from crystal_tutorial.crystal_data import dataset_csv
     rows = pd.read_csv(dataset_csv('mp_40_chemeleon', 'test', download=False)).iloc[100:]
     out = []
     for _, r in rows.iterrows():

@@ -26,7 +26,7 @@ from crystal_tutorial.chameleon import (Chameleon, crystal_system_of, generation
                                         prompt_adherence, prompt_elements, sample_prompts)
 from crystal_tutorial.clip import crystal_facts, fill_template
 from crystal_tutorial.core import write_text_atomic
-from crystal_tutorial.crystals import load_dataset, space_group_numbers
+from crystal_tutorial.crystal_data import load_dataset, space_group_numbers
 from crystal_tutorial.evaluation import to_structure
 from crystal_tutorial.structure_prediction import chgnet_energies
 

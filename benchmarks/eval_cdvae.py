@@ -18,7 +18,7 @@ import torch
 from crystal_tutorial.cdvae import SHIPPED_CDVAES, load_cdvae, reconstruct, sample
 from crystal_tutorial.core import WEIGHTS_DIR
 from crystal_tutorial.crystal_diffusion import dng_metrics
-from crystal_tutorial.crystals import load_dataset
+from crystal_tutorial.crystal_data import load_dataset
 from crystal_tutorial.evaluation import csp_metrics, make_matcher, match_targets
 from _record import append_measure
 

@@ -23,8 +23,8 @@ import torch
 from crystal_tutorial.chameleon import (Chameleon, crystal_system_of, generation_summary, held_out_crystals, prompt_adherence,
                                         prompt_elements, sample_prompts)
 from crystal_tutorial.clip import crystal_facts, fill_template
-from crystal_tutorial.crystals import space_group_numbers
-from crystal_tutorial.crystals import load_dataset
+from crystal_tutorial.crystal_data import space_group_numbers
+from crystal_tutorial.crystal_data import load_dataset
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument('--n-prompts', type=int, default=50)

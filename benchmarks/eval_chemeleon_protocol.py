@@ -29,7 +29,7 @@ import pandas as pd
 
 from crystal_tutorial.chameleon import Chameleon, PromptError, SampleOptions, crystal_system_of
 from crystal_tutorial.core import write_text_atomic
-from crystal_tutorial.crystals import dataset_csv
+from crystal_tutorial.crystal_data import dataset_csv
 from crystal_tutorial.evaluation import composition_validity, structure_validity, to_structure
 from crystal_tutorial.structure_prediction import chgnet_energies
 

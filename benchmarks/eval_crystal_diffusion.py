@@ -31,8 +31,9 @@ import platform
 import sys
 import time
 
-from crystal_tutorial.crystal_diffusion import SHIPPED_MODELS, ChargeBalance, csp_benchmark, dng_benchmark, dng_metrics, load_crystal_diffusion, sample_crystals
-from crystal_tutorial.crystals import load_dataset
+from crystal_tutorial.crystal_diffusion import (SHIPPED_MODELS, ChargeBalance, csp_benchmark, dng_benchmark,
+                                                dng_metrics, load_crystal_diffusion, sample_crystals)
+from crystal_tutorial.crystal_data import load_dataset
 
 def sample_part(job):
     "One worker's share of the DNG samples: (model, n, steps, bs, seed, step_lr, charge_balanced) -> list of Crystals."
@@ -142,7 +143,8 @@ def main():
             torch.save([None if c is None else {'lattice': c.lattice, 'frac_coords': c.frac_coords, 'atom_types': c.atom_types} for c in samples], args.save)
         if args.relax:
             import numpy as np
-            from crystal_tutorial.evaluation import ConvexHull, relax_structures, structure_validity
+            from crystal_tutorial.evaluation import structure_validity
+            from crystal_tutorial.stability import ConvexHull, relax_structures
             valid = [c.to_structure() for c in samples if c is not None and structure_validity(c.to_structure())]
             rdf, _ = relax_structures(valid, steps=args.relax)
             figures['mean_energy_per_atom'] = float(np.nanmean(rdf.energy_per_atom))

@@ -25,7 +25,7 @@ import torch
 
 from crystal_tutorial.core import write_text_atomic
 from crystal_tutorial.crystal_diffusion import csp_benchmark, load_crystal_diffusion, shipped_measures
-from crystal_tutorial.crystals import load_dataset, sha256_file
+from crystal_tutorial.crystal_data import load_dataset, sha256_file
 from crystal_tutorial.flow_matching import (FLOW_MEASURES_FILE, SHIPPED_FLOWS, flow_csp_benchmark, load_crystal_flow,
                                             read_flow_measures)
 from eval_crystal_diffusion import measure_args

@@ -40,7 +40,8 @@ def predict_part(job):
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))   # a runaway crystal fails alone, not the machine
     from pymatgen.core import Structure
     from crystal_tutorial.evaluation import match_targets
-    from crystal_tutorial.structure_prediction import load_prototype_pool, predict_structure, formula_key, parse_composition
+    from crystal_tutorial.structure_prediction import (load_prototype_pool, predict_structure, formula_key,
+                                                       parse_composition)
     rows, pool_name, k, relax, refine_from, seed = job
     pool, out = load_prototype_pool(pool_name), []
     for mid, cif in rows:
@@ -79,7 +80,7 @@ def diffusion_row(dataset: str, rows: list) -> dict:
 
 def main():
     args = p.parse_args()
-    from crystal_tutorial.crystals import dataset_csv
+    from crystal_tutorial.crystal_data import dataset_csv
     from crystal_tutorial.structure_prediction import SHIPPED_POOLS, load_prototype_pool
     df = pd.read_csv(dataset_csv(args.dataset, args.split, download=False), usecols=['material_id', 'cif']).iloc[:args.n]
     pool = args.pool or ('perov_5' if args.dataset == 'perov_5' else 'mp')
@@ -91,7 +92,7 @@ def main():
     t0 = time.time()
     if args.workers > 1:
         import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor      # a worker that dies raises here instead of hanging
+        from concurrent.futures import (ProcessPoolExecutor)  # a worker that dies raises here instead of hanging
         with ProcessPoolExecutor(args.workers, mp_context=mp.get_context('spawn')) as workers: parts = list(workers.map(predict_part, jobs))
     else: parts = [predict_part(jobs[0])]
     wall = time.time() - t0

@@ -17,7 +17,7 @@ from collections import Counter
 import pandas as pd
 from pymatgen.core import Composition
 
-from crystal_tutorial.crystals import datasets_root
+from crystal_tutorial.crystal_data import datasets_root
 from crystal_tutorial.prompts import PromptError, PromptWarning, formula_text, read_prompt
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

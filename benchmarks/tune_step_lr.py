@@ -16,11 +16,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'scripts'))
-from _run import validation_split                                                     # the training script's split
+from _run import (validation_split)  # the training script's split
 
 from crystal_tutorial.core import load_checkpoint, write_atomic
-from crystal_tutorial.crystal_diffusion import SHIPPED_MODELS, WEIGHTS_DIR, csp_benchmark, load_crystal_diffusion
-from crystal_tutorial.crystals import load_dataset
+from crystal_tutorial.crystal_diffusion import (SHIPPED_MODELS, WEIGHTS_DIR, csp_benchmark,
+                                                load_crystal_diffusion)
+from crystal_tutorial.crystal_data import load_dataset
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument('model', help='a shipped CSP model name (perov5_csp, mp_mix_20_csp) or a checkpoint path')

@@ -17,10 +17,12 @@ from torch import Tensor, nn
 from .core import (
     WEIGHTS_DIR, CheckpointError, CosineSchedule, Learner, file_sha256, get_device, load_checkpoint,
     load_weights, resolve_weights, save_checkpoint)
-from .crystals import CrystalDataset, scatter_sum
+from .crystals import CrystalDataset
+from .crystal_data import scatter_sum
 from .evaluation import composition_validity, structure_validity
-from .crystal_diffusion import (
-    CSPNet, CrystalDiffusion, N_ELEMENTS, crystal_loaders, load_crystal_diffusion, sample_crystals)
+from .crystal_diffusion import (CSPNet, CrystalDiffusion, crystal_loaders,
+                                                load_crystal_diffusion, sample_crystals)
+from .crystal_noise import N_ELEMENTS
 
 # %% auto #0
 __all__ = ['SHIPPED_ADAPTERS', 'property_condition', 'PropertyEmbedding', 'Adapters', 'AdaptedCSPNet', 'add_adapters',

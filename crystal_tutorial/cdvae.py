@@ -16,13 +16,12 @@ from torch import Tensor, nn
 from crystal_tutorial.core import (
     WEIGHTS_DIR, Config, CosineSchedule, Learner, get_device, load_checkpoint, model_from_state,
     resolve_weights)
-from .crystals import (
-    CrystalBatch, CrystalDataset, lattice_from_params, lattice_to_params, owner_index, radius_graph_pbc,
-    scatter_mean, scatter_sum)
+from .crystals import CrystalDataset, lattice_from_params, lattice_to_params, owner_index
+from .crystal_data import CrystalBatch, radius_graph_pbc, scatter_mean, scatter_sum
 from .vae import kl_to_standard_normal, reparameterize
-from .crystal_diffusion import (
-    N_ELEMENTS, CSPNet, SigmaSchedule, _crystals_from_tensors, atom_types_to_onehot, corrector_step,
-    crystal_loaders, noise_frac_coords, num_atoms_histogram)
+from .crystal_diffusion import CSPNet, _crystals_from_tensors, crystal_loaders
+from .crystal_noise import (N_ELEMENTS, SigmaSchedule, atom_types_to_onehot, corrector_step,
+                                            noise_frac_coords, num_atoms_histogram)
 
 # %% auto #0
 __all__ = ['SHIPPED_CDVAES', 'CDVAEConfig', 'GaussianBasis', 'lattice_targets', 'lattice_from_targets', 'EncoderLayer',

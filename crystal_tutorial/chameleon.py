@@ -37,7 +37,7 @@ __all__ = ['PROMPT_TEMPLATES', 'SHIPPED_CHAMELEON_MODELS', 'SERVED_MAX_ATOMS', '
            'crystal_system_of', 'PromptError']
 
 # %% ../nbs/08_chameleon.ipynb #6cf3e7f0
-from .prompts import read_prompt as _read_prompt   # chapter 07b's reader; the method below wraps it
+from .prompts import (read_prompt as _read_prompt)  # chapter 07b's reader; the method below wraps it
 from .prompts import PromptError, PromptReading
 _all_ = ['PromptError']                                     # still chameleon.PromptError
 
@@ -290,7 +290,7 @@ def sample_prototypes(self: Chameleon, prompt: str, n_atoms, n_samples: int, sym
     # system or space group and of a cell that n_atoms is a multiple of; an element list gives charge-balanced
     # ones (`element_candidates`)
     from crystal_tutorial.structure_prediction import element_candidates, load_prototype_pool, rank, retrieve
-    from crystal_tutorial.crystals import crystal_system
+    from crystal_tutorial.crystal_data import crystal_system
     reading, (system, spacegroup) = self.read_prompt(prompt), self.wanted_symmetry(symmetry, prompt)
     if not reading.elements or not reading.complete: return []
     wanted = lambda sg: (system is None or crystal_system(sg) == system) and spacegroup in (None, sg)
@@ -608,7 +608,7 @@ def crystal_system_of(atoms, symprec: float = 0.1) -> str | None:
     "The crystal system of a generated crystal; None if symmetry analysis fails."
     # spglib through pymatgen, with a tolerance of `symprec` Å
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-    from crystal_tutorial.crystals import crystal_system
+    from crystal_tutorial.crystal_data import crystal_system
     from crystal_tutorial.evaluation import to_structure
     try:
         return crystal_system(SpacegroupAnalyzer(to_structure(atoms), symprec=symprec)

@@ -114,7 +114,7 @@ def output_dir(samples: Path, out=None):
 def _load_csv_structures(path, what: str):
     "The CrystalDataset of a CDVAE-format CSV (Niggli-reduced, cached); `what` names it in messages."
     from crystal_tutorial.core import data_dir
-    from crystal_tutorial.crystals import DatasetError, load_csv
+    from crystal_tutorial.crystal_data import DatasetError, load_csv
     from crystal_tutorial.evaluation import EvaluationError
     p = Path(path).expanduser()
     if not p.is_file(): raise EvaluationError(f"{what} {p} does not exist or is not a file")
@@ -149,7 +149,8 @@ def _read_samples(samples: Path) -> tuple[list, list, list]:
 
 def _hull_or_none(args):
     "The convex hull when relaxing and its data is found; None, with a warning, when the data is missing."
-    from crystal_tutorial.evaluation import ConvexHull, EvaluationError
+    from crystal_tutorial.evaluation import EvaluationError
+    from crystal_tutorial.stability import ConvexHull
     if args.relax is None: return None
     try: return ConvexHull(args.hull)
     except EvaluationError as e: print(f"warning: no energy above hull: {e}", file=sys.stderr)
@@ -162,7 +163,8 @@ def _print_summary(summary: dict):
 
 def cmd_evaluate(args) -> int:
     "The `evaluate` subcommand: a CIF folder evaluated into OUT/metrics.json and OUT/per_structure.csv."
-    from crystal_tutorial.evaluation import EvaluationSettings, ReferenceSet, evaluate
+    from crystal_tutorial.evaluation import ReferenceSet
+    from crystal_tutorial.stability import EvaluationSettings, evaluate
     from crystal_tutorial.core import to_json, write_text_atomic
     device = _check_evaluate(args)
     samples = Path(args.dir).expanduser()

@@ -28,11 +28,12 @@ from torch import Tensor, nn
 from .core import (
     WEIGHTS_DIR, Config, CosineSchedule, Learner, data_dir, get_device, load_checkpoint, model_from_state,
     resolve_weights, save_checkpoint)
-from .crystals import (
-    CRYSTAL_SYSTEMS, Crystal, CrystalBatch, CrystalDataset, ELEMENT_GROUPS, GROUP_COLORS, crystal_system,
-    element_group, fully_connected_edges, scatter_mean, space_group_numbers, spacegroup_symbol)
-from .crystal_diffusion import (
-    N_ELEMENTS, CSPNet, atom_types_to_onehot, config_for_data, lattice_invariants)
+from .crystals import Crystal, CrystalDataset
+from .crystal_data import (CRYSTAL_SYSTEMS, CrystalBatch, ELEMENT_GROUPS, GROUP_COLORS,
+                                           crystal_system, element_group, fully_connected_edges, scatter_mean,
+                                           space_group_numbers, spacegroup_symbol)
+from .crystal_diffusion import CSPNet, config_for_data, lattice_invariants
+from .crystal_noise import N_ELEMENTS, atom_types_to_onehot
 from .diffusion import timestep_embedding
 
 # %% auto #0

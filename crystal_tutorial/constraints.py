@@ -150,7 +150,7 @@ def _subgroups(t) -> tuple:
 
 def subgroup_templates(t, counts: dict) -> list:
     "Templates of `t`'s subgroups in its crystal system whose orbits hold `counts`, the most symmetric first."
-    from crystal_tutorial.crystals import crystal_system
+    from crystal_tutorial.crystal_data import crystal_system
     from crystal_tutorial.symmetry import SymmetryTemplate
     if t.n_ops > MAX_SUBGROUP_OPS: return []
     out = []

@@ -19,11 +19,12 @@ from torch import Tensor, nn
 
 from .core import (
     WEIGHTS_DIR, CosineSchedule, Learner, get_device, load_checkpoint, resolve_weights)
-from .crystals import (
-    CrystalBatch, CrystalDataset, owner_index, scatter_mean, sha256_file, wrap_frac)
-from .crystal_diffusion import (
-    CSPNet, CrystalDiffusion, CrystalDiffusionConfig, _composition_types, _crystals_from_tensors,
-    _read_measures, atom_types_to_onehot, check_atom_types, crystal_diffusion_loss, crystal_loaders)
+from .crystals import CrystalDataset, owner_index, wrap_frac
+from .crystal_data import CrystalBatch, scatter_mean, sha256_file
+from .crystal_diffusion import (CSPNet, CrystalDiffusion, CrystalDiffusionConfig,
+                                                _composition_types, _crystals_from_tensors, _read_measures,
+                                                crystal_diffusion_loss, crystal_loaders)
+from .crystal_noise import atom_types_to_onehot, check_atom_types
 from .crystal_diffusion import crystal_diffusion_learner
 from .diffusion import timestep_embedding
 

@@ -16,7 +16,7 @@ from functools import lru_cache
 from ase.data import atomic_names, chemical_symbols
 
 from .clip import _N_ELEMENTS_WORD
-from .crystals import crystal_system
+from .crystal_data import crystal_system
 from .core import InputError
 from .symmetry import _SYSTEM_WORDS, _spacegroup_by_symbol, resolve_symmetry
 

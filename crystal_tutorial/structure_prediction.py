@@ -341,7 +341,7 @@ def chgnet_energies(structures, device=None) -> np.ndarray:
     "CHGNet energy per atom (eV) of each structure as it is (no relaxation); NaN where CHGNet fails."
     # NaN too where the cell is denser than any solid: its graph would not fit in memory
     import contextlib, io, warnings
-    from crystal_tutorial.evaluation import MIN_VOLUME_PER_ATOM, load_chgnet
+    from crystal_tutorial.stability import MIN_VOLUME_PER_ATOM, load_chgnet
     model, _ = load_chgnet(device)
     out = np.full(len(structures), np.nan)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -359,7 +359,7 @@ def rank(candidates: list,
     if not candidates: return []
     structures = [c.structure for c in candidates]
     if relax_steps:
-        from crystal_tutorial.evaluation import relax_structures
+        from crystal_tutorial.stability import relax_structures
         table, relaxed = relax_structures(structures, steps=relax_steps, device=device)
         energies = table.energy_per_atom.to_numpy()
         for c, s in zip(candidates, relaxed):
@@ -381,9 +381,11 @@ def sdedit(model,                   # a CSP diffusion model (chapter 06)
            symmetric: bool = True,  # project each step onto the structure's own space group (chapter 06c)
            seed: int = 0) -> list:
     "SDEdit (Meng et al., ICLR 2022): each structure noised part of the way, then denoised by a CSP model."
-    from crystal_tutorial.crystal_diffusion import _crystals_from_tensors, atom_types_to_onehot
-    from crystal_tutorial.crystal_diffusion import ddpm_reverse_step, predictor_step, x0_from_eps
-    from crystal_tutorial.crystals import collate_crystals, wrap_frac
+    from crystal_tutorial.crystal_diffusion import _crystals_from_tensors
+    from crystal_tutorial.crystal_noise import atom_types_to_onehot
+    from crystal_tutorial.crystal_noise import ddpm_reverse_step, predictor_step, x0_from_eps
+    from crystal_tutorial.crystals import wrap_frac
+    from crystal_tutorial.crystal_data import collate_crystals
     from crystal_tutorial.symmetry import SymmetryConstraint, template_from_crystal
     cfg, dev, g = model.config, model.device, torch.Generator().manual_seed(seed)
     crystals = [Crystal.from_structure(s) for s in structures]
@@ -498,7 +500,7 @@ def record_prediction_measure(pool: str,      # the name of a shipped pool
     "Append a measure of structure prediction to `file`, with the pool file's SHA-256, the date and `info`."
     import json, time
     from crystal_tutorial.core import write_text_atomic
-    from crystal_tutorial.crystals import sha256_file
+    from crystal_tutorial.crystal_data import sha256_file
     if pool not in SHIPPED_POOLS:
         raise PredictionError(f"measures are kept for shipped pools only ({', '.join(SHIPPED_POOLS)}), "
                               f"not {pool!r}")

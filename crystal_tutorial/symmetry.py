@@ -18,8 +18,9 @@ from fastcore.basics import patch
 from torch import Tensor
 
 from .core import WEIGHTS_DIR, verify_shipped
-from .crystals import (CRYSTAL_SYSTEMS, Crystal, CrystalDataset, crystal_system, owner_index,
-                                      scatter_mean, scatter_sum, spacegroup_symbol)
+from .crystals import Crystal, CrystalDataset, owner_index
+from .crystal_data import (CRYSTAL_SYSTEMS, crystal_system, scatter_mean, scatter_sum,
+                                           spacegroup_symbol)
 from .crystal_diffusion import (Constraint, CrystalDiffusion, _formula_balanced,
                                                sample_crystals)
 

@@ -20,7 +20,8 @@ from torch import Tensor, nn
 from .core import (
     WEIGHTS_DIR, CheckpointError, Config, CosineSchedule, Learner, get_device, load_checkpoint, load_weights,
     resolve_weights, save_checkpoint)
-from .crystals import CrystalDataset, ELEMENT_GROUPS, GROUP_COLORS, element_group
+from .crystals import CrystalDataset
+from .crystal_data import ELEMENT_GROUPS, GROUP_COLORS, element_group
 from .clip import (
     TRAIN_TEMPLATES, CrystalCLIP, CrystalCLIPConfig, MiniLM, _package_folder, clip_from_checkpoint, clip_loss,
     crystal_texts, load_crystal_clip, pca_2d)

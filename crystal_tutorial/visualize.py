@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .core import write_atomic
-from .crystals import Visualizer, plot_crystal, plot_crystals
+from .crystals import plot_crystal, plot_crystals
+from .crystal_data import Visualizer
 
 def save_trajectory_gif(frames, path, size: float = 2.4, fps: int = 4, titles=None) -> Path:
     "An animated GIF of a sequence of crystals (e.g. a denoising trajectory), written atomically to `path`."

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from crystal_tutorial.core import fit_with_budget, get_device, init_distributed, rank, world_size
-from crystal_tutorial.crystals import load_dataset
+from crystal_tutorial.crystal_data import load_dataset
 
 
 def run_parser(doc: str, dataset: str, split: str, valid_fraction: float = 0.05) -> argparse.ArgumentParser:

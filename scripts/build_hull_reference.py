@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_prototype_pool import HELD_OUT, held_out_ids  # noqa: E402  the same held-out ids as the prototype pool
+from build_prototype_pool import (HELD_OUT, held_out_ids)  # noqa: E402  the same held-out ids as the prototype pool
 
-from crystal_tutorial.crystals import datasets_root  # noqa: E402
-from crystal_tutorial.evaluation import HULL_FORMAT, ConvexHull, _MP20_HULLS, _MP_REFERENCES  # noqa: E402
+from crystal_tutorial.crystal_data import datasets_root  # noqa: E402
+from crystal_tutorial.stability import HULL_FORMAT, ConvexHull, _MP20_HULLS, _MP_REFERENCES  # noqa: E402
 
 
 def build(root, exclude: set) -> dict:
@@ -46,7 +46,7 @@ def build(root, exclude: set) -> dict:
 def compare(full: ConvexHull, shipped: ConvexHull, root, n: int, seed: int = 0) -> dict:
     "e_above_hull of `n` mp_mix_20 train crystals' MP formation energies on both hulls: the absolute differences."
     import pandas as pd
-    from crystal_tutorial.crystals import dataset_csv
+    from crystal_tutorial.crystal_data import dataset_csv
     df = pd.read_csv(dataset_csv('mp_mix_20', 'train', root, download=False),
                      usecols=['material_id', 'pretty_formula', 'formation_energy_per_atom'])
     df = df[np.isfinite(df.formation_energy_per_atom)].sample(n, random_state=seed)

@@ -13,7 +13,7 @@ import time
 
 import pandas as pd
 
-from crystal_tutorial.crystals import dataset_csv, datasets_root, load_dataset
+from crystal_tutorial.crystal_data import dataset_csv, datasets_root, load_dataset
 from crystal_tutorial.structure_prediction import PrototypePool
 
 SOURCES = {'mp': [('mp_mix_20', 'train'), ('mpts_52', 'val')], 'perov_5': [('perov_5', 'val')]}

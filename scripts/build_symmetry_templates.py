@@ -15,7 +15,7 @@ import argparse
 import collections
 import time
 
-from crystal_tutorial.crystals import load_dataset
+from crystal_tutorial.crystal_data import load_dataset
 from crystal_tutorial.symmetry import SymmetryTemplates
 
 

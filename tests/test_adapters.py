@@ -13,7 +13,8 @@ from crystal_tutorial.adapters import (SHIPPED_ADAPTERS, WEIGHTS_DIR, adapter_lo
                                        save_adapters)
 from crystal_tutorial.core import CheckpointError, loss_drops_on_batch, save_checkpoint
 from crystal_tutorial.crystal_diffusion import load_crystal_diffusion
-from crystal_tutorial.crystals import datasets_root, toy_dataset
+from crystal_tutorial.crystals import toy_dataset
+from crystal_tutorial.crystal_data import datasets_root
 
 ROOT = Path(__file__).resolve().parents[1]
 

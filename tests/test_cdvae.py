@@ -12,7 +12,8 @@ from crystal_tutorial.cdvae import (SHIPPED_CDVAES, CDVAE, CDVAEConfig, cdvae_fr
                                     load_cdvae, num_atoms_accuracy, reconstruct, sample)
 from crystal_tutorial.core import WEIGHTS_DIR, CheckpointError, loss_drops_on_batch, save_checkpoint
 from crystal_tutorial.crystal_diffusion import config_for_data
-from crystal_tutorial.crystals import datasets_root, load_dataset, toy_dataset
+from crystal_tutorial.crystals import toy_dataset
+from crystal_tutorial.crystal_data import datasets_root, load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(latent_dim=16, enc_hidden=32, enc_layers=2, n_gauss=16, hidden=32, n_layers=2, n_freq=4, time_dim=16,

@@ -17,7 +17,8 @@ from crystal_tutorial.clip import (
     MiniLM, load_text_encoder, pair_texts, retrieval_accuracy, save_crystal_clip, zero_shot_crystal_system)
 from crystal_tutorial.core import CheckpointError, save_checkpoint
 from crystal_tutorial.crystal_diffusion import config_for_data
-from crystal_tutorial.crystals import Crystal, CrystalDataset, datasets_root, space_group_numbers, toy_dataset
+from crystal_tutorial.crystals import Crystal, CrystalDataset, toy_dataset
+from crystal_tutorial.crystal_data import datasets_root, space_group_numbers
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(hidden=16, n_layers=1, n_freq=4, time_dim=8, embed_dim=16, batch_size=8)
@@ -262,7 +263,7 @@ def test_embedding_a_prompt_imports_no_sentence_transformers():
 @pytest.mark.skipif(datasets_root() is None or not (datasets_root() / 'mp_mix_20').is_dir() if datasets_root() else True,
                     reason='no local copy of mp_mix_20')
 def test_real_data_texts():
-    from crystal_tutorial.crystals import load_dataset
+    from crystal_tutorial.crystal_data import load_dataset
     ds = load_dataset('mp_mix_20', 'test', limit=30, verbose=False)
     facts = dataset_facts(ds)
     assert all('system' in f for f in facts)

@@ -10,12 +10,17 @@ import pytest
 import torch
 
 from crystal_tutorial.core import get_device, loss_drops_on_batch
-from crystal_tutorial.crystal_diffusion import (
-    AllowedElements, ChargeBalance, RequiredElements,
-    MEASURES_FILE, SHIPPED_MODELS, WEIGHTS_DIR, CrystalDiffusion, CrystalDiffusionConfig, CSPNet, atom_types_to_onehot, config_for_data,
-    balance_types, balanced_counts, crystal_diffusion_learner, equivariance_errors, formula_to_atom_types, load_crystal_diffusion, resume_training,
-    record_measure, sample_crystals, save_training_state, shipped_measures, wrapped_normal_logpdf, wrapped_normal_score, wrapped_score_norm)
-from crystal_tutorial.crystals import collate_crystals, toy_dataset, wrap_frac
+from crystal_tutorial.crystal_diffusion import (AllowedElements, ChargeBalance, RequiredElements,
+                                                MEASURES_FILE, SHIPPED_MODELS, WEIGHTS_DIR, CrystalDiffusion,
+                                                CrystalDiffusionConfig, CSPNet, config_for_data,
+                                                balance_types, balanced_counts, crystal_diffusion_learner,
+                                                equivariance_errors, formula_to_atom_types,
+                                                load_crystal_diffusion, resume_training, record_measure,
+                                                sample_crystals, save_training_state, shipped_measures)
+from crystal_tutorial.crystal_noise import (atom_types_to_onehot, wrapped_normal_logpdf, wrapped_normal_score,
+                                            wrapped_score_norm)
+from crystal_tutorial.crystals import toy_dataset, wrap_frac
+from crystal_tutorial.crystal_data import collate_crystals
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(hidden=16, n_layers=2, n_freq=4, time_dim=16, n_steps=20)

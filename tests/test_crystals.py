@@ -16,11 +16,12 @@ import pandas as pd
 import pytest
 import torch
 
-import crystal_tutorial.crystals as cr
-from crystal_tutorial.crystals import (CACHE_FORMAT, ChecksumError, Crystal, CrystalDataset, DatasetError,
-                                       MalformedRowWarning, collate_crystals, dataset_csv, datasets_root,
-                                       distance_matrix, download_file, edge_mismatches, load_csv, load_dataset,
-                                       make_toy_crystals, parse_cif, radius_graph_pbc, scatter_sum, sha256_file)
+import crystal_tutorial.crystal_data as cr
+from crystal_tutorial.crystals import Crystal, CrystalDataset, distance_matrix, make_toy_crystals
+from crystal_tutorial.crystal_data import (CACHE_FORMAT, ChecksumError, DatasetError, MalformedRowWarning,
+                                           collate_crystals, dataset_csv, datasets_root, download_file,
+                                           edge_mismatches, load_csv, load_dataset, parse_cif,
+                                           radius_graph_pbc, scatter_sum, sha256_file)
 
 pytestmark = pytest.mark.filterwarnings("ignore:No Pauling electronegativity:UserWarning")
 

@@ -15,10 +15,12 @@ import pytest
 from pymatgen.core import Lattice, Structure
 from pymatgen.core.operations import SymmOp
 
-from crystal_tutorial.crystals import datasets_root, make_toy_crystals
-from crystal_tutorial.evaluation import (ConvexHull, EvaluationError, composition_validity, evaluate, load_structures,
-                                         min_interatomic_distance, novel_mask, rms_dist, relax_structures, structure_validity,
+from crystal_tutorial.crystals import make_toy_crystals
+from crystal_tutorial.crystal_data import datasets_root
+from crystal_tutorial.evaluation import (EvaluationError, composition_validity, load_structures,
+                                         min_interatomic_distance, novel_mask, rms_dist, structure_validity,
                                          unique_mask)
+from crystal_tutorial.stability import ConvexHull, evaluate, relax_structures
 
 warnings.filterwarnings('ignore', module='pymatgen')
 CLI = [sys.executable, '-c', 'import sys; from crystal_tutorial.cli import main; sys.exit(main())']
@@ -208,8 +210,8 @@ def test_a_nearly_flat_cell_is_measured_at_once():
 # --- the shipped hull reference (crystal_tutorial/weights/mp_hull_reference.npz) ---
 
 def _no_datasets(monkeypatch):
-    from crystal_tutorial import crystals
-    monkeypatch.setenv(crystals.DATASETS_ENV, '/nonexistent/datasets')
+    from crystal_tutorial import crystal_data
+    monkeypatch.setenv(crystal_data.DATASETS_ENV, '/nonexistent/datasets')
     with pytest.warns(UserWarning, match='is not a folder'): assert datasets_root() is None
 
 
@@ -231,7 +233,7 @@ def test_shipped_hull_works_without_the_datasets(monkeypatch):
 
 
 def test_shipped_hull_holds_no_held_out_crystal():
-    from crystal_tutorial.evaluation import SHIPPED_HULL
+    from crystal_tutorial.stability import SHIPPED_HULL
     z = np.load(SHIPPED_HULL, allow_pickle=False)
     meta = json.loads(str(z['meta']))
     assert meta['n_dropped'] > 5000 and len(z['material_ids']) == len(z['formulas']) == len(z['formation_energy_per_atom'])
@@ -247,15 +249,15 @@ def test_shipped_hull_holds_no_held_out_crystal():
 
 
 def test_a_damaged_shipped_hull_is_a_one_line_error(tmp_path, monkeypatch):
-    from crystal_tutorial import core, evaluation
+    from crystal_tutorial import core, stability
     from crystal_tutorial.core import CheckpointError
-    shipped = evaluation.SHIPPED_HULL
+    shipped = stability.SHIPPED_HULL
     weights = tmp_path / 'weights'; weights.mkdir()
     (weights / core.MANIFEST_NAME).write_text((shipped.parent / core.MANIFEST_NAME).read_text())
     damaged = weights / shipped.name
     damaged.write_bytes(shipped.read_bytes()[:-100] + b'\0' * 100)     # same size, other bytes
     monkeypatch.setattr(core, 'WEIGHTS_DIR', weights)
-    monkeypatch.setattr(evaluation, 'SHIPPED_HULL', damaged)
+    monkeypatch.setattr(stability, 'SHIPPED_HULL', damaged)
     with pytest.raises(CheckpointError) as e: ConvexHull('shipped')
     assert '\n' not in str(e.value) and 'SHA-256' in str(e.value)
     other = tmp_path / 'my_hull.npz'                                  # not a shipped file: no manifest, read and refused

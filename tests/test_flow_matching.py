@@ -10,7 +10,8 @@ import torch
 
 from crystal_tutorial.core import loss_drops_on_batch
 from crystal_tutorial.crystal_diffusion import config_for_data
-from crystal_tutorial.crystals import collate_crystals, toy_dataset
+from crystal_tutorial.crystals import toy_dataset
+from crystal_tutorial.crystal_data import collate_crystals
 from crystal_tutorial.flow_matching import (SHIPPED_FLOWS, SOLVERS, WEIGHTS_DIR, CrystalFlow,
                                             flow_from_checkpoint, load_crystal_flow,
                                             ode_solve, sample_flow, torus_path, wrap01, wrap_diff)

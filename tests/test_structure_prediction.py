@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crystal_tutorial.crystals import datasets_root
+from crystal_tutorial.crystal_data import datasets_root
 from crystal_tutorial.structure_prediction import (SHIPPED_POOLS, Candidate, PredictionError, PrototypePool, formula_key,
                                                    load_prototype_pool, parse_composition, predict_structure, rank, retrieve)
 
