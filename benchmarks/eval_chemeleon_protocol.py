@@ -4,7 +4,7 @@
 
 For each test prompt ("Orthorhombic crystal structure of Dy3In5 with metallic properties.", `n_atoms` = the known
 crystal's cell size, as Chemeleon's `scripts/evaluate.py` does), `--n-samples` crystals are drawn and scored as there:
-- validity: structural (no two atoms closer than 0.5 Å, a cell of volume) and compositional (SMACT) validity, chapter 05;
+- validity: structural (no two atoms closer than 0.5 Å, a cell of volume) and compositional (SMACT) validity, chapter 06;
 - uniqueness: distinct crystals among a prompt's samples (StructureMatcher);
 - composition match: the sample's reduced formula is the known crystal's;
 - crystal-system match: spglib (symprec 0.1) finds the known crystal's system;
@@ -12,8 +12,8 @@ crystal's cell size, as Chemeleon's `scripts/evaluate.py` does), `--n-samples` c
 - metastability: CHGNet energy per atom of a composition-matched sample at most the known crystal's + 0.1 eV/atom
   (both unrelaxed, so that the potential compares the structures as generated).
 Three settings: `guidance` (the text condition alone: diffusion, no element, formula or symmetry constraint),
-`constraints` (diffusion with the prompt's elements, exact formula, chapter 07c, and symmetry template, chapter 06c) and
-`auto` (`Chameleon.sample`'s default: known crystals of chapter 06d for a prompt with a formula, topped up by the
+`constraints` (diffusion with the prompt's elements, exact formula, chapter 19, and symmetry template, chapter 11) and
+`auto` (`Chameleon.sample`'s default: known crystals of chapter 12 for a prompt with a formula, topped up by the
 constrained diffusion), and `known`: the known crystals themselves, scored the same way, the ceiling of a sampler that
 follows the prompt's formula (some known crystals fail SMACT's composition check). The prompts are --n-prompts rows of `mp_40_chemeleon/test.csv` after the first --skip (a fixed order); the
 dataset is read from the local copy and never shipped.

@@ -3,20 +3,20 @@
     python benchmarks/eval_crystal_diffusion.py perov5_csp --dataset perov_5 --split test --n 200 --steps 1000 [--k 1]
     python benchmarks/eval_crystal_diffusion.py carbon24_dng --dataset carbon_24 --split test --n 200 [--relax 100]
 
-CSP (`csp_benchmark`, notebook 06): one structure (or k) per composition of the first `--n` test crystals, matched against the
+CSP (`csp_benchmark`, notebook 09): one structure (or k) per composition of the first `--n` test crystals, matched against the
 known structure with pymatgen's StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3) as DiffCSP does: match rate, RMSE
 (normalised RMS distance averaged over matched pairs) and sampling speed.
 
-DNG (`dng_benchmark`, notebook 06): `--n` samples (cell sizes drawn from the training data): structural and compositional
+DNG (`dng_benchmark`, notebook 09): `--n` samples (cell sizes drawn from the training data): structural and compositional
 validity, uniqueness, novelty against `--train-split` (skipped for single-element data such as Carbon-24, where every sample
 would be matched against thousands of same-formula references), CDVAE's coverage (COV-R, COV-P) and the Wasserstein
 distances of density and number of elements against the first `--n` crystals of `--split`. With `--relax N`: N CHGNet
 relaxation steps per valid sample and the share within 0.1 eV/atom of the Materials Project hull (needs the hull data).
-`--charge-balanced` samples with the charge-balanced decoding of notebook 06 (the figures then measure the model and that
+`--charge-balanced` samples with the charge-balanced decoding of notebook 09 (the figures then measure the model and that
 constraint together, not the model alone as the papers do). `--json` also writes the figures to a file (for model cards);
 `--save` writes the DNG samples (lattice, frac_coords, atom_types of each, a torch file) for a later look or relaxation.
 `--record` appends the figures of a shipped model to crystal_tutorial/weights/crystal_diffusion_measures.json
-(`record_measure`, notebook 06), where notebook 06b finds them beside its own smaller measures.
+(`record_measure`, notebook 09), where notebook 10 finds them beside its own smaller measures.
 `--workers W` runs the measure in W processes of one thread each (seeds seed, seed+1, ...), for a 1,000-crystal run on a
 multi-core CPU: the script starts itself under `torchrun` (torch.distributed, gloo). DNG: each process samples its share
 and rank 0 gathers the crystals and measures. CSP: target i goes to process i mod W, which samples and matches it (the

@@ -1,4 +1,4 @@
-"""Text-guided generation (notebook 08) and `crystal-tutorial generate` (notebook 09): checkpoints, bad requests, files."""
+"""Text-guided generation (notebook 20) and `crystal-tutorial generate` (notebook 21): checkpoints, bad requests, files."""
 import json
 import subprocess
 import sys

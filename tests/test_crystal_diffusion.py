@@ -1,4 +1,4 @@
-"""Crystal diffusion (notebook 06): the wrapped-normal score, the symmetries of the denoiser, training, sampling, checkpoints,
+"""Crystal diffusion (notebook 09): the wrapped-normal score, the symmetries of the denoiser, training, sampling, checkpoints,
 the shipped weights (skipped until they ship), bad arguments, and the training script."""
 import os
 import subprocess
@@ -185,7 +185,7 @@ def test_shipped_checkpoint_loads_and_samples_on_cpu(name):
 
 
 def test_shipped_measures_are_well_formed():
-    "The measures recorded with the shipped weights (notebook 06b reads them): each names a shipped model, its weights and the command."
+    "The measures recorded with the shipped weights (notebook 10 reads them): each names a shipped model, its weights and the command."
     import json
     entries = json.loads(MEASURES_FILE.read_text())
     assert entries, 'no measure recorded'
