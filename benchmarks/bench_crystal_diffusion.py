@@ -15,8 +15,8 @@ import warnings
 import torch
 
 from crystal_tutorial.core import get_device, set_seed
-from crystal_tutorial.crystal_diffusion import (CrystalDiffusion, config_for_data, crystal_diffusion_loss,
-                                                sample_crystals)
+from crystal_tutorial.crystal_diffusion import CrystalDiffusion, config_for_data, crystal_diffusion_loss
+from crystal_tutorial.crystal_sampling import sample_crystals
 from crystal_tutorial.crystal_data import DatasetError, datasets_root, load_dataset
 
 SIZES = {'shipped': dict(), 'small': dict(hidden=128, n_layers=3, n_freq=8, time_dim=32),

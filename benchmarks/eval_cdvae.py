@@ -1,4 +1,4 @@
-"""The shipped CDVAE (notebook 14) measured the way chapter 09's Carbon-24 diffusion model was: DNG samples and
+"""The shipped CDVAE (notebook 15) measured the way chapter 09's Carbon-24 diffusion model was: DNG samples and
 reconstructions against Carbon-24 `test`.
 
     python benchmarks/eval_cdvae.py --n 200 --n-recon 200 --record
@@ -17,7 +17,7 @@ import torch
 
 from crystal_tutorial.cdvae import SHIPPED_CDVAES, load_cdvae, reconstruct, sample
 from crystal_tutorial.core import WEIGHTS_DIR
-from crystal_tutorial.crystal_diffusion import dng_metrics
+from crystal_tutorial.crystal_sampling import dng_metrics
 from crystal_tutorial.crystal_data import load_dataset
 from crystal_tutorial.evaluation import csp_metrics, make_matcher, match_targets
 from _record import append_measure

@@ -10,7 +10,7 @@ as `sample` does by default (SMACT, where the elements allow), and once more dra
 compositional validity and uniqueness (chapter 06), and crystals sampled per second.
 General-text model: the held-out sentence "{System} crystal structure of {formula} compound" for the same crystals;
 crystal-system adherence (spglib, symprec 0.1) besides the same measures: for each guidance scale inside a symmetry template
-of the asked system (chapter 11, `symmetry='auto'` as `sample` does), once more with the redraws (`--retries`), and once
+of the asked system (chapter 12, `symmetry='auto'` as `sample` does), once more with the redraws (`--retries`), and once
 without templates (`symmetry=None`: the network alone). Needs the local datasets (mp_mix_20).
 """
 import argparse

@@ -12,8 +12,8 @@ crystal's cell size, as Chemeleon's `scripts/evaluate.py` does), `--n-samples` c
 - metastability: CHGNet energy per atom of a composition-matched sample at most the known crystal's + 0.1 eV/atom
   (both unrelaxed, so that the potential compares the structures as generated).
 Three settings: `guidance` (the text condition alone: diffusion, no element, formula or symmetry constraint),
-`constraints` (diffusion with the prompt's elements, exact formula, chapter 19, and symmetry template, chapter 11) and
-`auto` (`Chameleon.sample`'s default: known crystals of chapter 12 for a prompt with a formula, topped up by the
+`constraints` (diffusion with the prompt's elements, exact formula, chapter 20, and symmetry template, chapter 12) and
+`auto` (`Chameleon.sample`'s default: known crystals of chapter 13 for a prompt with a formula, topped up by the
 constrained diffusion), and `known`: the known crystals themselves, scored the same way, the ceiling of a sampler that
 follows the prompt's formula (some known crystals fail SMACT's composition check). The prompts are --n-prompts rows of `mp_40_chemeleon/test.csv` after the first --skip (a fixed order); the
 dataset is read from the local copy and never shipped.

@@ -16,7 +16,7 @@ relaxation steps per valid sample and the share within 0.1 eV/atom of the Materi
 constraint together, not the model alone as the papers do). `--json` also writes the figures to a file (for model cards);
 `--save` writes the DNG samples (lattice, frac_coords, atom_types of each, a torch file) for a later look or relaxation.
 `--record` appends the figures of a shipped model to crystal_tutorial/weights/crystal_diffusion_measures.json
-(`record_measure`, notebook 09), where notebook 10 finds them beside its own smaller measures.
+(`record_measure`, notebook 09), where notebook 11 finds them beside its own smaller measures.
 `--workers W` runs the measure in W processes of one thread each (seeds seed, seed+1, ...), for a 1,000-crystal run on a
 multi-core CPU: the script starts itself under `torchrun` (torch.distributed, gloo). DNG: each process samples its share
 and rank 0 gathers the crystals and measures. CSP: target i goes to process i mod W, which samples and matches it (the
@@ -31,8 +31,9 @@ import platform
 import sys
 import time
 
-from crystal_tutorial.crystal_diffusion import (SHIPPED_MODELS, ChargeBalance, csp_benchmark, dng_benchmark,
-                                                dng_metrics, load_crystal_diffusion, sample_crystals)
+from crystal_tutorial.crystal_diffusion import SHIPPED_MODELS, load_crystal_diffusion
+from crystal_tutorial.crystal_sampling import (ChargeBalance, csp_benchmark, dng_benchmark, dng_metrics,
+                                               sample_crystals)
 from crystal_tutorial.crystal_data import load_dataset
 
 def sample_part(job):
@@ -161,7 +162,7 @@ def main():
         with open(args.json, 'w') as f: f.write(json.dumps({'model': args.model, 'dataset': args.dataset, 'split': args.split, 'steps': steps, 'step_lr': model.config.step_lr,
                                 'charge_balanced': args.charge_balanced, **figures}, indent=2) + '\n')
     if args.record:
-        from crystal_tutorial.crystal_diffusion import record_measure
+        from crystal_tutorial.crystal_sampling import record_measure
         import torch
         entry = record_measure(args.model, {k: v for k, v in figures.items() if isinstance(v, (int, float))},
                                'python benchmarks/eval_crystal_diffusion.py ' + ' '.join(measure_args(sys.argv[1:])), dataset=args.dataset, split=args.split,

@@ -1,4 +1,4 @@
-"""How far the band-gap adapters (notebook 15) move the band gaps of generated crystals.
+"""How far the band-gap adapters (notebook 16) move the band gaps of generated crystals.
 
     python benchmarks/eval_property_adapters.py --n 200 --steps 200 --record
 
@@ -13,9 +13,10 @@ import time
 import numpy as np
 import torch
 
-from crystal_tutorial.adapters import SHIPPED_ADAPTERS, judge_samples, load_adapted, load_judge, sample_with_property
+from crystal_tutorial.adapters import (SHIPPED_ADAPTERS, judge_samples, load_adapted, load_judge,
+                                       sample_with_property)
 from crystal_tutorial.core import WEIGHTS_DIR
-from crystal_tutorial.crystal_diffusion import sample_crystals
+from crystal_tutorial.crystal_sampling import sample_crystals
 from _record import append_measure
 
 MEASURES = WEIGHTS_DIR / 'property_adapter_measures.json'

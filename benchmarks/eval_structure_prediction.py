@@ -1,4 +1,4 @@
-"""Structure prediction by prototypes (chapter 12) on test crystals: match rate @1 and @k, RMSE, time per crystal.
+"""Structure prediction by prototypes (chapter 13) on test crystals: match rate @1 and @k, RMSE, time per crystal.
 
     python benchmarks/eval_structure_prediction.py --dataset mp_mix_20 --split test --n 1000 --workers 2 --record
     python benchmarks/eval_structure_prediction.py --dataset perov_5 --pool perov_5 --n 1000 --workers 2 --record
@@ -69,7 +69,8 @@ def figures_of(df: pd.DataFrame) -> dict:
 
 def diffusion_row(dataset: str, rows: list) -> dict:
     "The diffusion-only CSP model on the same targets (one sample each)."
-    from crystal_tutorial.crystal_diffusion import csp_benchmark, load_crystal_diffusion
+    from crystal_tutorial.crystal_diffusion import load_crystal_diffusion
+    from crystal_tutorial.crystal_sampling import csp_benchmark
     from crystal_tutorial.crystals import Crystal
     name = 'perov5_csp' if dataset == 'perov_5' else 'mp_mix_20_csp'
     model = load_crystal_diffusion(name)

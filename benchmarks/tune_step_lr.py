@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'scripts'))
 from _run import (validation_split)  # the training script's split
 
 from crystal_tutorial.core import load_checkpoint, write_atomic
-from crystal_tutorial.crystal_diffusion import (SHIPPED_MODELS, WEIGHTS_DIR, csp_benchmark,
-                                                load_crystal_diffusion)
+from crystal_tutorial.crystal_diffusion import SHIPPED_MODELS, WEIGHTS_DIR, load_crystal_diffusion
+from crystal_tutorial.crystal_sampling import csp_benchmark
 from crystal_tutorial.crystal_data import load_dataset
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -9,8 +9,9 @@ import argparse, warnings
 import numpy as np, torch
 
 from crystal_tutorial.chameleon import Chameleon
-from crystal_tutorial.crystal_diffusion import (AllowedElements, ChargeBalance, RequiredElements, load_crystal_diffusion,
-                                                sample_crystals)
+from crystal_tutorial.crystal_diffusion import load_crystal_diffusion
+from crystal_tutorial.crystal_sampling import (AllowedElements, ChargeBalance, RequiredElements,
+                                               sample_crystals)
 from crystal_tutorial.symmetry import sample_symmetric
 
 STEPS = 8

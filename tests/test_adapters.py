@@ -1,4 +1,4 @@
-"""Property adapters (notebook 15): zero adapters leave the pretrained model unchanged, training moves only the
+"""Property adapters (notebook 16): zero adapters leave the pretrained model unchanged, training moves only the
 adapters, the shipped adapters load and sample reproducibly, damaged or mismatched files are one-line errors, and
 the training script runs end to end."""
 import subprocess

@@ -1,4 +1,4 @@
-"""CDVAE (notebook 14): a training step lowers the loss, the number-of-atoms head beats chance, the shipped
+"""CDVAE (notebook 15): a training step lowers the loss, the number-of-atoms head beats chance, the shipped
 model loads and samples reproducibly on the CPU, damaged checkpoints are one-line errors, and the training
 script runs and resumes."""
 import subprocess

@@ -1,4 +1,4 @@
-"""Text-guided generation (notebook 20) and `crystal-tutorial generate` (notebook 21): checkpoints, bad requests, files."""
+"""Text-guided generation (notebook 21) and `crystal-tutorial generate` (notebook 22): checkpoints, bad requests, files."""
 import json
 import subprocess
 import sys
@@ -11,7 +11,8 @@ from crystal_tutorial.chameleon import (SHIPPED_CHAMELEON_MODELS, Chameleon, Pro
                                         prompt_elements, save_chameleon)
 from crystal_tutorial.clip import CrystalCLIP, CrystalCLIPConfig
 from crystal_tutorial.core import CheckpointError
-from crystal_tutorial.crystal_diffusion import WEIGHTS_DIR, CrystalDiffusion, config_for_data, sample_crystals
+from crystal_tutorial.crystal_diffusion import WEIGHTS_DIR, CrystalDiffusion, config_for_data
+from crystal_tutorial.crystal_sampling import sample_crystals
 from crystal_tutorial.crystals import toy_dataset
 
 CLI = [sys.executable, '-c', 'import sys; from crystal_tutorial.cli import main; sys.exit(main())']

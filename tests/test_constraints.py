@@ -1,4 +1,4 @@
-"""Formulas followed by construction (chapter 19) and cells up to 40 atoms, through the library and the command line."""
+"""Formulas followed by construction (chapter 20) and cells up to 40 atoms, through the library and the command line."""
 import subprocess
 import sys
 import warnings

@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from crystal_tutorial.core import get_device, loss_drops_on_batch
-from crystal_tutorial.crystal_diffusion import (AllowedElements, ChargeBalance, RequiredElements,
-                                                MEASURES_FILE, SHIPPED_MODELS, WEIGHTS_DIR, CrystalDiffusion,
+from crystal_tutorial.crystal_diffusion import (SHIPPED_MODELS, WEIGHTS_DIR, CrystalDiffusion,
                                                 CrystalDiffusionConfig, CSPNet, config_for_data,
-                                                balance_types, balanced_counts, crystal_diffusion_learner,
-                                                equivariance_errors, formula_to_atom_types,
-                                                load_crystal_diffusion, resume_training, record_measure,
-                                                sample_crystals, save_training_state, shipped_measures)
+                                                crystal_diffusion_learner, equivariance_errors,
+                                                load_crystal_diffusion, resume_training, save_training_state)
+from crystal_tutorial.crystal_sampling import (AllowedElements, ChargeBalance, RequiredElements,
+                                               MEASURES_FILE, balance_types, balanced_counts,
+                                               formula_to_atom_types, record_measure, sample_crystals,
+                                               shipped_measures)
 from crystal_tutorial.crystal_noise import (atom_types_to_onehot, wrapped_normal_logpdf, wrapped_normal_score,
                                             wrapped_score_norm)
 from crystal_tutorial.crystals import toy_dataset, wrap_frac
@@ -185,7 +186,7 @@ def test_shipped_checkpoint_loads_and_samples_on_cpu(name):
 
 
 def test_shipped_measures_are_well_formed():
-    "The measures recorded with the shipped weights (notebook 10 reads them): each names a shipped model, its weights and the command."
+    "The measures recorded with the shipped weights (notebook 11 reads them): each names a shipped model, its weights and the command."
     import json
     entries = json.loads(MEASURES_FILE.read_text())
     assert entries, 'no measure recorded'

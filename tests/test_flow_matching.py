@@ -1,4 +1,4 @@
-"""Crystal flow matching (notebook 13): the torus path, the ODE solvers, training, reproducible sampling, bad
+"""Crystal flow matching (notebook 14): the torus path, the ODE solvers, training, reproducible sampling, bad
 step counts, loading the shipped flow model (skipped until it ships), and the training script."""
 import math
 import subprocess

@@ -1,4 +1,4 @@
-"""Fine-tuned Crystal CLIP text side (notebook 17): a training step moves only the unlocked layers and lowers the loss,
+"""Fine-tuned Crystal CLIP text side (notebook 18): a training step moves only the unlocked layers and lowers the loss,
 the shipped delta loads offline over the packaged MiniLM and reproduces its reference embeddings, bad deltas are one-line
 errors, and the texts and batches behave."""
 import pytest
