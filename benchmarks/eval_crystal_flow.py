@@ -1,17 +1,17 @@
-"""Steps against quality for the crystal flow model (notebook 06e): CSP match rate, RMSE, time and network
+"""Steps against quality for the crystal flow model (notebook 14): CSP match rate, RMSE, time and network
 evaluations.
 
     python benchmarks/eval_crystal_flow.py perov5_csp --n 200 --methods euler heun --steps 10 20 50 \\
         --anneal 0 1 --twin-steps 20 50 --record
 
 One sample per composition of the first `--n` crystals of Perov-5 `test`, matched with
-StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3) (chapter 05's `match_targets`, the matcher of
+StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3) (chapter 06's `match_targets`, the matcher of
 `eval_crystal_diffusion.py`), for every ODE scheme and number of steps. `--twin-steps` also samples the
 diffusion twin (`load_crystal_diffusion`) with that many predictor-corrector steps, on the same crystals and
 machine; the twin's recorded 1,000-step figure is read from
 crystal_tutorial/weights/crystal_diffusion_measures.json. `--record` appends the table to
 crystal_tutorial/weights/crystal_flow_measures.json (with the SHA-256 of the weights measured), where notebook
-06e finds it. `--held-out` measures instead the crystals of Perov-5 `val` that training held out (the training
+13 finds it. `--held-out` measures instead the crystals of Perov-5 `val` that training held out (the training
 script's split), to choose a sampler setting such as `--anneal` without looking at the test split.
 """
 import argparse
@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 from crystal_tutorial.core import write_text_atomic
-from crystal_tutorial.crystal_diffusion import csp_benchmark, load_crystal_diffusion, shipped_measures
+from crystal_tutorial.crystal_diffusion import load_crystal_diffusion
+from crystal_tutorial.crystal_sampling import csp_benchmark, shipped_measures
 from crystal_tutorial.crystal_data import load_dataset, sha256_file
 from crystal_tutorial.flow_matching import (FLOW_MEASURES_FILE, SHIPPED_FLOWS, flow_csp_benchmark, load_crystal_flow,
                                             read_flow_measures)
@@ -32,6 +33,9 @@ from eval_crystal_diffusion import measure_args
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'scripts'))
 from _run import validation_split                 # the training script's split
+
+
+TWINS = {'perov_5': 'perov5_csp', 'mp_mix_20': 'mp_mix_20_csp'}   # the diffusion model of the same data
 
 
 def twin_rows(name: str, targets, steps_list, bs: int, seed: int) -> list:
@@ -74,9 +78,11 @@ def main():
             for steps in args.steps:
                 f = flow_csp_benchmark(model, targets, steps, method, anneal, bs=args.bs, seed=args.seed)
                 rows.append({'model': 'flow', **f}); print_row(rows[-1])
-    for row in twin_rows('perov5_csp', targets, args.twin_steps, args.bs,
-                         args.seed): rows.append(row); print_row(row)
-    twin = recorded_twin('perov5_csp')
+    twin_name = args.twin or TWINS.get(args.dataset)
+    if args.twin_steps and twin_name is None: p.error(f'no diffusion twin known for {args.dataset}: give --twin')
+    for row in twin_rows(twin_name, targets, args.twin_steps, args.bs, args.seed) if args.twin_steps else []:
+        rows.append(row); print_row(row)
+    twin = recorded_twin(twin_name) if twin_name else None
     if twin: print_row(twin)
     print(f'{time.time() - t0:.0f} s on {model.device}, {torch.get_num_threads()} thread(s)')
     if args.record:
@@ -110,6 +116,8 @@ p.add_argument('--anneal', nargs='+', type=float, default=[0.0],
                help="FlowMM's anti-annealing s of the coordinate velocity (0: none); several: each")
 p.add_argument('--twin-steps', nargs='*', type=int, default=[],
                help='also sample the diffusion twin with these step counts')
+p.add_argument('--twin', default=None,
+               help='the shipped diffusion model to compare with (default: the CSP model of --dataset)')
 p.add_argument('--bs', type=int, default=100, help='crystals sampled at once')
 p.add_argument('--seed', type=int, default=0)
 p.add_argument('--threads', type=int, default=1,
