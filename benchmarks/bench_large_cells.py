@@ -23,7 +23,8 @@ import warnings
 
 import torch
 
-from crystal_tutorial.chameleon import Chameleon, crystal_system_of
+from crystal_tutorial.chameleon import Chameleon
+from crystal_tutorial.adherence import crystal_system_of
 from crystal_tutorial.core import write_text_atomic
 
 MEASURES = Path(__file__).resolve().parents[1] / 'crystal_tutorial' / 'weights' / 'large_cell_measures.json'

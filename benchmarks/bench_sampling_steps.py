@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from crystal_tutorial.chameleon import (Chameleon, crystal_system_of, generation_summary, held_out_crystals,
-                                        prompt_adherence, prompt_elements, sample_prompts)
-from crystal_tutorial.clip import crystal_facts, fill_template
+from crystal_tutorial.chameleon import Chameleon, prompt_elements
+from crystal_tutorial.adherence import (crystal_system_of, generation_summary, held_out_crystals,
+                                        prompt_adherence, sample_prompts)
+from crystal_tutorial.texts import crystal_facts, fill_template
 from crystal_tutorial.core import write_text_atomic
 from crystal_tutorial.crystal_data import load_dataset, space_group_numbers
 from crystal_tutorial.evaluation import to_structure

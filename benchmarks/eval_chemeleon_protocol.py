@@ -12,7 +12,7 @@ crystal's cell size, as Chemeleon's `scripts/evaluate.py` does), `--n-samples` c
 - metastability: CHGNet energy per atom of a composition-matched sample at most the known crystal's + 0.1 eV/atom
   (both unrelaxed, so that the potential compares the structures as generated).
 Three settings: `guidance` (the text condition alone: diffusion, no element, formula or symmetry constraint),
-`constraints` (diffusion with the prompt's elements, exact formula, chapter 20, and symmetry template, chapter 12) and
+`constraints` (diffusion with the prompt's elements, exact formula, chapter 21, and symmetry template, chapter 12) and
 `auto` (`Chameleon.sample`'s default: known crystals of chapter 13 for a prompt with a formula, topped up by the
 constrained diffusion), and `known`: the known crystals themselves, scored the same way, the ceiling of a sampler that
 follows the prompt's formula (some known crystals fail SMACT's composition check). The prompts are --n-prompts rows of `mp_40_chemeleon/test.csv` after the first --skip (a fixed order); the
@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crystal_tutorial.chameleon import Chameleon, PromptError, SampleOptions, crystal_system_of
+from crystal_tutorial.chameleon import Chameleon, PromptError, SampleOptions
+from crystal_tutorial.adherence import crystal_system_of
 from crystal_tutorial.core import write_text_atomic
 from crystal_tutorial.crystal_data import dataset_csv
 from crystal_tutorial.evaluation import composition_validity, structure_validity, to_structure

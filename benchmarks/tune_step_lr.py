@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'scripts'))
 from _run import (validation_split)  # the training script's split
 
 from crystal_tutorial.core import load_checkpoint, write_atomic
-from crystal_tutorial.crystal_diffusion import SHIPPED_MODELS, WEIGHTS_DIR, load_crystal_diffusion
+from crystal_tutorial.core import WEIGHTS_DIR
+from crystal_tutorial.crystal_diffusion import SHIPPED_MODELS, load_crystal_diffusion
 from crystal_tutorial.crystal_sampling import csp_benchmark
 from crystal_tutorial.crystal_data import load_dataset
 

@@ -26,7 +26,8 @@ from dataclasses import asdict, fields, replace
 import torch
 
 from crystal_tutorial.chameleon import PROMPT_TEMPLATES, chameleon_learner, conditioned_pairs, save_chameleon
-from crystal_tutorial.clip import TextEmbeddingCache, dataset_facts, load_crystal_clip
+from crystal_tutorial.clip import load_crystal_clip
+from crystal_tutorial.texts import TextEmbeddingCache, dataset_facts
 from crystal_tutorial.core import load_checkpoint, set_seed
 from crystal_tutorial.crystal_diffusion import CrystalDiffusionConfig, config_for_data
 from _run import (add_config_options, fit_in_budget, load_split, resume_learner, run_parser, run_setup,

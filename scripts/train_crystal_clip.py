@@ -22,8 +22,9 @@ from dataclasses import asdict
 
 import torch
 
-from crystal_tutorial.clip import (CrystalCLIPConfig, CrystalTextDataset, TextEmbeddingCache, crystal_clip_learner, dataset_facts,
-                                   pair_texts, save_crystal_clip)
+from crystal_tutorial.clip import (CrystalCLIPConfig, CrystalTextDataset, crystal_clip_learner, pair_texts,
+                                   save_crystal_clip)
+from crystal_tutorial.texts import TextEmbeddingCache, dataset_facts
 from crystal_tutorial.crystal_diffusion import config_for_data
 from _run import (add_config_options, config_overrides, fit_in_budget, load_split, resume_learner,
                   run_parser, run_setup, saved_or_new_config, say_written, split_for_training)

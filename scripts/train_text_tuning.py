@@ -1,9 +1,9 @@
-"""Fine-tune Crystal CLIP's text side (notebook 18): the top BERT layers of all-MiniLM-L6-v2 learn with the crystal encoder.
+"""Fine-tune Crystal CLIP's text side (notebook 19): the top BERT layers of all-MiniLM-L6-v2 learn with the crystal encoder.
 
     python scripts/train_text_tuning.py --dataset mp_mix_20 --split train --epochs 6 --text-lr 2e-4 --threads 1 \\
         --out crystal_tutorial/weights/crystal_clip_tuned.pt
 
-The crystal side starts from chapter 17's shipped Crystal CLIP (`--init mp_mix_20`; `--init ''` starts afresh); a fresh
+The crystal side starts from chapter 18's shipped Crystal CLIP (`--init mp_mix_20`; `--init ''` starts afresh); a fresh
 copy of the packaged all-MiniLM-L6-v2 has its top `--tuned-layers` layers trainable (the embeddings and lower layers stay
 frozen). Each crystal's texts are chapter 17's training templates plus two element-role texts ("an oxide of an
 alkaline-earth metal and a transition metal", and the same with the crystal system) and "a compound of {element}" for each
@@ -24,7 +24,7 @@ from dataclasses import asdict
 
 import torch
 
-from crystal_tutorial.clip import MiniLM, _package_folder, dataset_facts
+from crystal_tutorial.texts import MiniLM, _package_folder, dataset_facts
 from crystal_tutorial.text_tuning import (TextTuningConfig, TokenizedTexts, polymorph_pairs, save_tuned_clip,
                                           tuned_clip_learner, tuning_texts)
 from _run import (add_config_options, config_overrides, fit_in_budget, load_split, resume_learner,

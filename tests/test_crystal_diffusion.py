@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from crystal_tutorial.core import get_device, loss_drops_on_batch
-from crystal_tutorial.crystal_diffusion import (SHIPPED_MODELS, WEIGHTS_DIR, CrystalDiffusion,
+from crystal_tutorial.core import WEIGHTS_DIR
+from crystal_tutorial.crystal_diffusion import (SHIPPED_MODELS, CrystalDiffusion,
                                                 CrystalDiffusionConfig, CSPNet, config_for_data,
                                                 crystal_diffusion_learner, equivariance_errors,
                                                 load_crystal_diffusion, resume_training, save_training_state)

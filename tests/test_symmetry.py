@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from crystal_tutorial.chameleon import (SHIPPED_CHAMELEON_MODELS, Chameleon, PromptError, crystal_system_of,
-                                        needs_redraw)
+from crystal_tutorial.chameleon import SHIPPED_CHAMELEON_MODELS, Chameleon, PromptError, needs_redraw
+from crystal_tutorial.adherence import crystal_system_of
 from crystal_tutorial.crystal_data import crystal_system
 from crystal_tutorial.core import WEIGHTS_DIR
 from crystal_tutorial.symmetry import SHIPPED_TEMPLATES, SymmetryTemplates, load_symmetry_templates
