@@ -46,13 +46,13 @@ def run_seconds(nb: Path, mode: str) -> tuple[float, bool]:
     return time.time() - t0, proc.returncode == 0
 
 
-def slow_cells(nb: Path, mode: str, threshold: float = 60.0) -> tuple[float, bool, list]:
-    "Run `nb` with nbconvert into a temporary copy: (wall seconds, passed, [(cell index, seconds, first line)])."
+def slow_cells(nb: Path, mode: str, threshold: float = 60.0, keep=None) -> tuple[float, bool, list]:
+    "Run `nb` with nbconvert into a copy (in `keep`, else temporary): (wall seconds, passed, [(cell, seconds, line)])."
     import tempfile
     from datetime import datetime
     env = {**os.environ, 'CRYSTAL_TUTORIAL_MODE': mode}
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / nb.name
+        out = Path(keep or tmp) / nb.name
         t0 = time.time()
         proc = subprocess.run([sys.executable, '-m', 'jupyter', 'nbconvert', '--to', 'notebook', '--execute',
                                '--ExecutePreprocessor.timeout=-1', str(nb), '--output', str(out)], cwd=nb.parent,
@@ -76,6 +76,7 @@ def main():
     p.add_argument('--budget', type=float, default=180, help='seconds allowed per notebook in fast mode')
     p.add_argument('--read-only', action='store_true', help='only the reading estimate; run nothing')
     p.add_argument('--cells', action='store_true', help='run with nbconvert and list the cells of a minute or more')
+    p.add_argument('--keep', default=None, help='with --cells: a folder for the executed copies')
     p.add_argument('--record', action='store_true', help=f'merge the figures into {RECORD.name}')
     args = p.parse_args()
     notebooks = [Path(n).resolve() for n in args.notebooks] or sorted((ROOT / 'nbs').glob('[0-9][0-9]*_*.ipynb'))
@@ -89,7 +90,7 @@ def main():
         line = f'{nb.name:34s} read {read:5.1f} min ({words:5d} words, {lines:4d} code lines)'
         if not args.read_only:
             if args.cells:
-                seconds, ok, slow = slow_cells(nb, args.mode)
+                seconds, ok, slow = slow_cells(nb, args.mode, keep=args.keep)
                 entry[f'slow_cells_{args.mode}'] = slow
             else: seconds, ok = run_seconds(nb, args.mode)
             failed += not ok
