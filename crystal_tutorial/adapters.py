@@ -14,9 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import (
-    WEIGHTS_DIR, CheckpointError, CosineSchedule, Learner, file_sha256, get_device, load_checkpoint,
-    load_weights, resolve_weights, save_checkpoint)
+from .core import (CheckpointError, CosineSchedule, Learner, file_sha256, get_device,
+                                   load_checkpoint, load_weights, resolve_weights, save_checkpoint)
 from .crystals import CrystalDataset
 from .crystal_data import scatter_sum
 from .evaluation import composition_validity, structure_validity

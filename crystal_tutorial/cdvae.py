@@ -13,9 +13,8 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from torch import Tensor, nn
 
-from crystal_tutorial.core import (
-    WEIGHTS_DIR, Config, CosineSchedule, Learner, get_device, load_checkpoint, model_from_state,
-    resolve_weights)
+from .core import (Config, CosineSchedule, Learner, get_device, load_checkpoint,
+                                   model_from_state, resolve_weights)
 from .crystals import CrystalDataset, lattice_from_params, lattice_to_params, owner_index
 from .crystal_data import CrystalBatch, radius_graph_pbc, scatter_mean, scatter_sum
 from .vae import kl_to_standard_normal, reparameterize

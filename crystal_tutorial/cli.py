@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import re
@@ -119,7 +118,7 @@ def _load_csv_structures(path, what: str):
     p = Path(path).expanduser()
     if not p.is_file(): raise EvaluationError(f"{what} {p} does not exist or is not a file")
     try:
-        with warnings.catch_warnings(record=True) as w:
+        with warnings.catch_warnings(record=True):     # recorded, so not printed
             warnings.simplefilter('always')
             ds = load_csv(p, niggli=True, cache_dir=data_dir() / 'parsed', verbose=False)
     except DatasetError as e: raise EvaluationError(f"{what}: {e}") from None

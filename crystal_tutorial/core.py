@@ -67,7 +67,7 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
         raise DeviceError(f"device {str(dev)!r} does not exist: "
                           f"{torch.cuda.device_count()} CUDA GPU(s) are visible")
     if dev.type == 'mps' and not _mps_available():
-        raise DeviceError(f"device 'mps' was asked for but Apple MPS is not available: "
+        raise DeviceError("device 'mps' was asked for but Apple MPS is not available: "
                           "use device='cpu' or leave it unset")
     if dev.type not in ('cpu', 'cuda', 'mps'):
         raise DeviceError(f"device {str(dev)!r} is not supported: use 'cpu', 'cuda' or 'mps'")

@@ -26,7 +26,8 @@ from .core import InputError, data_dir, file_sha256, project_root
 from .core import CheckpointError, _first_line, load_checkpoint, save_checkpoint, write_atomic
 from fastcore.basics import patch
 
-from .crystals import *
+from .crystals import (Crystal, CrystalDataset, frac_to_cart, lattice_to_params, owner_index,
+                                       plot_crystal, toy_dataset)
 from .crystals import (_as_float, _image_bound, _props_from, _ranges, _structure_from_cif,
                                        _to_atoms)
 

@@ -6,20 +6,16 @@
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from fastprogress.fastprogress import progress_bar
 from torch import nn
 
-import crystal_tutorial
-from .vae import classifier_loss, digit_classifier
 from .core import (WEIGHTS_DIR, CosineSchedule, Learner, get_device, load_checkpoint,
-                                   model_from_state, save_checkpoint)
+                                   model_from_state)
 
 # %% auto #0
 __all__ = ['MNIST_DIFFUSION', 'to_model_range', 'to_pixel_range', 'NoiseSchedule', 'linear_betas', 'cosine_betas',

@@ -5,11 +5,8 @@
 # %% ../nbs/14_flow_matching.ipynb #98ae2d3d
 from __future__ import annotations
 
-import json
-import math
 import numbers
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -17,16 +14,14 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from torch import Tensor, nn
 
-from .core import (
-    WEIGHTS_DIR, CosineSchedule, Learner, get_device, load_checkpoint, resolve_weights)
+from .core import WEIGHTS_DIR, Learner, get_device, load_checkpoint, resolve_weights
 from .crystals import CrystalDataset, owner_index, wrap_frac
 from .crystal_data import CrystalBatch, scatter_mean, sha256_file
-from .crystal_diffusion import (CSPNet, CrystalDiffusion, CrystalDiffusionConfig,
-                                                crystal_diffusion_loss, crystal_loaders)
+from .crystal_diffusion import CSPNet, CrystalDiffusion, CrystalDiffusionConfig
 from .crystal_sampling import _composition_types, _crystals_from_tensors, _read_measures
 from .crystal_noise import atom_types_to_onehot, check_atom_types
 from .crystal_diffusion import crystal_diffusion_learner
-from .diffusion import timestep_embedding
+
 
 # %% auto #0
 __all__ = ['TIME_SCALE', 'SOLVERS', 'FRAC_STD', 'SHIPPED_FLOWS', 'FLOW_MEASURES_FILE', 'linear_path', 'check_solver', 'ode_step',

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
-import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache, reduce

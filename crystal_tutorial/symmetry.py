@@ -18,7 +18,7 @@ from fastcore.basics import patch
 from torch import Tensor
 
 from .core import WEIGHTS_DIR, verify_shipped
-from .crystals import Crystal, CrystalDataset, owner_index
+from .crystals import Crystal, owner_index
 from .crystal_data import (CRYSTAL_SYSTEMS, crystal_system, scatter_mean, scatter_sum,
                                            spacegroup_symbol)
 from .crystal_diffusion import CrystalDiffusion

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,13 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import (
-    WEIGHTS_DIR, CheckpointError, Config, CosineSchedule, Learner, get_device, load_checkpoint, load_weights,
-    resolve_weights, save_checkpoint)
+from .core import (CheckpointError, Config, CosineSchedule, Learner, get_device,
+                                   load_checkpoint, load_weights, resolve_weights, save_checkpoint)
 from .crystals import CrystalDataset
-from .crystal_data import ELEMENT_GROUPS, GROUP_COLORS, element_group
-from .clip import (CrystalCLIP, CrystalCLIPConfig, clip_from_checkpoint, clip_loss,
-                                   load_crystal_clip, pca_2d)
+from .crystal_data import element_group
+from .clip import CrystalCLIP, CrystalCLIPConfig, clip_loss, load_crystal_clip, pca_2d
 from .texts import TRAIN_TEMPLATES, MiniLM, _package_folder, crystal_texts
 
 # %% auto #0

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import math
 
-import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .autoencoders import bernoulli_nll, decode_all, dense_decoder, dense_encoder, encode_all
-from .core import get_device
+
 
 # %% auto #0
 __all__ = ['VAE', 'dense_vae', 'reparameterize', 'kl_to_standard_normal', 'log_normal', 'elbo_loss', 'gaussian_quantile_grid',

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from crystal_tutorial.adapters import (SHIPPED_ADAPTERS, WEIGHTS_DIR, adapter_loss, add_adapters, load_adapted,
-                                       load_judge, predict_property, property_condition, sample_with_property,
+from crystal_tutorial.adapters import (SHIPPED_ADAPTERS, adapter_loss, add_adapters, load_adapted, load_judge,
+                                       predict_property, property_condition, sample_with_property,
                                        save_adapters)
-from crystal_tutorial.core import CheckpointError, loss_drops_on_batch, save_checkpoint
+from crystal_tutorial.core import WEIGHTS_DIR, CheckpointError, loss_drops_on_batch, save_checkpoint
 from crystal_tutorial.crystal_diffusion import load_crystal_diffusion
 from crystal_tutorial.crystals import toy_dataset
 from crystal_tutorial.crystal_data import datasets_root
