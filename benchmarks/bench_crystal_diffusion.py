@@ -1,4 +1,4 @@
-"""Speed of the crystal diffusion model (notebook 09): training steps per second and crystals sampled per second.
+"""Speed of the crystal diffusion model (notebook 11): training steps per second and crystals sampled per second.
 
     python benchmarks/bench_crystal_diffusion.py [--dataset perov_5|mp_mix_20|carbon_24|toy] [--task csp|dng]
         [--size shipped|small|tiny] [--bs 128] [--n 100] [--steps 1000] [--device cpu|cuda] [--quick]

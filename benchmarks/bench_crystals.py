@@ -27,8 +27,8 @@ os.environ['CRYSTAL_TUTORIAL_DATA'] = str(tmp / 'data')          # nothing is wr
 
 import torch  # noqa: E402
 
-from crystal_tutorial.crystal_data import (DatasetError, dataset_csv, datasets_root, edge_mismatches,  # noqa: E402
-                                           load_csv)
+from crystal_tutorial.crystal_data import DatasetError, dataset_csv, datasets_root, # noqa: E402                                            load_csv
+from crystal_tutorial.crystal_graphs import edge_mismatches
 
 FILES = [('perov_5', 'val'), ('carbon_24', 'val'), ('mp_mix_20', 'train')]
 limit = 300 if args.quick else None

@@ -21,7 +21,8 @@ RECORD = Path(__file__).with_name('distributed_measures.json')
 
 def worker(args):
     import torch
-    from crystal_tutorial.core import init_distributed, rank, set_seed, world_size
+    from crystal_tutorial.core import set_seed
+    from crystal_tutorial.learner import init_distributed, rank, world_size
     from crystal_tutorial.crystal_diffusion import config_for_data, crystal_diffusion_learner
     from crystal_tutorial.crystals import toy_dataset
     from crystal_tutorial.crystal_data import load_dataset

@@ -74,7 +74,7 @@ def large_prompts(n: int) -> list:
 
 def corrector_measure(model, a):
     from crystal_tutorial.evaluation import structure_validity, to_structure
-    from crystal_tutorial.prompts import PromptError
+    from crystal_tutorial.prompt_words import PromptError
     prompts, results = large_prompts(a.n_prompts), {}
     for name, step_lr in (('corrector', model.diffusion.config.step_lr), ('predictor only', 0.0)):
         t0, n, valid, system = time.time(), 0, 0, 0

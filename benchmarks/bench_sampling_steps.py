@@ -7,7 +7,7 @@ train, each with its own cell size; the composition model gets the element list 
 the held-out sentence "{System} crystal structure of {formula} compound". Every setting samples with `sample`'s
 defaults (exactly the prompt's elements, charge balance, the formula and symmetry constraints, up to 4 redraws of
 crystals with overlapping atoms, predictor only) and the diffusion route, so that the steps are what changes; the same seed for every setting.
-Measured: structural and compositional validity and uniqueness (chapter 06), prompt adherence, crystal-system
+Measured: structural and compositional validity and uniqueness (chapter 08), prompt adherence, crystal-system
 adherence (general model), the CHGNet energy per atom of the crystals as generated (no relaxation: lower is closer to
 a real solid) as a median and as the per-prompt lowest energy compared with the most steps' on the same prompt, and
 crystals per second. `--record` writes the table to crystal_tutorial/weights/sampling_steps_measures.json.
@@ -29,7 +29,7 @@ from crystal_tutorial.texts import crystal_facts, fill_template
 from crystal_tutorial.core import write_text_atomic
 from crystal_tutorial.crystal_data import load_dataset, space_group_numbers
 from crystal_tutorial.evaluation import to_structure
-from crystal_tutorial.structure_prediction import chgnet_energies
+from crystal_tutorial.stability import chgnet_energies
 
 MEASURES = Path(__file__).resolve().parents[1] / 'crystal_tutorial' / 'weights' / 'sampling_steps_measures.json'
 

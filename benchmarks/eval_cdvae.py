@@ -1,4 +1,4 @@
-"""The shipped CDVAE (notebook 15) measured the way chapter 09's Carbon-24 diffusion model was: DNG samples and
+"""The shipped CDVAE (notebook 17) measured the way chapter 11's Carbon-24 diffusion model was: DNG samples and
 reconstructions against Carbon-24 `test`.
 
     python benchmarks/eval_cdvae.py --n 200 --n-recon 200 --record
@@ -6,7 +6,7 @@ reconstructions against Carbon-24 `test`.
 DNG: `--n` samples from z ~ N(0, I), measured with `dng_metrics` against the first `--n` test crystals (structural and
 compositional validity, uniqueness, coverage, Wasserstein distances; no novelty, as for the diffusion model: every
 Carbon-24 sample has the training formula). Reconstruction: the first `--n-recon` test crystals encoded (z = μ) and
-decoded, matched with chapter 06's StructureMatcher (match rate, RMSE). With --record the figures are appended to
+decoded, matched with chapter 08's StructureMatcher (match rate, RMSE). With --record the figures are appended to
 crystal_tutorial/weights/cdvae_measures.json with the weights' SHA-256.
 """
 import argparse
@@ -17,7 +17,7 @@ import torch
 
 from crystal_tutorial.cdvae import SHIPPED_CDVAES, load_cdvae, reconstruct, sample
 from crystal_tutorial.core import WEIGHTS_DIR
-from crystal_tutorial.crystal_sampling import dng_metrics
+from crystal_tutorial.evaluation import dng_metrics
 from crystal_tutorial.crystal_data import load_dataset
 from crystal_tutorial.evaluation import csp_metrics, make_matcher, match_targets
 from _record import append_measure

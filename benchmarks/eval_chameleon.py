@@ -7,10 +7,10 @@ guidance scale (types not restricted, so that guidance alone is measured), and t
 with exactly the prompt's elements (others masked, each at least once): with the proportions left to the model, and charge-balanced
 as `sample` does by default (SMACT, where the elements allow), and once more drawing crystals with overlapping atoms again
 (`--retries`, as `sample` does): prompt adherence (set of elements equal to the prompt's), structural and
-compositional validity and uniqueness (chapter 06), and crystals sampled per second.
+compositional validity and uniqueness (chapter 08), and crystals sampled per second.
 General-text model: the held-out sentence "{System} crystal structure of {formula} compound" for the same crystals;
 crystal-system adherence (spglib, symprec 0.1) besides the same measures: for each guidance scale inside a symmetry template
-of the asked system (chapter 12, `symmetry='auto'` as `sample` does), once more with the redraws (`--retries`), and once
+of the asked system (chapter 14, `symmetry='auto'` as `sample` does), once more with the redraws (`--retries`), and once
 without templates (`symmetry=None`: the network alone). Needs the local datasets (mp_mix_20).
 """
 import argparse

@@ -4,7 +4,7 @@
 
 For each test prompt ("Orthorhombic crystal structure of Dy3In5 with metallic properties.", `n_atoms` = the known
 crystal's cell size, as Chemeleon's `scripts/evaluate.py` does), `--n-samples` crystals are drawn and scored as there:
-- validity: structural (no two atoms closer than 0.5 Å, a cell of volume) and compositional (SMACT) validity, chapter 06;
+- validity: structural (no two atoms closer than 0.5 Å, a cell of volume) and compositional (SMACT) validity, chapter 08;
 - uniqueness: distinct crystals among a prompt's samples (StructureMatcher);
 - composition match: the sample's reduced formula is the known crystal's;
 - crystal-system match: spglib (symprec 0.1) finds the known crystal's system;
@@ -12,8 +12,8 @@ crystal's cell size, as Chemeleon's `scripts/evaluate.py` does), `--n-samples` c
 - metastability: CHGNet energy per atom of a composition-matched sample at most the known crystal's + 0.1 eV/atom
   (both unrelaxed, so that the potential compares the structures as generated).
 Three settings: `guidance` (the text condition alone: diffusion, no element, formula or symmetry constraint),
-`constraints` (diffusion with the prompt's elements, exact formula, chapter 21, and symmetry template, chapter 12) and
-`auto` (`Chameleon.sample`'s default: known crystals of chapter 13 for a prompt with a formula, topped up by the
+`constraints` (diffusion with the prompt's elements, exact formula, chapter 24, and symmetry template, chapter 14) and
+`auto` (`Chameleon.sample`'s default: known crystals of chapter 15 for a prompt with a formula, topped up by the
 constrained diffusion), and `known`: the known crystals themselves, scored the same way, the ceiling of a sampler that
 follows the prompt's formula (some known crystals fail SMACT's composition check). The prompts are --n-prompts rows of `mp_40_chemeleon/test.csv` after the first --skip (a fixed order); the
 dataset is read from the local copy and never shipped.
@@ -32,7 +32,7 @@ from crystal_tutorial.adherence import crystal_system_of
 from crystal_tutorial.core import write_text_atomic
 from crystal_tutorial.crystal_data import dataset_csv
 from crystal_tutorial.evaluation import composition_validity, structure_validity, to_structure
-from crystal_tutorial.structure_prediction import chgnet_energies
+from crystal_tutorial.stability import chgnet_energies
 
 SETTINGS = {'guidance': dict(route='diffusion', symmetry=None, follow_formula=False, restrict_elements=False, charge_balanced=False),
             'constraints': dict(route='diffusion'),

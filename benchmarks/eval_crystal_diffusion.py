@@ -3,20 +3,20 @@
     python benchmarks/eval_crystal_diffusion.py perov5_csp --dataset perov_5 --split test --n 200 --steps 1000 [--k 1]
     python benchmarks/eval_crystal_diffusion.py carbon24_dng --dataset carbon_24 --split test --n 200 [--relax 100]
 
-CSP (`csp_benchmark`, notebook 09): one structure (or k) per composition of the first `--n` test crystals, matched against the
+CSP (`csp_benchmark`, notebook 11): one structure (or k) per composition of the first `--n` test crystals, matched against the
 known structure with pymatgen's StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3) as DiffCSP does: match rate, RMSE
 (normalised RMS distance averaged over matched pairs) and sampling speed.
 
-DNG (`dng_benchmark`, notebook 09): `--n` samples (cell sizes drawn from the training data): structural and compositional
+DNG (`dng_benchmark`, notebook 11): `--n` samples (cell sizes drawn from the training data): structural and compositional
 validity, uniqueness, novelty against `--train-split` (skipped for single-element data such as Carbon-24, where every sample
 would be matched against thousands of same-formula references), CDVAE's coverage (COV-R, COV-P) and the Wasserstein
 distances of density and number of elements against the first `--n` crystals of `--split`. With `--relax N`: N CHGNet
 relaxation steps per valid sample and the share within 0.1 eV/atom of the Materials Project hull (needs the hull data).
-`--charge-balanced` samples with the charge-balanced decoding of notebook 09 (the figures then measure the model and that
+`--charge-balanced` samples with the charge-balanced decoding of notebook 11 (the figures then measure the model and that
 constraint together, not the model alone as the papers do). `--json` also writes the figures to a file (for model cards);
 `--save` writes the DNG samples (lattice, frac_coords, atom_types of each, a torch file) for a later look or relaxation.
 `--record` appends the figures of a shipped model to crystal_tutorial/weights/crystal_diffusion_measures.json
-(`record_measure`, notebook 09), where notebook 11 finds them beside its own smaller measures.
+(`record_measure`, notebook 11), where notebook 13 finds them beside its own smaller measures.
 `--workers W` runs the measure in W processes of one thread each (seeds seed, seed+1, ...), for a 1,000-crystal run on a
 multi-core CPU: the script starts itself under `torchrun` (torch.distributed, gloo). DNG: each process samples its share
 and rank 0 gathers the crystals and measures. CSP: target i goes to process i mod W, which samples and matches it (the
@@ -32,8 +32,8 @@ import sys
 import time
 
 from crystal_tutorial.crystal_diffusion import SHIPPED_MODELS, load_crystal_diffusion
-from crystal_tutorial.crystal_sampling import (ChargeBalance, csp_benchmark, dng_benchmark, dng_metrics,
-                                               sample_crystals)
+from crystal_tutorial.crystal_sampling import ChargeBalance, csp_benchmark, dng_benchmark, sample_crystals
+from crystal_tutorial.evaluation import dng_metrics
 from crystal_tutorial.crystal_data import load_dataset
 
 def sample_part(job):
@@ -59,7 +59,7 @@ def relaunch_under_torchrun(workers: int):
 def sample_distributed(args, world: int) -> list | None:
     "This process's share of the DNG samples; rank 0 gets everyone's (in rank order), the others None."
     import torch.distributed as dist
-    from crystal_tutorial.core import rank
+    from crystal_tutorial.learner import rank
     me = rank()
     part = sample_part((args.model, args.n // world + (me < args.n % world), args.steps, args.bs, args.seed + me,
                         args.step_lr, args.charge_balanced))
@@ -73,7 +73,7 @@ def csp_distributed(model, reference: list, args, world: int) -> dict | None:
     import pandas as pd
     import torch
     import torch.distributed as dist
-    from crystal_tutorial.core import rank
+    from crystal_tutorial.learner import rank
     from crystal_tutorial.evaluation import csp_metrics, match_targets
     torch.set_num_threads(1)
     me, g = rank(), torch.Generator().manual_seed(args.seed + rank())
@@ -107,7 +107,7 @@ def measure_args(argv: list) -> list:
 def main():
     import os
     args = p.parse_args(json.loads(os.environ['EVAL_ARGV']) if 'EVAL_ARGV' in os.environ else None)
-    from crystal_tutorial.core import init_distributed
+    from crystal_tutorial.learner import init_distributed
     world = init_distributed()
     if args.workers > 1 and world == 1: sys.exit(relaunch_under_torchrun(args.workers))
     if args.record and args.model not in SHIPPED_MODELS:

@@ -1,17 +1,17 @@
-"""Steps against quality for the crystal flow model (notebook 14): CSP match rate, RMSE, time and network
+"""Steps against quality for the crystal flow model (notebook 16): CSP match rate, RMSE, time and network
 evaluations.
 
     python benchmarks/eval_crystal_flow.py perov5_csp --n 200 --methods euler heun --steps 10 20 50 \\
         --anneal 0 1 --twin-steps 20 50 --record
 
 One sample per composition of the first `--n` crystals of Perov-5 `test`, matched with
-StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3) (chapter 06's `match_targets`, the matcher of
+StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3) (chapter 08's `match_targets`, the matcher of
 `eval_crystal_diffusion.py`), for every ODE scheme and number of steps. `--twin-steps` also samples the
 diffusion twin (`load_crystal_diffusion`) with that many predictor-corrector steps, on the same crystals and
 machine; the twin's recorded 1,000-step figure is read from
 crystal_tutorial/weights/crystal_diffusion_measures.json. `--record` appends the table to
 crystal_tutorial/weights/crystal_flow_measures.json (with the SHA-256 of the weights measured), where notebook
-13 finds it. `--held-out` measures instead the crystals of Perov-5 `val` that training held out (the training
+15 finds it. `--held-out` measures instead the crystals of Perov-5 `val` that training held out (the training
 script's split), to choose a sampler setting such as `--anneal` without looking at the test split.
 """
 import argparse

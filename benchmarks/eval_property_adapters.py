@@ -1,4 +1,4 @@
-"""How far the band-gap adapters (notebook 16) move the band gaps of generated crystals.
+"""How far the band-gap adapters (notebook 18) move the band gaps of generated crystals.
 
     python benchmarks/eval_property_adapters.py --n 200 --steps 200 --record
 

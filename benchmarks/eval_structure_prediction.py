@@ -1,4 +1,4 @@
-"""Structure prediction by prototypes (chapter 13) on test crystals: match rate @1 and @k, RMSE, time per crystal.
+"""Structure prediction by prototypes (chapter 15) on test crystals: match rate @1 and @k, RMSE, time per crystal.
 
     python benchmarks/eval_structure_prediction.py --dataset mp_mix_20 --split test --n 1000 --workers 2 --record
     python benchmarks/eval_structure_prediction.py --dataset perov_5 --pool perov_5 --n 1000 --workers 2 --record

@@ -1,7 +1,7 @@
 """Wall time of every numbered notebook, run top to bottom the way the tests run it (nbdev_test), and the time a
 student needs to read it.
 
-    python benchmarks/notebook_times.py [--mode fast|full] [--read-only] [--cells] [--record] [nbs/03_diffusion.ipynb ...]
+    python benchmarks/notebook_times.py [--mode fast|full] [--read-only] [--cells] [--record] [nbs/04_diffusion.ipynb ...]
 
 Prints one line per notebook and flags fast-mode runs over the 3-minute budget. Reading time is estimated from the
 text: prose at 200 words per minute and code at 30 non-blank lines per minute (a careful first reading; calibrated so

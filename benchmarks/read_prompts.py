@@ -18,7 +18,8 @@ import pandas as pd
 from pymatgen.core import Composition
 
 from crystal_tutorial.crystal_data import datasets_root
-from crystal_tutorial.prompts import PromptError, PromptWarning, formula_text, read_prompt
+from crystal_tutorial.prompts import read_prompt
+from crystal_tutorial.prompt_words import PromptError, PromptWarning, formula_text
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument('--root', default=None, help='folder holding mp_40_chemeleon/ (default: datasets_root())')

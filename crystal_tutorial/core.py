@@ -11,16 +11,13 @@ import json
 import math
 import os
 import random
+import shutil
 import tempfile
-import time
-import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from fastcore.basics import patch
-from fastprogress.fastprogress import master_bar, progress_bar
 from torch import nn
 
 import crystal_tutorial
@@ -28,12 +25,10 @@ import crystal_tutorial
 # %% auto #0
 __all__ = ['DEVICE_ENV', 'THREADS_ENV', 'MODE_ENV', 'DATA_ENV', 'CHECKPOINT_FORMAT', 'WEIGHTS_DIR', 'MANIFEST_NAME',
            'HASHED_SUFFIXES', 'InputError', 'DeviceError', 'get_device', 'use_threads', 'check_seed', 'set_seed',
-           'run_mode', 'is_fast', 'fast_or_full', 'project_root', 'data_dir', 'world_size', 'rank', 'Callback',
-           'Learner', 'CosineSchedule', 'loss_drops_on_batch', 'CheckpointError', 'default_mode', 'save_checkpoint',
-           'write_atomic', 'write_text_atomic', 'to_json', 'load_weights', 'model_from_state', 'nonfinite_weight',
-           'load_checkpoint', 'Config', 'file_sha256', 'build_weights_manifest', 'write_weights_manifest',
-           'weights_manifest', 'verify_shipped', 'resolve_weights', 'fit_with_budget', 'init_distributed',
-           'shard_loader']
+           'run_mode', 'is_fast', 'fast_or_full', 'project_root', 'data_dir', 'CheckpointError', 'default_mode',
+           'save_checkpoint', 'write_atomic', 'write_text_atomic', 'to_json', 'load_weights', 'model_from_state',
+           'nonfinite_weight', 'load_checkpoint', 'Config', 'file_sha256', 'build_weights_manifest',
+           'write_weights_manifest', 'weights_manifest', 'verify_shipped', 'resolve_weights', 'output_claim']
 
 # %% ../nbs/00_core.ipynb #52ae8bf0
 DEVICE_ENV = 'CRYSTAL_TUTORIAL_DEVICE'
@@ -141,160 +136,6 @@ def data_dir() -> Path:
     else: path = Path.home() / '.cache' / 'crystal_tutorial'
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-# %% ../nbs/00_core.ipynb #a736afb2
-def _to(batch, device):
-    "Move a tensor, or a tuple/list/dict of tensors, to `device`."
-    if isinstance(batch, torch.Tensor): return batch.to(device)
-    if isinstance(batch, dict): return {k: _to(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)): return type(batch)(_to(b, device) for b in batch)
-    return batch
-
-def world_size() -> int:
-    "How many processes train together (torch.distributed; 1 when it is not in use)."
-    import torch.distributed as dist
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-def rank() -> int:
-    "This process's number among them (0: the one that writes files and logs)."
-    import torch.distributed as dist
-    return dist.get_rank() if world_size() > 1 else 0
-
-def _sum_over_processes(sums: dict, n: int) -> tuple[dict, int]:
-    "Loss sums and counts added over all processes, so that every one logs the mean over all of the data."
-    if world_size() == 1: return sums, n
-    import torch.distributed as dist
-    keys = sorted(sums)
-    on = torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else 'cpu'
-    t = torch.tensor([sums[k] for k in keys] + [n], dtype=torch.float64, device=on)
-    dist.all_reduce(t)
-    return dict(zip(keys, t[:-1].tolist())), int(t[-1].item())
-
-def _batch_size(batch) -> int:
-    first = batch if isinstance(batch, torch.Tensor) else (
-        next(iter(batch.values())) if isinstance(batch, dict) else batch[0])
-    return len(first)
-
-# %% ../nbs/00_core.ipynb #891f08f7
-class Callback:
-    "Code run at miniai's points of `Learner.fit`: before/after the fit, each epoch, each training batch."
-    order = 0
-    def before_fit(self, learn): pass
-    def before_epoch(self, learn): pass
-    def before_batch(self, learn): pass
-    def after_batch(self, learn): pass
-    def after_epoch(self, learn): pass
-    def after_fit(self, learn): pass
-
-class Learner:
-    "Model, data loaders, loss function and optimizer; `fit` records every loss term and calls the `cbs`."
-    def __init__(self, model: nn.Module, train_dl, valid_dl=None, loss_func=None, lr: float = 1e-3,
-                 opt_func=torch.optim.Adam, device=None, cbs=()):
-        self.device = get_device(device)
-        self.model = model.to(self.device)
-        self.train_dl, self.valid_dl, self.loss_func = train_dl, valid_dl, loss_func
-        self.opt = opt_func(self.model.parameters(), lr=lr)
-        self.cbs = list(cbs)
-        self.epoch, self.history, self.batch_losses = 0, [], []
-        self.ddp = None     # the DistributedDataParallel wrapper, once `distribute` made one
-        self.amp = False    # True: the loss in bfloat16 autocast (mixed precision), where the device has it
-
-    def loss_terms(self, batch) -> dict:
-        "The loss function's terms on one batch, as a dict with a 'loss' entry."
-        batch = _to(batch, self.device)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            out = (self.ddp(batch) if self.ddp is not None and self.model.training
-                   else self.loss_func(self.model, batch))
-        terms = out if isinstance(out, dict) else {'loss': out}
-        if 'loss' not in terms: raise KeyError("loss_func returned a dict without a 'loss' entry to optimize")
-        return terms
-
-    def callback(self, event: str):
-        "Every callback's `event` ('before_fit', ..., 'after_fit'); a plain function runs after each epoch."
-        for cb in sorted(self.cbs, key=lambda c: getattr(c, 'order', 0)):
-            if isinstance(cb, Callback): getattr(cb, event)(self)
-            elif event == 'after_epoch': cb(self)
-
-    def _run_epoch(self, dl, train: bool, parent=None) -> dict:
-        self.model.train(train)
-        # shards: a new order each epoch
-        if hasattr(getattr(dl, 'sampler', None), 'set_epoch'): dl.sampler.set_epoch(self.epoch)
-        sums, n = {}, 0
-        with torch.set_grad_enabled(train):
-            for batch in (progress_bar(dl, parent=parent, leave=False) if parent is not None else dl):
-                if train: self.batch = batch; self.callback('before_batch')
-                terms = self.loss_terms(batch)
-                if train:
-                    self.opt.zero_grad()
-                    terms['loss'].backward()
-                    self.opt.step()
-                    self.batch_losses.append(terms['loss'].item())
-                    self.terms = terms; self.callback('after_batch')
-                bs = _batch_size(batch); n += bs
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v) * bs
-        sums, n = _sum_over_processes(sums, n)
-        return {k: v / max(n, 1) for k, v in sums.items()}
-
-    def fit(self, n_epochs: int, progress: bool = True):
-        "Train for `n_epochs`, recording the mean of every loss term per epoch in `self.history`."
-        if n_epochs < 0: raise ValueError(f"n_epochs must be 0 or more, got {n_epochs}")
-        mb = master_bar(range(n_epochs)) if progress else range(n_epochs)
-        self.callback('before_fit')
-        for _ in mb:
-            self.callback('before_epoch')
-            record = {f'train_{k}': v
-                      for k, v in self._run_epoch(self.train_dl, True, mb if progress else None).items()}
-            if self.valid_dl is not None:
-                record.update({f'valid_{k}': v for k, v in self.evaluate(self.valid_dl).items()})
-            self.epoch += 1
-            self.history.append({'epoch': self.epoch, **record})
-            if progress:
-                mb.write(f"epoch {self.epoch}: " + '  '.join(f"{k} {v:.4f}" for k, v in record.items()))
-            self.callback('after_epoch')
-        self.callback('after_fit')
-        return self
-
-    def evaluate(self, dl) -> dict:
-        "Mean of every loss term over `dl`, without training."
-        return self._run_epoch(dl, train=False)
-
-    def plot_losses(self, terms=None, figsize=None):
-        "One panel per loss term: training (per batch, faint; per epoch) and validation loss against epochs."
-        terms = terms or [k[len('train_'):] for k in (self.history[0] if self.history else {})
-                          if k.startswith('train_')]
-        fig, axs = plt.subplots(1, len(terms), figsize=figsize or (4 * len(terms), 3), squeeze=False)
-        epochs = [h['epoch'] for h in self.history]
-        for ax, term in zip(axs[0], terms):
-            if term == 'loss' and self.batch_losses:
-                x = np.linspace(0, self.epoch, len(self.batch_losses) + 1)[1:]
-                ax.plot(x, self.batch_losses, color='0.8', lw=0.8, label='train (batch)')
-            for split in ('train', 'valid'):
-                ys = [h.get(f'{split}_{term}') for h in self.history]
-                if any(y is not None for y in ys): ax.plot(epochs, ys, 'o-', ms=3, label=split)
-            ax.set(xlabel='epoch', title=term); ax.legend()
-        fig.tight_layout()
-        return fig
-
-# %% ../nbs/00_core.ipynb #cb0a1f02
-class CosineSchedule(Callback):
-    "Cosine decay of the learning rate to lr / `divisor` over `epochs`, as `learn.lr_schedule` (saved)."
-    def __init__(self, learn: Learner, epochs: int, divisor: float = 20):
-        lr, cosine = learn.opt.param_groups[0]['lr'], torch.optim.lr_scheduler.CosineAnnealingLR
-        learn.lr_schedule = cosine(learn.opt, T_max=max(epochs, 1), eta_min=lr / divisor)
-    def after_epoch(self, learn): learn.lr_schedule.step()
-
-# %% ../nbs/00_core.ipynb #b0770cb2
-def loss_drops_on_batch(model: nn.Module, loss_func, batch, steps: int = 20,
-                        lr: float = 1e-3) -> tuple[float, float]:
-    "Loss on `batch` before and after `steps` Adam steps on it alone: the first test of any new model."
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    def loss(): out = loss_func(model, batch); return out['loss'] if isinstance(out, dict) else out
-    before = loss().item()
-    for _ in range(steps):
-        opt.zero_grad(); l = loss(); l.backward(); opt.step()
-    return before, loss().item()
 
 # %% ../nbs/00_core.ipynb #76965514
 class CheckpointError(InputError, RuntimeError):
@@ -531,143 +372,81 @@ def resolve_weights(name_or_path,       # the name of a shipped model, or a chec
                          "nor an existing checkpoint file")
     return path
 
-# %% ../nbs/00_core.ipynb #b4d92693
-def _rng_state(learn) -> dict:
-    "The random states a run draws from: Python, NumPy, torch (CPU, CUDA) and the data loader's generator."
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {'python': list(random.getstate()[1]),
-             'numpy': [torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-             'torch': torch.get_rng_state()}
-    if torch.cuda.is_available(): state['cuda'] = torch.cuda.get_rng_state_all()
-    gen = getattr(learn.train_dl, 'generator', None)
-    if isinstance(gen, torch.Generator): state['loader'] = gen.get_state()
-    return state
+# %% ../nbs/00_core.ipynb #b1c2d3e5
+def _lock(folder: Path):
+    "An exclusive lock on `folder` (a file `.<name>.lock` beside it), or None if another run holds it."
+    lock = folder.with_name(f'.{folder.name}.lock')
+    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        import fcntl
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)   # released when the process dies, even by kill -9
+    except ImportError: pass                             # no fcntl (Windows): the rename never overwrites
+    except OSError: os.close(fd); return None
+    return fd, lock
 
-def _set_rng_state(learn, state: dict):
-    random.setstate((3, tuple(state['python']), None))
-    keys, pos, has_gauss, gauss = state['numpy']
-    np.random.set_state(('MT19937', keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(state['torch'])
-    if 'cuda' in state and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state['cuda'])
-    gen = getattr(learn.train_dl, 'generator', None)
-    if 'loader' in state and isinstance(gen, torch.Generator): gen.set_state(state['loader'])
+def _unlock(held):
+    fd, lock = held
+    try: os.unlink(lock)
+    except OSError: pass
+    os.close(fd)
 
-def _previous(path: Path) -> Path: return path.with_name(path.name + '.prev')
+def _publish(tmp: Path, out: Path, results) -> None:
+    "Move the files of `tmp` into `out`: one rename when `out` is new, else file by file, never over results."
+    for f in tmp.iterdir(): os.chmod(f, default_mode())
+    os.chmod(tmp, default_mode(folder=True))
+    if not out.exists():
+        os.rename(tmp, out); return
+    if _holds(out, results):
+        raise OSError(f"--out {out} was filled by another program meanwhile: nothing written")
+    for f in sorted(tmp.iterdir()): os.replace(f, out / f.name)
 
-@patch
-def save(self: Learner, path,
-         keep_previous: bool = False,  # keep the file this one replaces, as `<path>.prev`
-         **extra) -> Path:
-    "Save weights, optimizer, schedule, epoch, history and random states (and `extra`) to `path`."
-    path, schedule = Path(path), getattr(self, 'lr_schedule', None)
-    if schedule is not None: extra = {'lr_schedule': schedule.state_dict(), **extra}
-    if rank() == 0:                                              # one writer among several processes
-        # each step atomic: one good file at a time
-        if keep_previous and path.exists(): os.replace(path, _previous(path))
-        save_checkpoint(path, self.model, optimizer=self.opt.state_dict(), epoch=self.epoch,
-                        history=self.history, rng=_rng_state(self), **extra)
-    if world_size() > 1:
-        import torch.distributed as dist
-        dist.barrier()                                           # the others read it only once it is there
-    return path
+def _remove_stale(folder: Path):
+    "Temporary folders of `folder` left by a killed run (we hold its lock, so no live run owns one)."
+    prefix = f'.{folder.name}.'
+    for p in folder.parent.glob(prefix + '*.tmp'):
+        if '.' not in p.name[len(prefix):-len('.tmp')]:      # not `.<name>.x.<..>.tmp`, another folder's
+            shutil.rmtree(p, ignore_errors=True)
 
-@patch
-def load(self: Learner, path) -> dict:
-    "Restore what `save` wrote and continue from that epoch: the same run, data order, schedule and noise."
-    path = Path(path)
-    try: state = load_checkpoint(path, self.model, device=self.device)
-    except CheckpointError as e:    # killed while writing, or damaged: the one before
-        if not _previous(path).exists(): raise
-        warnings.warn(f"{e}; resuming from the previous state {_previous(path).name} instead")
-        state = load_checkpoint(_previous(path), self.model, device=self.device)
-    if 'optimizer' in state: self.opt.load_state_dict(state['optimizer'])
-    self.epoch, self.history = state.get('epoch', 0), list(state.get('history', []))
-    if 'rng' in state: _set_rng_state(self, state['rng'])
-    schedule = getattr(self, 'lr_schedule', None)
-    if schedule is not None: _restore_schedule(schedule, state.get('lr_schedule'), self.epoch)
-    return state
+def _holds(folder: Path, results) -> bool:
+    return folder.exists() and (not folder.is_dir() or any(any(folder.glob(p)) for p in results))
 
-def _restore_schedule(schedule, saved: dict | None, epoch: int):
-    "The schedule where the saved run left it, over this run's span: a resumed run may ask for more epochs."
-    span = getattr(schedule, 'T_max', None)
-    if saved is None:    # a state saved without its schedule: replay it
-        for _ in range(epoch): schedule.step()
-    else: schedule.load_state_dict(saved)
-    if span is not None: schedule.T_max = span
+def _claim(out: Path, results, error, numbered: bool):
+    "(folder, lock): `out` or, with `numbered`, the first free one of out-2, out-3, ..., locked for this run."
+    folder, held = out, None
+    for k in range(1, 10_000 if numbered else 2):
+        folder = out if k == 1 else out.with_name(f'{out.name}-{k}')
+        if folder.exists() and not folder.is_dir(): raise error(f"--out {folder} is a file, not a folder")
+        if numbered and _holds(folder, results): continue
+        try: folder.parent.mkdir(parents=True, exist_ok=True); held = _lock(folder)
+        except OSError as e:
+            raise error(f"cannot write to {folder.parent} ({e.strerror}): choose another --out") from None
+        if held is None and numbered: continue
+        if held is None:
+            raise error(f"--out {folder} is being written by another run: "
+                        "wait for it or choose another folder")
+        return folder, held
+    return folder, held
 
-# %% ../nbs/00_core.ipynb #8aa77764
-def fit_with_budget(learn: Learner,
-                    epochs: int,                       # train until `learn` has done this many epochs in all
-                    save_state,                        # called as `save_state(seconds)` after each epoch
-                    max_seconds: float | None = None,  # stop after the epoch in which this run passes it
-                    elapsed: float = 0.0,              # seconds of earlier runs, added to this run's time
-                    log=print                          # gets each epoch's losses
-                   ) -> float:
-    "Train `learn` an epoch at a time, saving after each, within a time budget. Returns the total seconds."
-    # seconds (for `save_state` and the return value): `elapsed` plus this run's time
-    t0 = time.time()
-    while learn.epoch < epochs:
-        t1 = time.time()
-        learn.fit(1, progress=False)
-        seconds = elapsed + time.time() - t0
-        save_state(seconds)
-        h = learn.history[-1]
-        if rank() == 0:
-            log(f"epoch {learn.epoch}/{epochs} ({seconds / 60:.1f} min, "
-                f"{len(learn.train_dl) / (time.time() - t1):.2f} steps/s): "
-                + '  '.join(f'{k} {v:.4f}' for k, v in h.items() if k != 'epoch'))
-        if _agreed(max_seconds is not None and time.time() - t0 > max_seconds): break
-    return elapsed + time.time() - t0
-
-def _agreed(flag: bool) -> bool:
-    "Process 0's decision, for all: processes stopping at different epochs would wait for each other forever."
-    if world_size() == 1: return flag
-    import torch.distributed as dist
-    t = torch.tensor([float(flag)], device=torch.device('cuda', torch.cuda.current_device())
-                     if dist.get_backend() == 'nccl' else 'cpu')
-    dist.broadcast(t, 0)
-    return bool(t.item())
-
-# %% ../nbs/00_core.ipynb #d1a2b3c5
-def init_distributed() -> int:
-    "Join the process group `torchrun` set up (gloo on CPU, NCCL on CUDA); returns the number of processes."
-    # 1: no process group
-    import torch.distributed as dist
-    n = int(os.environ.get('WORLD_SIZE', '1'))
-    if n > 1 and not dist.is_initialized():
-        cuda = torch.cuda.is_available() and os.environ.get(DEVICE_ENV, 'cuda').startswith('cuda')
-        if cuda: torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', '0')))
-        dist.init_process_group('nccl' if cuda else 'gloo')
-    return world_size()
-
-def shard_loader(dl, shuffle: bool, seed: int = 0):
-    "The same DataLoader, each process reading its own 1/N of the data in batches of batch_size / N."
-    from torch.utils.data import DataLoader, DistributedSampler
-    n = world_size()
-    if dl.batch_size % n:
-        raise InputError(f"batch size {dl.batch_size} does not split over {n} processes: "
-                         f"use a multiple of {n}")
-    sampler = DistributedSampler(dl.dataset, num_replicas=n, rank=rank(), shuffle=shuffle, seed=seed)
-    return DataLoader(dl.dataset, batch_size=dl.batch_size // n, sampler=sampler, collate_fn=dl.collate_fn,
-                      num_workers=dl.num_workers, pin_memory=dl.pin_memory)
-
-class _Loss(nn.Module):
-    "The loss as a module, so that DistributedDataParallel sees every parameter it uses."
-    # wrapping the model alone would not do: loss functions call its methods, not just its forward
-    def __init__(self, model, loss_func): super().__init__(); self.model, self.loss_func = model, loss_func
-    def forward(self, batch): return self.loss_func(self.model, batch)
-
-@patch
-def distribute(self: Learner, seed: int = 0) -> Learner:
-    "Train on all of torchrun's processes: data shards, gradients averaged by DistributedDataParallel."
-    # a no-op for one process
-    if world_size() == 1 or self.ddp is not None: return self
-    from torch.nn.parallel import DistributedDataParallel
-    if self.device.type == 'cuda':
-        self.device = torch.device('cuda', torch.cuda.current_device()); self.model.to(self.device)
-    self.train_dl = shard_loader(self.train_dl, shuffle=True, seed=seed)
-    if self.valid_dl is not None: self.valid_dl = shard_loader(self.valid_dl, shuffle=False)
-    ids = [self.device.index] if self.device.type == 'cuda' else None
-    self.ddp = DistributedDataParallel(_Loss(self.model, self.loss_func), device_ids=ids,
-                                       find_unused_parameters=True)
-    return self
+@contextmanager
+def output_claim(out,                       # the folder to write the results into
+                 results,                   # glob patterns of result files: a folder holding one is refused
+                 error,                     # the exception (a one-line message) for a refused folder
+                 numbered: bool = False,    # try out-2, out-3, ... instead of refusing
+                ):
+    "Claim the output folder `out` for one run and yield a private temporary folder beside it to write into."
+    # `out` is refused when it is a file, holds results, cannot be written or is being written by another run.
+    # On success the files move into `out`; on any failure (or Ctrl-C) nothing is left behind.
+    folder, held = _claim(Path(out).expanduser().absolute(), results, error, numbered)
+    try:
+        if _holds(folder, results):
+            raise error(f"--out {folder} already holds results ({', '.join(results)}): "
+                        "choose another folder or remove them")
+        if folder.is_dir() and not os.access(folder, os.W_OK):
+            raise error(f"cannot write to {folder}: choose another --out")
+        _remove_stale(folder)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f'.{folder.name}.', suffix='.tmp'))
+        try:
+            yield tmp, folder
+            _publish(tmp, folder, results)
+        finally: shutil.rmtree(tmp, ignore_errors=True)
+    finally: _unlock(held)

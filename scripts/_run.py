@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from crystal_tutorial.core import fit_with_budget, get_device, init_distributed, rank, world_size
+from crystal_tutorial.core import get_device
+from crystal_tutorial.learner import fit_with_budget, init_distributed, rank, world_size
 from crystal_tutorial.crystal_data import load_dataset
 
 

@@ -1,4 +1,4 @@
-"""Build the shipped convex-hull reference (chapter 07) from the datasets, leaving out every held-out crystal.
+"""Build the shipped convex-hull reference (chapter 09) from the datasets, leaving out every held-out crystal.
 
     python scripts/build_hull_reference.py --out crystal_tutorial/weights/mp_hull_reference.npz
 

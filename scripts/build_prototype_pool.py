@@ -1,4 +1,4 @@
-"""Build a prototype pool for structure prediction (chapter 13) from training splits, leaving out every test crystal.
+"""Build a prototype pool for structure prediction (chapter 15) from training splits, leaving out every test crystal.
 
     python scripts/build_prototype_pool.py --name mp --out crystal_tutorial/weights/prototype_pool_mp.npz
     python scripts/build_prototype_pool.py --name perov_5 --out crystal_tutorial/weights/prototype_pool_perov_5.npz

@@ -1,4 +1,4 @@
-"""Build the pool of symmetry templates (chapter 12) from a dataset split and save it.
+"""Build the pool of symmetry templates (chapter 14) from a dataset split and save it.
 
     python scripts/build_symmetry_templates.py --dataset mp_mix_20 --split train \
         --out crystal_tutorial/weights/symmetry_templates_mp_mix_20.npz
@@ -6,7 +6,7 @@
     python scripts/build_symmetry_templates.py --from-pool mp \
         --out crystal_tutorial/weights/symmetry_templates_mp.npz
 
-`--from-pool` takes the crystals of a shipped prototype pool (chapter 13: mp_mix_20 `train` and MPTS-52 `val`, cells up
+`--from-pool` takes the crystals of a shipped prototype pool (chapter 15: mp_mix_20 `train` and MPTS-52 `val`, cells up
 to 52 atoms, every held-out test crystal already left out) instead of a dataset split.
 
 Only space-group operations and the atom permutations they perform are kept: no coordinates, lattices or elements.

@@ -2,7 +2,7 @@
 
 Run it after executing a notebook in full mode and before `nbdev_clean` (CONTRIBUTING.md):
 
-    python scripts/clean_outputs.py [nbs/02_vae.ipynb ...]     # default: every notebook in nbs/
+    python scripts/clean_outputs.py [nbs/03_vae.ipynb ...]     # default: every notebook in nbs/
 
 Outputs keep their meaning: a temporary folder becomes `<tmp>/`, the project folder is dropped (paths become relative to
 it), the datasets folder becomes `../shared/datasets`, a warning's `/tmp/ipykernel_*/N.py:L:` location and Python's own

@@ -1,4 +1,4 @@
-"""Train a CDVAE (notebook 15) on a dataset split.
+"""Train a CDVAE (notebook 17) on a dataset split.
 
     python scripts/train_cdvae.py --dataset carbon_24 --split val --prop energy_per_atom --epochs 100 \\
         --max-minutes 25 --threads 1 --out crystal_tutorial/weights/cdvae_carbon24.pt

@@ -1,14 +1,14 @@
-"""Train a text-conditioned crystal diffusion model (notebook 21, Chemeleon-style) on mp_mix_20.
+"""Train a text-conditioned crystal diffusion model (notebook 24, Chemeleon-style) on mp_mix_20.
 
     python scripts/train_chameleon.py --kind composition --epochs 30 \\
         --out crystal_tutorial/weights/chameleon_composition.pt
     python scripts/train_chameleon.py --kind general --epochs 30 \\
         --out crystal_tutorial/weights/chameleon_general.pt
 
-Every crystal of the training split gets texts generated from its data (chapter 17's templates: composition forms for
+Every crystal of the training split gets texts generated from its data (chapter 19's templates: composition forms for
 `--kind composition`, every training template for `--kind general`); each epoch pairs it with one of them, drawn at random.
 The texts go through the shipped Crystal CLIP text side (frozen all-MiniLM-L6-v2, then the learned projection) to unit
-condition vectors, computed once. The denoiser is chapter 09's de novo (DNG) CrystalDiffusion with `cond_dim` set, trained
+condition vectors, computed once. The denoiser is chapter 11's de novo (DNG) CrystalDiffusion with `cond_dim` set, trained
 with the condition replaced by the null vector with probability `p_uncond`, for classifier-free guidance.
 
 Every field of `CrystalDiffusionConfig` is an option (--hidden 256 --n-layers 4 --batch-size 64 --p-uncond 0.1 ...).

@@ -1,4 +1,4 @@
-"""Train a crystal diffusion model (notebook 09) on a dataset split, for crystal structure prediction or de novo generation.
+"""Train a crystal diffusion model (notebook 11) on a dataset split, for crystal structure prediction or de novo generation.
 
     python scripts/train_crystal_diffusion.py --dataset perov_5 --split val --task csp --epochs 1000 \\
         --out crystal_tutorial/weights/crystal_diffusion_perov5_csp.pt

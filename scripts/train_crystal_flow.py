@@ -1,4 +1,4 @@
-"""Train a crystal flow-matching model (notebook 14) for crystal structure prediction on a dataset split.
+"""Train a crystal flow-matching model (notebook 16) for crystal structure prediction on a dataset split.
 
     python scripts/train_crystal_flow.py --dataset perov_5 --split val --epochs 350 --max-minutes 58 \\
         --threads 1 --out data/crystal_flow_perov5_csp.pt

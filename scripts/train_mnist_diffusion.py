@@ -4,7 +4,7 @@
 
 A checkpoint is written after every epoch to checkpoints/mnist_diffusion.last.pt and the run resumes from it, so a
 long CPU run can be stopped and restarted. The final file holds the weights, the configuration, the per-epoch losses,
-the wall time and the hardware: what the model card and notebook 03 report.
+the wall time and the hardware: what the model card and notebook 04 report.
 """
 import argparse
 import platform

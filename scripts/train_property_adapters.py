@@ -1,4 +1,4 @@
-"""Fine-tune MatterGen-style adapters (notebook 16) on a pretrained DNG diffusion model for one property.
+"""Fine-tune MatterGen-style adapters (notebook 18) on a pretrained DNG diffusion model for one property.
 
     python scripts/train_property_adapters.py --epochs 12 --max-minutes 60 --threads 1 \\
         --out crystal_tutorial/weights/adapters_mp_mix_20_dng_band_gap.pt

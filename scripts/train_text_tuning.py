@@ -1,11 +1,11 @@
-"""Fine-tune Crystal CLIP's text side (notebook 19): the top BERT layers of all-MiniLM-L6-v2 learn with the crystal encoder.
+"""Fine-tune Crystal CLIP's text side (notebook 21): the top BERT layers of all-MiniLM-L6-v2 learn with the crystal encoder.
 
     python scripts/train_text_tuning.py --dataset mp_mix_20 --split train --epochs 6 --text-lr 2e-4 --threads 1 \\
         --out crystal_tutorial/weights/crystal_clip_tuned.pt
 
-The crystal side starts from chapter 18's shipped Crystal CLIP (`--init mp_mix_20`; `--init ''` starts afresh); a fresh
+The crystal side starts from chapter 20's shipped Crystal CLIP (`--init mp_mix_20`; `--init ''` starts afresh); a fresh
 copy of the packaged all-MiniLM-L6-v2 has its top `--tuned-layers` layers trainable (the embeddings and lower layers stay
-frozen). Each crystal's texts are chapter 17's training templates plus two element-role texts ("an oxide of an
+frozen). Each crystal's texts are chapter 19's training templates plus two element-role texts ("an oxide of an
 alkaline-earth metal and a transition metal", and the same with the crystal system) and "a compound of {element}" for each
 element of a compound; batches keep the polymorphs of a formula together (`--polymorph-batches 1`),
 so that "tetragonal TiO2" and "orthorhombic TiO2" are negatives of each other. A fraction of the split is held out for
@@ -31,7 +31,7 @@ from _run import (add_config_options, config_overrides, fit_in_budget, load_spli
                   run_parser, run_setup, saved_or_new_config, say_written, split_for_training)
 
 p = run_parser(__doc__, dataset='mp_mix_20', split='train')
-p.add_argument('--templates', default=None, help='comma-separated templates (default: chapter 17 training templates, roles, roles_system)')
+p.add_argument('--templates', default=None, help='comma-separated templates (default: chapter 19 training templates, roles, roles_system)')
 add_config_options(p, TextTuningConfig, skip=('templates',))
 p.add_argument('--fp32', action='store_true', help='ship the tuned layers in float32 (default float16)')
 args = p.parse_args()

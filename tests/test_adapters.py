@@ -1,4 +1,4 @@
-"""Property adapters (notebook 16): zero adapters leave the pretrained model unchanged, training moves only the
+"""Property adapters (notebook 18): zero adapters leave the pretrained model unchanged, training moves only the
 adapters, the shipped adapters load and sample reproducibly, damaged or mismatched files are one-line errors, and
 the training script runs end to end."""
 import subprocess
@@ -11,7 +11,8 @@ import torch
 from crystal_tutorial.adapters import (SHIPPED_ADAPTERS, adapter_loss, add_adapters, load_adapted, load_judge,
                                        predict_property, property_condition, sample_with_property,
                                        save_adapters)
-from crystal_tutorial.core import WEIGHTS_DIR, CheckpointError, loss_drops_on_batch, save_checkpoint
+from crystal_tutorial.core import WEIGHTS_DIR, CheckpointError, save_checkpoint
+from crystal_tutorial.learner import loss_drops_on_batch
 from crystal_tutorial.crystal_diffusion import load_crystal_diffusion
 from crystal_tutorial.crystals import toy_dataset
 from crystal_tutorial.crystal_data import datasets_root

@@ -1,4 +1,4 @@
-"""CDVAE (notebook 15): a training step lowers the loss, the number-of-atoms head beats chance, the shipped
+"""CDVAE (notebook 17): a training step lowers the loss, the number-of-atoms head beats chance, the shipped
 model loads and samples reproducibly on the CPU, damaged checkpoints are one-line errors, and the training
 script runs and resumes."""
 import subprocess
@@ -10,7 +10,8 @@ import torch
 
 from crystal_tutorial.cdvae import (SHIPPED_CDVAES, CDVAE, CDVAEConfig, cdvae_from_checkpoint, composition_types,
                                     load_cdvae, num_atoms_accuracy, reconstruct, sample)
-from crystal_tutorial.core import WEIGHTS_DIR, CheckpointError, loss_drops_on_batch, save_checkpoint
+from crystal_tutorial.core import WEIGHTS_DIR, CheckpointError, save_checkpoint
+from crystal_tutorial.learner import loss_drops_on_batch
 from crystal_tutorial.crystal_diffusion import config_for_data
 from crystal_tutorial.crystals import toy_dataset
 from crystal_tutorial.crystal_data import datasets_root, load_dataset

@@ -1,4 +1,4 @@
-"""Formulas followed by construction (chapter 21) and cells up to 40 atoms, through the library and the command line."""
+"""Formulas followed by construction (chapter 24) and cells up to 40 atoms, through the library and the command line."""
 import subprocess
 import sys
 import warnings
@@ -9,7 +9,7 @@ import torch
 
 from crystal_tutorial.constraints import (FormulaConstraint, assign_atoms, cell_counts, cell_sizes, check_cell_size,
                                           orbit_assignments, orbits_fit)
-from crystal_tutorial.prompts import PromptError
+from crystal_tutorial.prompt_words import PromptError
 
 CLI = [sys.executable, '-c', 'import sys; from crystal_tutorial.cli import main; sys.exit(main())']
 
@@ -66,7 +66,7 @@ def test_constraint_rejects_a_formula_of_another_size():
 @pytest.mark.parametrize('prompt, n_atoms', [('Ba2NdMoO6', 20), ('DyRh3C', 10), ('K₂Cd₃S₄', 9)])
 def test_diffusion_samples_hold_the_formula(composition, prompt, n_atoms):
     from pymatgen.core import Composition
-    from crystal_tutorial.prompts import clean_prompt
+    from crystal_tutorial.prompt_words import clean_prompt
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         atoms = composition.sample(prompt, n_atoms=n_atoms, n_samples=2, steps=10, seed=0, route='diffusion')
@@ -103,7 +103,7 @@ def test_symmetry_and_formula_together(general):
 def test_a_formula_no_template_holds_gets_a_subgroup_of_the_asked_system(general):
     # the cubic 9-atom templates have orbits 2 + 1 + 6 or 1 + 1 + 3 + 4; NaCaIrH6 needs 1 + 1 + 1 + 6: F-43m of Fm-3m
     from crystal_tutorial.adherence import crystal_system_of
-    from crystal_tutorial.prompts import PromptWarning
+    from crystal_tutorial.prompt_words import PromptWarning
     with warnings.catch_warnings():
         warnings.simplefilter('error', PromptWarning)                          # no "generated without the symmetry"
         atoms = general.sample('Cubic crystal structure of NaCaH6Ir', n_atoms=9, n_samples=2, steps=20, seed=0,

@@ -7,7 +7,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import crystal_tutorial.core as core
-from crystal_tutorial.core import CheckpointError, Learner, get_device, load_checkpoint, run_mode, save_checkpoint
+from crystal_tutorial.core import CheckpointError, get_device, load_checkpoint, run_mode, save_checkpoint
+from crystal_tutorial.learner import Learner
 
 
 def tiny_learner(seed=0):

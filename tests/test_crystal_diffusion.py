@@ -1,4 +1,4 @@
-"""Crystal diffusion (notebook 09): the wrapped-normal score, the symmetries of the denoiser, training, sampling, checkpoints,
+"""Crystal diffusion (notebook 11): the wrapped-normal score, the symmetries of the denoiser, training, sampling, checkpoints,
 the shipped weights (skipped until they ship), bad arguments, and the training script."""
 import os
 import subprocess
@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from crystal_tutorial.core import get_device, loss_drops_on_batch
+from crystal_tutorial.core import get_device
+from crystal_tutorial.learner import loss_drops_on_batch
 from crystal_tutorial.core import WEIGHTS_DIR
 from crystal_tutorial.crystal_diffusion import (SHIPPED_MODELS, CrystalDiffusion,
                                                 CrystalDiffusionConfig, CSPNet, config_for_data,
@@ -22,7 +23,7 @@ from crystal_tutorial.crystal_sampling import (AllowedElements, ChargeBalance, R
 from crystal_tutorial.crystal_noise import (atom_types_to_onehot, wrapped_normal_logpdf, wrapped_normal_score,
                                             wrapped_score_norm)
 from crystal_tutorial.crystals import toy_dataset, wrap_frac
-from crystal_tutorial.crystal_data import collate_crystals
+from crystal_tutorial.crystal_graphs import collate_crystals
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(hidden=16, n_layers=2, n_freq=4, time_dim=16, n_steps=20)
@@ -187,7 +188,7 @@ def test_shipped_checkpoint_loads_and_samples_on_cpu(name):
 
 
 def test_shipped_measures_are_well_formed():
-    "The measures recorded with the shipped weights (notebook 11 reads them): each names a shipped model, its weights and the command."
+    "The measures recorded with the shipped weights (notebook 13 reads them): each names a shipped model, its weights and the command."
     import json
     entries = json.loads(MEASURES_FILE.read_text())
     assert entries, 'no measure recorded'

@@ -18,10 +18,8 @@ import torch
 
 import crystal_tutorial.crystal_data as cr
 from crystal_tutorial.crystals import Crystal, CrystalDataset, distance_matrix, make_toy_crystals
-from crystal_tutorial.crystal_data import (CACHE_FORMAT, ChecksumError, DatasetError, MalformedRowWarning,
-                                           collate_crystals, dataset_csv, datasets_root, download_file,
-                                           edge_mismatches, load_csv, load_dataset, parse_cif,
-                                           radius_graph_pbc, scatter_sum, sha256_file)
+from crystal_tutorial.crystal_data import CACHE_FORMAT, ChecksumError, DatasetError, MalformedRowWarning, dataset_csv, datasets_root, download_file, load_csv, load_dataset, parse_cif, sha256_file
+from crystal_tutorial.crystal_graphs import collate_crystals, edge_mismatches, radius_graph_pbc, scatter_sum
 
 pytestmark = pytest.mark.filterwarnings("ignore:No Pauling electronegativity:UserWarning")
 

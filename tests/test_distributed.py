@@ -12,7 +12,8 @@ SCRIPT = textwrap.dedent('''
     import json, sys, torch
     import torch.distributed as dist
     from torch import nn
-    from crystal_tutorial.core import Learner, init_distributed, rank, set_seed, shard_loader, world_size
+    from crystal_tutorial.core import set_seed
+    from crystal_tutorial.learner import Learner, init_distributed, rank, shard_loader, world_size
     epochs, state, resume, same_order = int(sys.argv[1]), sys.argv[2], sys.argv[3] == 'resume', sys.argv[4] == 'sharded'
     torch.set_num_threads(1)
     init_distributed()
@@ -73,7 +74,7 @@ def test_one_process_is_unchanged_by_distribute(tmp_path):
 
 def test_mixed_precision_runs_and_keeps_float32_weights():
     from torch import nn
-    from crystal_tutorial.core import Learner
+    from crystal_tutorial.learner import Learner
     x = torch.randn(32, 4)
     dl = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True)), batch_size=8)
     learn = Learner(nn.Linear(4, 1), dl, None, lambda m, b: nn.functional.mse_loss(m(b[0]).float(), b[1]), device='cpu')

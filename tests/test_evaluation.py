@@ -1,6 +1,6 @@
 """Evaluation metrics on hand-made cases with known answers, and the `crystal-tutorial evaluate` command on bad input.
 
-Everything here is built by code (pymatgen Structures, the toy crystals of chapter 04): no dataset is needed, except
+Everything here is built by code (pymatgen Structures, the toy crystals of chapter 05): no dataset is needed, except
 for the tests marked as needing the shared datasets, which are skipped without them.
 """
 import json

@@ -1,4 +1,4 @@
-"""Crystal flow matching (notebook 14): the torus path, the ODE solvers, training, reproducible sampling, bad
+"""Crystal flow matching (notebook 16): the torus path, the ODE solvers, training, reproducible sampling, bad
 step counts, loading the shipped flow model (skipped until it ships), and the training script."""
 import math
 import subprocess
@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from crystal_tutorial.core import loss_drops_on_batch
+from crystal_tutorial.learner import loss_drops_on_batch
 from crystal_tutorial.crystal_diffusion import config_for_data
 from crystal_tutorial.crystals import toy_dataset
-from crystal_tutorial.crystal_data import collate_crystals
+from crystal_tutorial.crystal_graphs import collate_crystals
 from crystal_tutorial.flow_matching import (SHIPPED_FLOWS, SOLVERS, WEIGHTS_DIR, CrystalFlow,
                                             flow_from_checkpoint, load_crystal_flow,
                                             ode_solve, sample_flow, torus_path, wrap01, wrap_diff)

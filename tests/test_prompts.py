@@ -4,7 +4,8 @@ import warnings
 
 import pytest
 
-from crystal_tutorial.prompts import PromptError, PromptWarning, parse_formula, read_prompt
+from crystal_tutorial.prompts import read_prompt
+from crystal_tutorial.prompt_words import PromptError, PromptWarning, parse_formula
 
 OK, WARN = 'ok', 'warn'
 # prompt, elements, formula (text or None), crystal system, space group, structure type, 'ok' / 'warn'

@@ -260,7 +260,7 @@ def test_a_killed_writer_leaves_no_temporary_behind(tmp_path):
 
 
 def test_resume_falls_back_to_the_previous_state(tmp_path):
-    from crystal_tutorial.core import Learner
+    from crystal_tutorial.learner import Learner
     x = torch.randn(64, 1)
     dl = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, 2 * x), batch_size=16, shuffle=True)
     mse = lambda m, b: nn.functional.mse_loss(m(b[0]), b[1])

@@ -1,4 +1,4 @@
-"""Structure prediction from prototypes (chapter 13): the shipped pools, retrieval, ranking and `crystal-tutorial predict`."""
+"""Structure prediction from prototypes (chapter 15): the shipped pools, retrieval, ranking and `crystal-tutorial predict`."""
 import json
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""Sampling inside a space group (notebook 12): the shipped template pool, bad files, and what `Chameleon.sample` and the
+"""Sampling inside a space group (notebook 14): the shipped template pool, bad files, and what `Chameleon.sample` and the
 command line do with a symmetry."""
 import json
 import subprocess

@@ -1,4 +1,4 @@
-"""Fine-tuned Crystal CLIP text side (notebook 19): a training step moves only the unlocked layers and lowers the loss,
+"""Fine-tuned Crystal CLIP text side (notebook 21): a training step moves only the unlocked layers and lowers the loss,
 the shipped delta loads offline over the packaged MiniLM and reproduces its reference embeddings, bad deltas are one-line
 errors, and the texts and batches behave."""
 import pytest
@@ -6,7 +6,8 @@ import torch
 
 from crystal_tutorial.clip import CrystalCLIP, CrystalCLIPConfig
 from crystal_tutorial.texts import MiniLM, _package_folder, crystal_facts, dataset_facts, load_text_encoder
-from crystal_tutorial.core import WEIGHTS_DIR, CheckpointError, loss_drops_on_batch, save_checkpoint
+from crystal_tutorial.core import WEIGHTS_DIR, CheckpointError, save_checkpoint
+from crystal_tutorial.learner import loss_drops_on_batch
 from crystal_tutorial.crystals import Crystal, toy_dataset
 from crystal_tutorial import text_tuning as tt
 from crystal_tutorial.text_tuning import (
