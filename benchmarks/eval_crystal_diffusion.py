@@ -3,23 +3,24 @@
     python benchmarks/eval_crystal_diffusion.py perov5_csp --dataset perov_5 --split test --n 200 --steps 1000 [--k 1]
     python benchmarks/eval_crystal_diffusion.py carbon24_dng --dataset carbon_24 --split test --n 200 [--relax 100]
 
-CSP (`csp_benchmark`, notebook 11): one structure (or k) per composition of the first `--n` test crystals, matched against the
+CSP (`csp_benchmark`, notebook 12): one structure (or k) per composition of the first `--n` test crystals, matched against the
 known structure with pymatgen's StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3) as DiffCSP does: match rate, RMSE
 (normalised RMS distance averaged over matched pairs) and sampling speed.
 
-DNG (`dng_benchmark`, notebook 11): `--n` samples (cell sizes drawn from the training data): structural and compositional
+DNG (`dng_benchmark`, notebook 12): `--n` samples (cell sizes drawn from the training data): structural and compositional
 validity, uniqueness, novelty against `--train-split` (skipped for single-element data such as Carbon-24, where every sample
 would be matched against thousands of same-formula references), CDVAE's coverage (COV-R, COV-P) and the Wasserstein
 distances of density and number of elements against the first `--n` crystals of `--split`. With `--relax N`: N CHGNet
 relaxation steps per valid sample and the share within 0.1 eV/atom of the Materials Project hull (needs the hull data).
-`--charge-balanced` samples with the charge-balanced decoding of notebook 11 (the figures then measure the model and that
+`--charge-balanced` samples with the charge-balanced decoding of notebook 12 (the figures then measure the model and that
 constraint together, not the model alone as the papers do). `--json` also writes the figures to a file (for model cards);
 `--save` writes the DNG samples (lattice, frac_coords, atom_types of each, a torch file) for a later look or relaxation.
 `--record` appends the figures of a shipped model to crystal_tutorial/weights/crystal_diffusion_measures.json
-(`record_measure`, notebook 11), where notebook 13 finds them beside its own smaller measures.
+(`record_measure`, notebook 12), where notebook 13 finds them beside its own smaller measures.
 `--workers W` runs the measure in W processes of one thread each (seeds seed, seed+1, ...), for a 1,000-crystal run on a
-multi-core CPU: the script starts itself under `torchrun` (torch.distributed, gloo). DNG: each process samples its share
-and rank 0 gathers the crystals and measures. CSP: target i goes to process i mod W, which samples and matches it (the
+multi-core CPU: the script starts itself under `torchrun` (torch.distributed, gloo). DNG: each process samples its share,
+every process gets all the crystals, and the measures are shared too (chapter 01's `shard_map`: validity, uniqueness,
+novelty and the coverage fingerprints item by item); rank 0 reports. CSP: target i goes to process i mod W, which samples and matches it (the
 matcher is the other half of the cost), and rank 0 gathers the match table.
 
     python benchmarks/eval_crystal_diffusion.py mp_mix_20_dng --dataset mp_mix_20 --n 1000 --workers 2
@@ -56,8 +57,8 @@ def relaunch_under_torchrun(workers: int):
     return subprocess.run(cmd, env=env).returncode
 
 
-def sample_distributed(args, world: int) -> list | None:
-    "This process's share of the DNG samples; rank 0 gets everyone's (in rank order), the others None."
+def sample_distributed(args, world: int) -> list:
+    "This process's share of the DNG samples, then everyone's (in rank order), on every process."
     import torch.distributed as dist
     from crystal_tutorial.learner import rank
     me = rank()
@@ -65,7 +66,7 @@ def sample_distributed(args, world: int) -> list | None:
                         args.step_lr, args.charge_balanced))
     parts = [None] * world
     dist.all_gather_object(parts, part)
-    return [c for p in parts for c in p] if me == 0 else None
+    return [c for p in parts for c in p]
 
 
 def csp_distributed(model, reference: list, args, world: int) -> dict | None:
@@ -128,11 +129,12 @@ def main():
     else:
         single_element = len({c.formula for c in reference}) == 1
         train = None if single_element or args.train_split == 'none' else load_dataset(args.dataset, args.train_split)
-        if world > 1:                                              # under torchrun: a share per process
+        if world > 1:                       # under torchrun: a share of the samples and of the measures each
+            from crystal_tutorial.learner import rank
             samples = sample_distributed(args, world)
-            if samples is None: return                              # rank 0 measures
             seconds = time.time() - t0
             figures = {**dng_metrics(samples, reference, train), 'crystals_per_s': args.n / seconds, 'workers': world}
+            if rank(): return                                       # rank 0 reports
         else:
             figures, samples = dng_benchmark(model, args.n, reference, train=train, steps=args.steps, bs=args.bs, seed=args.seed,
                                              return_samples=True,

@@ -13,15 +13,15 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from torch import Tensor, nn
 
-from .core import Config, get_device, load_checkpoint, model_from_state, resolve_weights
-from .learner import CosineSchedule, Learner
+from .core import get_device, load_checkpoint, model_from_state, resolve_weights
+from .learner import CosineSchedule, Learner, TrainingSettings
 from .crystals import CrystalDataset, lattice_from_params, lattice_to_params, owner_index
 from .crystal_graphs import CrystalBatch, radius_graph_pbc, scatter_mean, scatter_sum
 from .vae import kl_to_standard_normal, reparameterize
-from .crystal_diffusion import CSPNet, crystal_loaders
+from .crystal_diffusion import CSPNet, CSPNetConfig, crystal_loaders
 from .crystal_sampling import _crystals_from_tensors
-from .crystal_noise import (N_ELEMENTS, SigmaSchedule, atom_types_to_onehot, corrector_step,
-                                            noise_frac_coords, num_atoms_histogram)
+from .crystal_noise import (SigmaSchedule, atom_types_to_onehot, corrector_step, noise_frac_coords,
+                                            num_atoms_histogram)
 
 # %% auto #0
 __all__ = ['SHIPPED_CDVAES', 'CDVAEConfig', 'GaussianBasis', 'lattice_targets', 'lattice_from_targets', 'EncoderLayer',
@@ -31,8 +31,8 @@ __all__ = ['SHIPPED_CDVAES', 'CDVAEConfig', 'GaussianBasis', 'lattice_targets', 
 
 # %% ../nbs/17_cdvae.ipynb #181e290a
 @dataclass
-class CDVAEConfig(Config):
-    "Every hyper-parameter of a CDVAE and of its training run; saved in each checkpoint."
+class CDVAEConfig(TrainingSettings, CSPNetConfig):
+    "A CDVAE: encoder, latent, the decoder (CSPNetConfig), noise, loss, training run and sampler; checkpointed."
     latent_dim: int = 64        # size of z (CDVAE: 256)
     # --- the encoder: message passing over the radius graph ---
     enc_hidden: int = 128       # width of the encoder's atom features
@@ -40,13 +40,9 @@ class CDVAEConfig(Config):
     n_gauss: int = 32           # Gaussians of the distance expansion
     cutoff: float = 6.0         # Å: radius of the periodic graph (CDVAE: 7)
     max_neighbors: int = 16     # nearest neighbours kept per atom (CDVAE: 20)
-    # --- the decoder: chapter 11's CSPNet, conditioned on z ---
+    # --- the decoder: chapter 11's CSPNet (CSPNetConfig), conditioned on z ---
     hidden: int = 128           # CSPNet width (chapter 11's shipped models: 256)
-    n_layers: int = 3           # CSPNet layers
-    n_freq: int = 10            # Fourier frequencies of fractional-coordinate differences
-    time_dim: int = 64          # sinusoidal embedding of the noise level
-    n_types: int = N_ELEMENTS   # elements the model knows: atomic numbers 1..n_types
-    max_atoms: int = 24         # largest cell: the number-of-atoms head has max_atoms classes
+    n_layers: int = 3           # CSPNet layers; max_atoms: also the classes of the number-of-atoms head
     # --- noise levels of the coordinates (torus, as chapter 10) ---
     n_levels: int = 50          # σ levels (CDVAE: 50)
     sigma_min: float = 0.005    # smallest σ, in cell fractions
@@ -60,19 +56,17 @@ class CDVAEConfig(Config):
     w_coord: float = 1.0
     w_prop: float = 1.0
     prop: str = ''              # a property predicted from z too (CDVAE's property head); '' = none
-    # --- training ---
-    lr: float = 1e-3
+    # --- training: TrainingSettings ---
     batch_size: int = 64
     epochs: int = 100
-    seed: int = 0
     # --- sampling: annealed Langevin dynamics ---
     steps_per_level: int = 10   # Langevin steps at each σ (CDVAE: 100)
     step_lr: float = 1e-5       # ε: the step at level σ is ε (σ / σ_min)²
 
     def __post_init__(self):
-        for name in ('latent_dim', 'enc_hidden', 'enc_layers', 'n_gauss', 'max_neighbors', 'hidden',
-                     'n_layers', 'n_freq', 'time_dim', 'n_types', 'max_atoms', 'n_levels', 'batch_size',
-                     'steps_per_level'):
+        super().__post_init__()                                    # the decoder's checks
+        for name in ('latent_dim', 'enc_hidden', 'enc_layers', 'n_gauss', 'max_neighbors', 'n_levels',
+                     'batch_size', 'steps_per_level'):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -163,8 +157,7 @@ class CDVAE(nn.Module):
         self.composition_head = _mlp(cfg.latent_dim, cfg.hidden, cfg.n_types)      # logits of fractions
         self.lattice_head = _mlp(cfg.latent_dim, cfg.hidden, 6)                    # normalised 6 numbers
         self.prop_head = _mlp(cfg.latent_dim, cfg.hidden, 1) if cfg.prop else None
-        self.decoder = CSPNet(cfg.n_types, cfg.hidden, cfg.n_layers, cfg.n_freq, cfg.time_dim,
-                              cond_dim=cfg.latent_dim)
+        self.decoder = CSPNet.from_config(cfg, cond_dim=cfg.latent_dim)
         self.sigmas = SigmaSchedule(cfg.n_levels, cfg.sigma_min, cfg.sigma_max)
         # training-set statistics: sizes, elements, lattice numbers and property (mean, std)
         self.register_buffer('num_atoms_counts', torch.zeros(cfg.max_atoms + 1))

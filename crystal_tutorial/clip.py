@@ -16,13 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import Config, get_device, load_checkpoint, model_from_state, resolve_weights, save_checkpoint
-from .learner import CosineSchedule, Learner
+from .core import get_device, load_checkpoint, model_from_state, resolve_weights, save_checkpoint
+from .learner import CosineSchedule, Learner, TrainingSettings
 from .crystals import CrystalDataset
 from .crystal_data import CRYSTAL_SYSTEMS, ELEMENT_GROUPS, GROUP_COLORS
 from .crystal_graphs import CrystalBatch, fully_connected_edges, scatter_mean
-from .crystal_diffusion import CSPNet, lattice_invariants
-from .crystal_noise import N_ELEMENTS, atom_types_to_onehot
+from .crystal_diffusion import CSPNet, CSPNetConfig, lattice_invariants
+from .crystal_noise import atom_types_to_onehot
 from .diffusion import timestep_embedding
 from .texts import (HELD_OUT_TEMPLATES, TEXT_DIM, TRAIN_TEMPLATES, TextEmbeddingCache,
                                     _template, crystal_texts)
@@ -59,34 +59,30 @@ def clip_loss(crystal_emb: Tensor, text_emb: Tensor, logit_scale: Tensor | float
 
 # %% ../nbs/20_crystal_clip.ipynb #1fc3669e
 @dataclass
-class CrystalCLIPConfig(Config):
-    "Every hyper-parameter of a Crystal CLIP model and of its training run; saved in each checkpoint."
-    # --- the crystal encoder (CSPNet at t = 0, mean pooling) ---
-    hidden: int = 128              # width of the atom features
-    n_layers: int = 3              # message-passing layers
-    n_freq: int = 8                # Fourier frequencies of fractional-coordinate differences
-    time_dim: int = 32             # size of the (constant, t = 0) time embedding CSPNet expects
-    n_types: int = N_ELEMENTS      # elements the encoder knows: atomic numbers 1..n_types
-    max_atoms: int = 20            # largest cell accepted (fully connected graphs cost N² messages)
+class CrystalCLIPConfig(TrainingSettings, CSPNetConfig):
+    "A Crystal CLIP: its crystal encoder (CSPNetConfig), text side and training run; saved in each checkpoint."
+    # --- the crystal encoder: CSPNet (CSPNetConfig) at t = 0, mean pooling ---
+    hidden: int = 128
+    n_layers: int = 3
+    n_freq: int = 8
+    time_dim: int = 32             # the (constant, t = 0) time embedding CSPNet expects
+    max_atoms: int = 20
     lattice_scale: float = 1.0     # Å per lattice unit seen by the encoder (config_for_data fits it)
     # --- the text side ---
     text_dim: int = TEXT_DIM       # size of the frozen baseline text embedding
     embed_dim: int | None = None   # size of the shared embedding space (None: 128, or text_dim when locked)
     locked_text: bool = False      # True: the baseline embedding is the text embedding (no projection)
     temperature: float = 0.07      # initial τ (CLIP); learned as log(1/τ), with 1/τ ≤ 100
-    # --- training ---
-    templates: tuple = tuple(TRAIN_TEMPLATES)   # the training texts: one drawn per crystal per epoch
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 128
+    # --- training: TrainingSettings, AdamW's weight decay and the texts ---
     epochs: int = 30
-    seed: int = 0
+    weight_decay: float = 1e-4
+    templates: tuple = tuple(TRAIN_TEMPLATES)   # the training texts: one drawn per crystal per epoch
 
     def __post_init__(self):
         self.templates = tuple(self.templates)
         if self.embed_dim is None: self.embed_dim = self.text_dim if self.locked_text else 128
-        for name in ('hidden', 'n_layers', 'n_freq', 'time_dim', 'n_types', 'max_atoms', 'text_dim',
-                     'embed_dim', 'batch_size'):
+        super().__post_init__()                                    # the encoder's checks
+        for name in ('text_dim', 'embed_dim', 'batch_size'):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -112,7 +108,7 @@ class CrystalEncoder(nn.Module):
     def __init__(self, config: CrystalCLIPConfig):
         super().__init__()
         self.config = config
-        self.net = CSPNet(config.n_types, config.hidden, config.n_layers, config.n_freq, config.time_dim)
+        self.net = CSPNet.from_config(config)
         # the denoiser's heads: unused here
         for head in (self.net.lattice_out, self.net.frac_out, self.net.type_out): head.requires_grad_(False)
 

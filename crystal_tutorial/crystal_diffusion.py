@@ -11,10 +11,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 from torch import Tensor, nn
 
 from .core import Config, get_device, load_checkpoint, model_from_state, resolve_weights
-from .learner import CosineSchedule, Learner
+from .learner import CosineSchedule, Learner, TrainingSettings
 from .crystals import CrystalDataset, owner_index, wrap_frac
 from .crystal_graphs import CrystalBatch, collate_crystals, fully_connected_edges, scatter_mean
 from .diffusion import (NoiseSchedule, cosine_betas, drop_condition, linear_betas,
@@ -25,7 +26,7 @@ from .crystal_noise import (N_ELEMENTS, SigmaSchedule, atom_types_to_onehot, che
 
 # %% auto #0
 __all__ = ['SHIPPED_MODELS', 'fourier_features', 'lattice_invariants', 'CSPLayer', 'CSPNet', 'random_orthogonal',
-           'equivariance_errors', 'CrystalDiffusionConfig', 'config_for_data', 'CrystalDiffusion',
+           'equivariance_errors', 'CSPNetConfig', 'CrystalDiffusionConfig', 'config_for_data', 'CrystalDiffusion',
            'crystal_diffusion_loss', 'crystal_loaders', 'crystal_diffusion_learner', 'save_training_state',
            'resume_training', 'model_from_checkpoint', 'load_crystal_diffusion']
 
@@ -142,16 +143,32 @@ def equivariance_errors(net: nn.Module, types_t: Tensor, frac_t: Tensor, lattice
 
 # %% ../nbs/11_crystal_diffusion.ipynb #84941f38
 @dataclass
-class CrystalDiffusionConfig(Config):
-    "Every hyper-parameter of a crystal diffusion model and of its training run; saved in each checkpoint."
-    task: str = 'csp'           # 'csp': atom types given, lattice and coordinates generated; 'dng': all
-    # --- the denoiser (CSPNet) ---
+class CSPNetConfig(Config):
+    "The architecture of a CSPNet (above), and the largest cell it accepts."
     hidden: int = 256           # width of the atom features and messages (DiffCSP: 512)
     n_layers: int = 4           # message-passing layers (DiffCSP: 6)
     n_freq: int = 10            # Fourier frequencies k = 1..n_freq of fractional-coordinate differences
     time_dim: int = 64          # size of the sinusoidal embedding of the step t
     n_types: int = N_ELEMENTS   # elements the model knows: atomic numbers 1..n_types
     max_atoms: int = 24         # largest cell the model accepts (a fully connected graph costs N² messages)
+
+    def __post_init__(self):
+        for name in ('hidden', 'n_layers', 'n_freq', 'time_dim', 'n_types', 'max_atoms'):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.time_dim % 2: raise ValueError(f"time_dim must be even, got {self.time_dim}")
+
+@patch(cls_method=True)
+def from_config(cls: CSPNet, config: CSPNetConfig, cond_dim: int = 0) -> CSPNet:
+    "A CSPNet of `config`'s architecture, taking a condition vector of `cond_dim` (0: none)."
+    return cls(config.n_types, config.hidden, config.n_layers, config.n_freq, config.time_dim, cond_dim)
+
+@dataclass
+class CrystalDiffusionConfig(TrainingSettings, CSPNetConfig):
+    "A crystal diffusion model: its denoiser (CSPNetConfig), noise, loss, training run and sampler defaults."
+    # saved in each checkpoint
+    task: str = 'csp'           # 'csp': atom types given, lattice and coordinates generated; 'dng': all
     cond_dim: int = 0           # length of a condition vector (text embedding, property); 0 = unconditional
     p_uncond: float = 0.1       # training: probability of the null (zero) condition instead, for guidance
     # --- the three noise processes ---
@@ -164,11 +181,7 @@ class CrystalDiffusionConfig(Config):
     w_lattice: float = 1.0      # weight of the lattice ε-MSE (DiffCSP: 1)
     w_coord: float = 1.0        # weight of the normalised coordinate score MSE (DiffCSP: 1)
     w_type: float = 1.0         # weight of the type cross-entropy, DNG only (DiffCSP: 20, on an ε-MSE)
-    # --- training ---
-    lr: float = 1e-3            # Adam learning rate (DiffCSP: 1e-3), cosine-decayed to lr/20 over the epochs
-    batch_size: int = 128       # crystals per batch
-    epochs: int = 200           # passes over the training set
-    seed: int = 0               # seed of initialisation and data order
+    # --- training: TrainingSettings (Adam with lr 1e-3 as DiffCSP, batches of 128 crystals, 200 epochs) ---
     # --- sampling ---
     # DiffCSP's γ: 5e-7 for Perov-5 CSP, 5e-6 for Carbon-24, 1e-5 for MP-20
     step_lr: float = 1e-5       # γ of the Langevin corrector; 0 = predictor only
@@ -176,17 +189,16 @@ class CrystalDiffusionConfig(Config):
     lattice_clip: float = 5.0   # the sampler clips the lattice estimate x̂_0 to ±lattice_clip (model units)
 
     def __post_init__(self):
+        super().__post_init__()                                    # the architecture's checks
         if self.task not in ('csp', 'dng'):
             raise ValueError(f"task must be 'csp' (structure prediction) or 'dng' (de novo generation), "
                              f"got {self.task!r}")
         if self.schedule not in ('cosine', 'linear'):
             raise ValueError(f"schedule must be 'cosine' or 'linear', got {self.schedule!r}")
-        for name in ('hidden', 'n_layers', 'n_freq', 'time_dim', 'n_types', 'max_atoms', 'n_steps',
-                     'batch_size'):
+        for name in ('n_steps', 'batch_size'):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.time_dim % 2: raise ValueError(f"time_dim must be even, got {self.time_dim}")
         if not 0 <= self.p_uncond <= 1: raise ValueError(f"p_uncond must be in [0, 1], got {self.p_uncond}")
         if self.lattice_scale <= 0:
             raise ValueError(f"lattice_scale must be positive, got {self.lattice_scale}")
@@ -211,8 +223,7 @@ class CrystalDiffusion(nn.Module):
     def __init__(self, config: CrystalDiffusionConfig | None = None):
         super().__init__()
         self.config = config = config or CrystalDiffusionConfig()
-        self.net = CSPNet(config.n_types, config.hidden, config.n_layers, config.n_freq, config.time_dim,
-                          config.cond_dim)
+        self.net = CSPNet.from_config(config, config.cond_dim)
         betas = cosine_betas(config.n_steps) if config.schedule == 'cosine' else linear_betas(config.n_steps)
         self.schedule = NoiseSchedule(betas)                                             # lattice and types
         self.sigmas = SigmaSchedule(config.n_steps, config.sigma_min, config.sigma_max)  # coordinates

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from .core import InputError
+from .learner import shard_map
 from .crystals import Crystal, CrystalDataset, lattice_to_params
 from .crystal_graphs import CrystalBatch
 
@@ -205,13 +206,15 @@ def group_by_formula(structures) -> dict:
 
 def unique_mask(structures, matcher=None) -> np.ndarray:
     "True for the first of each class of matching structures (same reduced formula); False for repeats, None."
+    # formulas shared among torchrun's processes (chapter 01's shard_map)
     matcher = matcher or make_matcher()
-    out = np.zeros(len(structures), dtype=bool)
-    for idx in group_by_formula(structures).values():
+    def firsts(idx):
         reps = []
         for i in idx:
-            if not any(rms_dist(structures[i], structures[j], matcher) is not None for j in reps):
-                reps.append(i); out[i] = True
+            if not any(rms_dist(structures[i], structures[j], matcher) is not None for j in reps): reps.append(i)
+        return reps
+    out = np.zeros(len(structures), dtype=bool)
+    for reps in shard_map(firsts, group_by_formula(structures).values()): out[reps] = True
     return out
 
 def _dataset_formulas(ds: CrystalDataset) -> list:
@@ -255,12 +258,10 @@ def novel_mask(structures,
     "True for structures that match no `reference` structure of their reduced formula; False for None."
     matcher = matcher or make_matcher()
     ref = reference if isinstance(reference, ReferenceSet) else ReferenceSet(reference)
-    out = np.zeros(len(structures), dtype=bool)
-    for i, s in enumerate(structures):
-        if s is None: continue
-        same_formula = ref.candidates(reduced_formula(s))
-        out[i] = not any(rms_dist(s, ref.structure(j), matcher) is not None for j in same_formula)
-    return out
+    def novel(s):
+        if s is None: return False
+        return not any(rms_dist(s, ref.structure(j), matcher) is not None for j in ref.candidates(reduced_formula(s)))
+    return np.array(shard_map(novel, structures), dtype=bool)
 
 # %% ../nbs/08_evaluation.ipynb #7f9820da
 def match_targets(candidates,    # per target, its list of candidate predictions, best-ranked first
@@ -350,12 +351,13 @@ def composition_fingerprint(composition) -> np.ndarray | None:
 
 def _fingerprints(structures, only_valid: bool) -> tuple[np.ndarray, np.ndarray]:
     "Structure and composition fingerprints of the structures that have both (`only_valid`: valid ones)."
-    S, C = [], []
-    for s in structures:
-        if s is None or (only_valid and not (structure_validity(s) and composition_validity(s))): continue
+    # computed by torchrun's processes in shares (chapter 01's shard_map)
+    def pair(s):
+        if s is None or (only_valid and not (structure_validity(s) and composition_validity(s))): return None
         a, b = structure_fingerprint(s), composition_fingerprint(s)
-        if a is not None and b is not None: S.append(a); C.append(b)
-    return np.array(S), np.array(C)
+        return None if a is None or b is None else (a, b)
+    pairs = [p for p in shard_map(pair, structures) if p is not None]
+    return np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
 
 def coverage(generated, reference,
              struct_cutoff: float = 0.4,  # largest structure-fingerprint distance of a hit
@@ -393,10 +395,12 @@ def dng_metrics(crystals,    # generated crystals, None where sampling failed
     if n == 0: raise ValueError("no generated crystals to measure")
     gen = [None if c is None else c.to_structure() for c in crystals]
     # StructureMatcher only on sane cells
-    valid = [s if s is not None and structure_validity(s) else None for s in gen]
+    checks = shard_map(lambda s: (s is not None and structure_validity(s), s is not None and composition_validity(s)),
+                       gen)
+    valid = [s if ok else None for s, (ok, _) in zip(gen, checks)]
     ref = [c.to_structure() for c in reference]
-    out = {'n': n, 'struct_validity': sum(s is not None for s in valid) / n,
-           'comp_validity': sum(s is not None and composition_validity(s) for s in gen) / n,
+    out = {'n': n, 'struct_validity': sum(ok for ok, _ in checks) / n,
+           'comp_validity': sum(ok for _, ok in checks) / n,
            'uniqueness': float(unique_mask(valid).sum()) / n}
     if train is not None: out['novelty'] = float(novel_mask(valid, train).sum()) / n
     out.update(coverage(gen, ref)); out.update(wasserstein_metrics(gen, ref))

@@ -108,8 +108,7 @@ class CrystalFlow(nn.Module):
         self.config = config = config or CrystalDiffusionConfig()
         if config.task != 'csp':
             raise ValueError(f"CrystalFlow does structure prediction only (task='csp'), not {config.task!r}")
-        self.net = CSPNet(config.n_types, config.hidden, config.n_layers, config.n_freq, config.time_dim,
-                          config.cond_dim)
+        self.net = CSPNet.from_config(config, config.cond_dim)
         self.register_buffer('num_atoms_counts', torch.zeros(config.max_atoms + 1))
         self.register_buffer('type_counts', torch.zeros(config.n_types + 1))
 

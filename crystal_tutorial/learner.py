@@ -9,6 +9,7 @@ import os
 import random
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -19,11 +20,11 @@ from fastprogress.fastprogress import master_bar, progress_bar
 from torch import nn
 
 from .core import (
-    DEVICE_ENV, CheckpointError, InputError, get_device, load_checkpoint, save_checkpoint)
+    DEVICE_ENV, CheckpointError, Config, InputError, get_device, load_checkpoint, save_checkpoint)
 
 # %% auto #0
-__all__ = ['world_size', 'rank', 'Callback', 'Learner', 'CosineSchedule', 'loss_drops_on_batch', 'fit_with_budget',
-           'init_distributed', 'shard_loader']
+__all__ = ['world_size', 'rank', 'Callback', 'Learner', 'CosineSchedule', 'TrainingSettings', 'loss_drops_on_batch',
+           'fit_with_budget', 'init_distributed', 'shard_loader', 'shard_map']
 
 # %% ../nbs/01_learner.ipynb #a736afb2
 def _to(batch, device):
@@ -166,6 +167,15 @@ class CosineSchedule(Callback):
         lr, cosine = learn.opt.param_groups[0]['lr'], torch.optim.lr_scheduler.CosineAnnealingLR
         learn.lr_schedule = cosine(learn.opt, T_max=max(epochs, 1), eta_min=lr / divisor)
     def after_epoch(self, learn): learn.lr_schedule.step()
+
+# %% ../nbs/01_learner.ipynb #364aa126
+@dataclass
+class TrainingSettings(Config):
+    "The settings of one training run; every model's configuration extends them."
+    lr: float = 1e-3        # the optimizer's learning rate, cosine-decayed to lr / 20 over the epochs
+    batch_size: int = 128   # items per batch (the global batch over all processes)
+    epochs: int = 200       # passes over the training set
+    seed: int = 0           # seed of the initialisation and of the data order
 
 # %% ../nbs/01_learner.ipynb #b0770cb2
 def loss_drops_on_batch(model: nn.Module, loss_func, batch, steps: int = 20,
@@ -319,3 +329,15 @@ def distribute(self: Learner, seed: int = 0) -> Learner:
     self.ddp = DistributedDataParallel(_Loss(self.model, self.loss_func), device_ids=ids,
                                        find_unused_parameters=True)
     return self
+
+# %% ../nbs/01_learner.ipynb #3d149a26
+def shard_map(fn, items) -> list:
+    "`[fn(x) for x in items]`, process r of N computing items r, r + N, ...; every process gets the whole list."
+    items, n = list(items), world_size()
+    if n == 1: return [fn(x) for x in items]
+    import torch.distributed as dist
+    parts = [None] * n
+    dist.all_gather_object(parts, [fn(x) for x in items[rank()::n]])
+    out = [None] * len(items)
+    for r, part in enumerate(parts): out[r::n] = part
+    return out

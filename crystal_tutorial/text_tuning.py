@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import CheckpointError, Config, get_device, load_checkpoint, load_weights, resolve_weights, save_checkpoint
-from .learner import CosineSchedule, Learner
+from .core import CheckpointError, get_device, load_checkpoint, load_weights, resolve_weights, save_checkpoint
+from .learner import CosineSchedule, Learner, TrainingSettings
 from .crystals import CrystalDataset
 from .crystal_data import element_group
 from .clip import CrystalCLIP, CrystalCLIPConfig, clip_loss, load_crystal_clip, pca_2d
@@ -282,22 +282,20 @@ class TunedLoss:
 
 # %% ../nbs/21_text_tuning.ipynb #0b46be06
 @dataclass
-class TextTuningConfig(Config):
+class TextTuningConfig(TrainingSettings):
     "The fine-tuning run: where the crystal side starts, how much of the text side learns, the batches."
     # a shipped Crystal CLIP (chapter 20) or a checkpoint path; '' starts afresh
     init: str = 'mp_mix_20'
     tuned_layers: int = 2             # top BERT layers of MiniLM that learn (of 6)
-    lr: float = 3e-4                  # crystal encoder, projections, temperature
+    lr: float = 3e-4                  # crystal encoder, projections, temperature (TrainingSettings)
+    epochs: int = 6
     text_lr: float = 1e-4             # the tuned BERT layers
     weight_decay: float = 1e-4
-    batch_size: int = 128
-    epochs: int = 6
     polymorph_batches: bool = True    # polymorphs of a formula in the same batch (hard negatives)
     role_weight: float = 1.0          # λ of the text-against-text role loss (0: none)
     role_texts: int = 32              # element texts in the role loss per step
     templates: tuple = tuple(TRAIN_TEMPLATES) + ROLE_TEMPLATES
     max_tokens: int = 48
-    seed: int = 0
 
     def __post_init__(self):
         self.templates = tuple(self.templates)

@@ -1,4 +1,4 @@
-"""Train a text-conditioned crystal diffusion model (notebook 24, Chemeleon-style) on mp_mix_20.
+"""Train a text-conditioned crystal diffusion model (notebook 25, Chemeleon-style) on mp_mix_20.
 
     python scripts/train_chameleon.py --kind composition --epochs 30 \\
         --out crystal_tutorial/weights/chameleon_composition.pt

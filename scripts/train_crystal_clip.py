@@ -1,4 +1,4 @@
-"""Train a Crystal CLIP model (notebook 19): a CSPNet crystal encoder and a projection of frozen all-MiniLM-L6-v2 text embeddings.
+"""Train a Crystal CLIP model (notebook 20): a CSPNet crystal encoder and a projection of frozen all-MiniLM-L6-v2 text embeddings.
 
     python scripts/train_crystal_clip.py --dataset mp_mix_20 --split train --epochs 30 \\
         --out crystal_tutorial/weights/crystal_clip_mp_mix_20.pt

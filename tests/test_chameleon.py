@@ -1,4 +1,4 @@
-"""Text-guided generation (notebook 24) and `crystal-tutorial generate` (notebook 27): checkpoints, bad requests, files."""
+"""Text-guided generation (notebook 25) and `crystal-tutorial generate` (notebook 27): checkpoints, bad requests, files."""
 import json
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""Crystal CLIP (notebook 19): texts generated from hand-made crystals, the InfoNCE loss on known cases, a training step,
+"""Crystal CLIP (notebook 20): texts generated from hand-made crystals, the InfoNCE loss on known cases, a training step,
 checkpoints, bad inputs, the offline baseline text encoder, and the training script."""
 import math
 import os

@@ -82,3 +82,36 @@ def test_mixed_precision_runs_and_keeps_float32_weights():
     before = learn.evaluate(dl)['loss']
     learn.fit(3, progress=False)
     assert learn.model.weight.dtype == torch.float32 and learn.history[-1]['train_loss'] < before
+
+
+MEASURE = textwrap.dedent('''
+    import json, torch
+    from crystal_tutorial.crystals import toy_dataset
+    from crystal_tutorial.evaluation import dng_metrics
+    from crystal_tutorial.learner import init_distributed, rank, shard_map, world_size
+    torch.set_num_threads(1)
+    init_distributed()
+    toy = toy_dataset()
+    generated = [toy[i] for i in range(0, 24)] + [toy[0], toy[1], None]      # two repeats and one failed sample
+    figures = dng_metrics(generated, [toy[i] for i in range(24, 48)], train=[toy[i] for i in range(8, 40)])
+    who = shard_map(lambda x: (x, rank()), range(7))
+    if rank() == 0: print('RESULT', json.dumps({'world': world_size(), 'figures': figures, 'who': who}))
+''')
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason='this torch has no torch.distributed')
+def test_measures_shared_by_two_processes_equal_one(tmp_path):
+    script = tmp_path / 'measure.py'
+    script.write_text(MEASURE)
+    out = {}
+    for n in (1, 2):
+        launch = ([sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc-per-node={n}']
+                  if n > 1 else [sys.executable])
+        r = subprocess.run(launch + [str(script)], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        out[n] = json.loads(next(l for l in r.stdout.splitlines() if l.startswith('RESULT'))[len('RESULT'):])
+    assert out[2]['world'] == 2
+    assert out[2]['figures'] == out[1]['figures']                          # the same numbers, to the last digit
+    assert out[1]['figures']['uniqueness'] < 25 / 27                       # the repeats were found
+    assert out[2]['who'] == [[i, i % 2] for i in range(7)]                 # item i computed by process i mod 2
+    assert out[1]['who'] == [[i, 0] for i in range(7)]
