@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import CheckpointError, file_sha256, get_device, load_checkpoint, load_weights, resolve_weights, save_checkpoint
+from .core import (CheckpointError, file_sha256, get_device, load_checkpoint, load_weights,
+                                   resolve_weights, save_checkpoint)
 from .learner import CosineSchedule, Learner
 from .crystals import CrystalDataset
 from .crystal_graphs import scatter_sum

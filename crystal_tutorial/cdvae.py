@@ -32,7 +32,7 @@ __all__ = ['SHIPPED_CDVAES', 'CDVAEConfig', 'GaussianBasis', 'lattice_targets', 
 # %% ../nbs/17_cdvae.ipynb #181e290a
 @dataclass
 class CDVAEConfig(TrainingSettings, CSPNetConfig):
-    "A CDVAE: encoder, latent, the decoder (CSPNetConfig), noise, loss, training run and sampler; checkpointed."
+    "A CDVAE: encoder, latent, decoder (CSPNetConfig), noise, loss, training and sampler; in each checkpoint."
     latent_dim: int = 64        # size of z (CDVAE: 256)
     # --- the encoder: message passing over the radius graph ---
     enc_hidden: int = 128       # width of the encoder's atom features

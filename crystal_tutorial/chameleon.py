@@ -26,7 +26,8 @@ from .clip import (CrystalCLIP, CrystalTextDataset, clip_from_checkpoint, collat
 from .texts import (COMPOSITION_TEMPLATES, HELD_OUT_TEMPLATES, TRAIN_TEMPLATES,
                                     TextEmbeddingCache)
 from .symmetry import SymmetryConstraint, load_symmetry_templates, resolve_symmetry
-from .constraints import FormulaConstraint, cell_counts, cell_sizes, check_cell_size, draw_template, formula_cell_size
+from .constraints import (FormulaConstraint, cell_counts, cell_sizes, check_cell_size,
+                                          draw_template, formula_cell_size)
 
 # %% auto #0
 __all__ = ['PROMPT_TEMPLATES', 'SHIPPED_CHAMELEON_MODELS', 'SERVED_MAX_ATOMS', 'MAX_GUIDANCE', 'DEFAULT_STEPS',
@@ -367,7 +368,7 @@ def wanted_symmetry(self: Chameleon, symmetry, prompt: str) -> tuple:
 @patch
 def draw_templates(self: Chameleon, prompts: list, num_atoms: list, elements: dict, counts: list,
                    opts: SampleOptions) -> list | None:
-    "A symmetry template (chapter 14) per crystal whose prompt asks for one, that holds its `counts` (chapter 24); or None."
+    "A symmetry template (chapter 14) per crystal whose prompt asks for one, holding its `counts`; or None."
     wanted = {p: self.wanted_symmetry(opts.symmetry, p) for p in set(prompts)}
     if all(w[0] is None for w in wanted.values()): return None
     pool, rng, drawn = load_symmetry_templates('mp'), np.random.default_rng(opts.seed), {}

@@ -399,7 +399,8 @@ def _add_sampler_options(ge):
     "The options of `generate` that steer the sampler: guidance, steps, seed, elements, retries, symmetry."
     ge.add_argument('--guidance-scale', type=float, default=1.0, metavar='W',
                     help='classifier-free guidance: 0 unconditional, 1 conditional (default), >1 stronger')
-    ge.add_argument('--steps', type=int, metavar='S', help="denoising steps (default: 200 of the model's 1000)")
+    ge.add_argument('--steps', type=int, metavar='S',
+                    help="denoising steps (default: 200 of the model's 1000)")
     ge.add_argument('--step-lr', type=float, metavar='G',
                     help="the Langevin corrector's step size γ (default: the model's; "
                          "0: predictor only, half the network passes)")

@@ -60,7 +60,7 @@ def clip_loss(crystal_emb: Tensor, text_emb: Tensor, logit_scale: Tensor | float
 # %% ../nbs/20_crystal_clip.ipynb #1fc3669e
 @dataclass
 class CrystalCLIPConfig(TrainingSettings, CSPNetConfig):
-    "A Crystal CLIP: its crystal encoder (CSPNetConfig), text side and training run; saved in each checkpoint."
+    "A Crystal CLIP: crystal encoder (CSPNetConfig), text side and training run; saved in each checkpoint."
     # --- the crystal encoder: CSPNet (CSPNetConfig) at t = 0, mean pooling ---
     hidden: int = 128
     n_layers: int = 3

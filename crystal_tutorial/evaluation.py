@@ -211,7 +211,7 @@ def unique_mask(structures, matcher=None) -> np.ndarray:
     def firsts(idx):
         reps = []
         for i in idx:
-            if not any(rms_dist(structures[i], structures[j], matcher) is not None for j in reps): reps.append(i)
+            if all(rms_dist(structures[i], structures[j], matcher) is None for j in reps): reps.append(i)
         return reps
     out = np.zeros(len(structures), dtype=bool)
     for reps in shard_map(firsts, group_by_formula(structures).values()): out[reps] = True
@@ -260,7 +260,8 @@ def novel_mask(structures,
     ref = reference if isinstance(reference, ReferenceSet) else ReferenceSet(reference)
     def novel(s):
         if s is None: return False
-        return not any(rms_dist(s, ref.structure(j), matcher) is not None for j in ref.candidates(reduced_formula(s)))
+        same_formula = ref.candidates(reduced_formula(s))
+        return all(rms_dist(s, ref.structure(j), matcher) is None for j in same_formula)
     return np.array(shard_map(novel, structures), dtype=bool)
 
 # %% ../nbs/08_evaluation.ipynb #7f9820da
@@ -395,8 +396,8 @@ def dng_metrics(crystals,    # generated crystals, None where sampling failed
     if n == 0: raise ValueError("no generated crystals to measure")
     gen = [None if c is None else c.to_structure() for c in crystals]
     # StructureMatcher only on sane cells
-    checks = shard_map(lambda s: (s is not None and structure_validity(s), s is not None and composition_validity(s)),
-                       gen)
+    def valid_both(s): return (s is not None and structure_validity(s), s is not None and composition_validity(s))
+    checks = shard_map(valid_both, gen)
     valid = [s if ok else None for s, (ok, _) in zip(gen, checks)]
     ref = [c.to_structure() for c in reference]
     out = {'n': n, 'struct_validity': sum(ok for ok, _ in checks) / n,

@@ -332,7 +332,7 @@ def distribute(self: Learner, seed: int = 0) -> Learner:
 
 # %% ../nbs/01_learner.ipynb #3d149a26
 def shard_map(fn, items) -> list:
-    "`[fn(x) for x in items]`, process r of N computing items r, r + N, ...; every process gets the whole list."
+    "`[fn(x) for x in items]`, process r of N computing items r, r + N, ...; every process gets all."
     items, n = list(items), world_size()
     if n == 1: return [fn(x) for x in items]
     import torch.distributed as dist

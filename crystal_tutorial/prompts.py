@@ -11,9 +11,10 @@ import warnings
 from dataclasses import dataclass, field
 
 from .crystal_data import crystal_system
-from .prompt_words import (
-    COMPOUND_NAMES, ELEMENTS, FILLER_WORDS, PROPERTY_WORDS, PROTOTYPE_FORMULAS, STRUCTURE_ALIASES, STRUCTURE_TYPES,
-    PromptError, PromptWarning, clean_prompt, element_word, formula_text, parse_formula, spacegroup_number)
+from crystal_tutorial.prompt_words import (
+    COMPOUND_NAMES, ELEMENTS, FILLER_WORDS, PROPERTY_WORDS, PROTOTYPE_FORMULAS, STRUCTURE_ALIASES,
+    STRUCTURE_TYPES, PromptError, PromptWarning, clean_prompt, element_word, formula_text, parse_formula,
+    spacegroup_number)
 from .prompt_words import (_ENGLISH_SYMBOLS, _FORMULA_LIKE, _NOT_MINERALS, _PRONOUN_VERBS,
                                            _amount)
 from .symmetry import _SYSTEM_WORDS, resolve_symmetry
