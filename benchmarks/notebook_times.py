@@ -80,7 +80,7 @@ def main():
     p.add_argument('--record', action='store_true', help=f'merge the figures into {RECORD.name}')
     args = p.parse_args()
     notebooks = [Path(n).resolve() for n in args.notebooks] or sorted((ROOT / 'nbs').glob('[0-9][0-9]*_*.ipynb'))
-    record = json.loads(RECORD.read_text()) if RECORD.exists() else {}
+    record = {}                                            # this run's figures, merged into RECORD at the end
     print(f'{os.cpu_count()} CPUs visible, mode {args.mode}' + (' (reading only)' if args.read_only else ''))
     failed = 0
     for nb in notebooks:
@@ -103,11 +103,13 @@ def main():
         print(line, flush=True)
         for i, dt, first in entry.get(f'slow_cells_{args.mode}', []) if args.cells else []:
             print(f'    cell {i:3d}: {dt:5d} s  {first}', flush=True)
-    if args.record:
-        record['_about'] = {'reading': f'prose {WORDS_PER_MIN} words/min, code {CODE_LINES_PER_MIN} lines/min',
+    if args.record:                                        # read again: another run may have recorded meanwhile
+        merged = json.loads(RECORD.read_text()) if RECORD.exists() else {}
+        for stem, entry in record.items(): merged.setdefault(stem, {}).update(entry)
+        merged['_about'] = {'reading': f'prose {WORDS_PER_MIN} words/min, code {CODE_LINES_PER_MIN} lines/min',
                             'hardware': f'{platform.machine()}, {os.cpu_count()} CPUs visible',
                             'command': 'python ' + ' '.join(sys.argv)}
-        RECORD.write_text(json.dumps(dict(sorted(record.items())), indent=1) + '\n')
+        RECORD.write_text(json.dumps(dict(sorted(merged.items())), indent=1) + '\n')
         print(f'recorded in {RECORD.relative_to(ROOT)}')
     sys.exit(1 if failed else 0)
 
