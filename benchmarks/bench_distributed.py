@@ -34,12 +34,16 @@ def worker(args):
     config = config_for_data(ds, task='csp', batch_size=args.batch_size, epochs=args.epochs + 1)
     learn = crystal_diffusion_learner(config, ds, None, device=args.device).distribute()
     learn.amp = args.amp
-    learn.fit(1, progress=False)                                                # warm-up
+    if args.compile: learn.model.net.compile(dynamic=True)                      # in place: the same state_dict
+    t0 = time.perf_counter()
+    learn.fit(1, progress=False)                                                # warm-up (and compilation)
+    warmup = time.perf_counter() - t0
     t0 = time.perf_counter()
     learn.fit(args.epochs, progress=False)
     seconds = time.perf_counter() - t0
     if rank() == 0:
-        print('RESULT', json.dumps({'processes': world_size(), 'amp': args.amp, 'crystals': len(ds), 'seconds': seconds,
+        print('RESULT', json.dumps({'processes': world_size(), 'amp': args.amp, 'compile': args.compile,
+                                    'warmup_s': warmup, 'crystals': len(ds), 'seconds': seconds,
                                     'crystals_per_s': len(ds) * args.epochs / seconds,
                                     'final_loss': learn.history[-1]['train_loss'], 'device': str(learn.device)}))
 
@@ -63,6 +67,7 @@ def main():
     p.add_argument('--threads', type=int, default=1, help='threads per process')
     p.add_argument('--device', default='cpu')
     p.add_argument('--amp', action='store_true', help='mixed precision: the loss in bfloat16 autocast')
+    p.add_argument('--compile', action='store_true', help='torch.compile the denoiser (in place, dynamic shapes)')
     p.add_argument('--record', action='store_true', help=f'append the figures to {RECORD.name}')
     if 'BENCH_WORKER' in os.environ: return worker(argparse.Namespace(**json.loads(os.environ['BENCH_WORKER'])))
     args = p.parse_args()

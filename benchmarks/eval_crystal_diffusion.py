@@ -107,7 +107,8 @@ def measure_args(argv: list) -> list:
 
 def main():
     import os
-    args = p.parse_args(json.loads(os.environ['EVAL_ARGV']) if 'EVAL_ARGV' in os.environ else None)
+    argv = json.loads(os.environ['EVAL_ARGV']) if 'EVAL_ARGV' in os.environ else sys.argv[1:]   # under torchrun: the env
+    args = p.parse_args(argv)
     from crystal_tutorial.learner import init_distributed
     world = init_distributed()
     if args.workers > 1 and world == 1: sys.exit(relaunch_under_torchrun(args.workers))
@@ -167,9 +168,9 @@ def main():
         from crystal_tutorial.crystal_sampling import record_measure
         import torch
         entry = record_measure(args.model, {k: v for k, v in figures.items() if isinstance(v, (int, float))},
-                               'python benchmarks/eval_crystal_diffusion.py ' + ' '.join(measure_args(sys.argv[1:])), dataset=args.dataset, split=args.split,
+                               'python benchmarks/eval_crystal_diffusion.py ' + ' '.join(measure_args(argv)), dataset=args.dataset, split=args.split,
                                steps=steps, step_lr=model.config.step_lr, charge_balanced=args.charge_balanced, seconds=round(seconds),
-                               hardware=f'{platform.machine()} {model.device.type}, {args.workers if args.workers > 1 else torch.get_num_threads()} thread(s)')
+                               hardware=f'{platform.machine()} {model.device.type}, ' + (f'{args.workers} one-thread processes' if args.workers > 1 else f'{torch.get_num_threads()} thread(s)'))
         print(f"recorded in crystal_tutorial/weights/crystal_diffusion_measures.json ({entry['date']}, weights {entry['weights_sha256'][:12]}...)")
 
 
