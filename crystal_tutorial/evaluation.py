@@ -396,7 +396,8 @@ def dng_metrics(crystals,    # generated crystals, None where sampling failed
     if n == 0: raise ValueError("no generated crystals to measure")
     gen = [None if c is None else c.to_structure() for c in crystals]
     # StructureMatcher only on sane cells
-    def valid_both(s): return (s is not None and structure_validity(s), s is not None and composition_validity(s))
+    def valid_both(s):
+        return (s is not None and structure_validity(s), s is not None and composition_validity(s))
     checks = shard_map(valid_both, gen)
     valid = [s if ok else None for s, (ok, _) in zip(gen, checks)]
     ref = [c.to_structure() for c in reference]
