@@ -38,12 +38,17 @@ p.add_argument('--step-lr', type=float, default=None, help="the corrector's γ f
 p.add_argument('--models', nargs='+', default=['composition', 'general'])
 p.add_argument('--device', default=None)
 p.add_argument('--json', default=None, help='also write the results here')
+p.add_argument('--weights', nargs='*', default=[], metavar='KIND=PATH',
+               help='a checkpoint instead of the shipped model of that kind, e.g. general=data/runs/chameleon_general_tuned.pt')
 args = p.parse_args()
+weights = dict(w.split('=', 1) for w in args.weights if '=' in w)
+if len(weights) != len(args.weights) or set(weights) - set(args.models):
+    p.error(f'--weights takes KIND=PATH with KIND among --models ({", ".join(args.models)}), got {args.weights}')
 
 test_ds = load_dataset('mp_mix_20', 'test')
 results = {}
 t_load = time.time()
-models = {k: Chameleon.load(k, device=args.device) for k in args.models}
+models = {k: Chameleon.load(weights.get(k, k), device=args.device) for k in args.models}
 print(f"loaded {', '.join(args.models)} in {time.time() - t_load:.1f} s; {torch.get_num_threads()} threads, device {next(iter(models.values())).device}")
 held_out = held_out_crystals(load_dataset('mp_mix_20', 'train'), test_ds, args.n_prompts, 20)
 cells = [c.num_atoms for c in held_out]

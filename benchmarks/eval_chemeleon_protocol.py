@@ -67,9 +67,11 @@ def main(argv=None):
     p.add_argument('--step-lr', type=float, default=0.0, help="the corrector's γ (0: predictor only, half the network passes)")
     p.add_argument('--settings', nargs='+', default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument('--record', action='store_true', help=f'write the figures to {MEASURES.name}')
+    p.add_argument('--weights', default='general', help='a general-text checkpoint instead of the shipped model')
     a = p.parse_args(argv)
+    if a.record and a.weights != 'general': p.error('--record keeps the shipped model\'s figures: drop --weights or --record')
     rows = pd.read_csv(dataset_csv('mp_40_chemeleon', 'test', download=False)).iloc[a.skip:a.skip + a.n_prompts]
-    model = Chameleon.load_general_text_model()
+    model = Chameleon.load(a.weights)
     from crystal_tutorial.crystals import Crystal
     knowns = [Crystal.from_cif(c).to_structure() for c in rows.cif]
     out = {}

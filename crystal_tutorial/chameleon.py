@@ -25,6 +25,8 @@ from .clip import (CrystalCLIP, CrystalTextDataset, clip_from_checkpoint, collat
                                    embed_prompts, pair_texts)
 from .texts import (COMPOSITION_TEMPLATES, HELD_OUT_TEMPLATES, TRAIN_TEMPLATES,
                                     TextEmbeddingCache)
+from .text_tuning import (TunedCrystalCLIP, texts_as_is, tuned_clip_from_state,
+                                          tuned_clip_state)
 from .symmetry import SymmetryConstraint, load_symmetry_templates, resolve_symmetry
 from .constraints import (FormulaConstraint, cell_counts, cell_sizes, check_cell_size,
                                           draw_template, formula_cell_size)
@@ -32,7 +34,8 @@ from .constraints import (FormulaConstraint, cell_counts, cell_sizes, check_cell
 # %% auto #0
 __all__ = ['PROMPT_TEMPLATES', 'SHIPPED_CHAMELEON_MODELS', 'SERVED_MAX_ATOMS', 'MAX_GUIDANCE', 'DEFAULT_STEPS',
            'PROTOTYPES_RANKED', 'SAMPLE_BATCH', 'prompt_elements', 'conditioned_pairs', 'chameleon_learner',
-           'save_chameleon', 'Chameleon', 'SampleOptions', 'needs_redraw', 'PromptError']
+           'clip_state', 'clip_from_state', 'save_chameleon', 'Chameleon', 'SampleOptions', 'needs_redraw',
+           'PromptError']
 
 # %% ../nbs/25_chameleon.ipynb #6cf3e7f0
 from .prompts import (read_prompt as _read_prompt)  # chapter 23's reader; the method below wraps it
@@ -53,16 +56,17 @@ PROMPT_TEMPLATES = {                   # kind of model: chapter 19's templates i
 }
 
 @torch.no_grad()
-def conditioned_pairs(ds: CrystalDataset, facts: list, templates, clip: CrystalCLIP,
+def conditioned_pairs(ds: CrystalDataset, facts: list, templates, clip: CrystalCLIP | TunedCrystalCLIP,
                       cache: TextEmbeddingCache | None = None, seed: int = 0) -> CrystalTextDataset:
     "Crystals paired with their texts (one drawn per item), each text as its Crystal CLIP condition vector."
     # items are (CrystalBatch, cond [B, embed_dim], text ids)
     if len(facts) != len(ds):
         raise ValueError(f"got facts for {len(facts)} crystals but the dataset has {len(ds)}")
+    # chapter 20's CLIP projects the frozen baseline's 384 numbers; chapter 21's tuned one reads the texts
+    if isinstance(clip, TunedCrystalCLIP): cache = texts_as_is
     pairs = CrystalTextDataset(ds, pair_texts(facts, templates),
                                cache if cache is not None else TextEmbeddingCache(), seed=seed)
     clip.eval()
-    # the baseline's 384 numbers → the condition vector
     pairs.embeddings = clip.encode_text_embeddings(pairs.embeddings).cpu()
     return pairs
 
@@ -92,17 +96,26 @@ def chameleon_learner(config: CrystalDiffusionConfig, train: CrystalTextDataset,
 # kind: file in WEIGHTS_DIR
 SHIPPED_CHAMELEON_MODELS = {'composition': 'chameleon_composition.pt', 'general': 'chameleon_general.pt'}
 
-def save_chameleon(path, diffusion: CrystalDiffusion, clip: CrystalCLIP, kind: str, templates,
-                   **extra,  # stored too: history, data, ...
+def clip_state(clip: CrystalCLIP | TunedCrystalCLIP) -> dict:
+    "A Crystal CLIP as a checkpoint entry: chapter 20's whole model, or chapter 21's delta over MiniLM."
+    if isinstance(clip, TunedCrystalCLIP): return tuned_clip_state(clip)
+    return {'config': asdict(clip.config),
+            'model': {k: v.detach().cpu() for k, v in clip.state_dict().items()}}
+
+def clip_from_state(entry: dict) -> CrystalCLIP | TunedCrystalCLIP:
+    "The Crystal CLIP of a `clip_state` entry (a tuned one has `tuned_layers`)."
+    if isinstance(entry, dict) and 'tuned_layers' in entry:
+        return tuned_clip_from_state(entry, "this Chameleon checkpoint's tuned text side")
+    return clip_from_checkpoint(entry)
+
+def save_chameleon(path, diffusion: CrystalDiffusion, clip: CrystalCLIP | TunedCrystalCLIP, kind: str,
+                   templates, **extra,  # stored too: history, data, ...
                   ) -> Path:
     "A self-contained checkpoint for `Chameleon.load`: denoiser, configuration, Crystal CLIP, prompt kind."
     if kind not in SHIPPED_CHAMELEON_MODELS:
         raise ValueError(f"kind must be one of {sorted(SHIPPED_CHAMELEON_MODELS)}, got {kind!r}")
     return save_checkpoint(path, diffusion, config=asdict(diffusion.config), kind=kind,
-                           templates=list(templates),
-                           clip={'config': asdict(clip.config),
-                                 'model': {k: v.detach().cpu() for k, v in clip.state_dict().items()}},
-                           **extra)
+                           templates=list(templates), clip=clip_state(clip), **extra)
 
 # %% ../nbs/25_chameleon.ipynb #5c940ee2
 def _resolve_chameleon(name_or_path) -> Path:
@@ -116,8 +129,8 @@ class Chameleon:
     "Text-guided crystal generation: a prompt's Crystal CLIP vector conditions a crystal diffusion model."
     # Crystal CLIP turns a prompt into a condition vector; a conditional crystal diffusion model
     # (chapter 11, DNG) samples crystals with classifier-free guidance.
-    def __init__(self, diffusion: CrystalDiffusion, clip: CrystalCLIP, kind: str = 'general',
-                 info: dict | None = None):
+    def __init__(self, diffusion: CrystalDiffusion, clip: CrystalCLIP | TunedCrystalCLIP,
+                 kind: str = 'general', info: dict | None = None):
         cfg = diffusion.config
         if cfg.task != 'dng' or not cfg.cond_dim:
             raise ValueError("Chameleon needs a conditional de novo model (task='dng', cond_dim > 0)")
@@ -131,8 +144,9 @@ class Chameleon:
         if cfg.max_atoms < SERVED_MAX_ATOMS: diffusion.config = replace(cfg, max_atoms=SERVED_MAX_ATOMS)
         self.diffusion, self.clip, self.kind, self.info = (diffusion.eval(), clip.eval(), kind,
                                                            dict(info or {}))
-        # in memory only
-        self._cache = TextEmbeddingCache(path=data_dir() / 'text_embeddings' / 'chameleon-prompts-unsaved.pt')
+        # baseline embeddings in memory only; a tuned text side reads the prompts themselves
+        unsaved = data_dir() / 'text_embeddings' / 'chameleon-prompts-unsaved.pt'
+        self._cache = texts_as_is if isinstance(clip, TunedCrystalCLIP) else TextEmbeddingCache(path=unsaved)
 
     @property
     def max_atoms(self) -> int: return self.diffusion.config.max_atoms
@@ -161,7 +175,7 @@ class Chameleon:
                              "write it with save_chameleon")
         info = {k: state[k] for k in ('templates', 'history', 'epochs_done', 'train_seconds', 'hardware',
                                       'data', 'command') if k in state}
-        return cls(model_from_checkpoint(state), clip_from_checkpoint(state['clip']), state['kind'],
+        return cls(model_from_checkpoint(state), clip_from_state(state['clip']), state['kind'],
                    info).to(device)
 
     @classmethod

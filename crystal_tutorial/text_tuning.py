@@ -28,8 +28,8 @@ __all__ = ['EIGHT_GROUPS', 'FIGURE_Z', 'ROLE_TEMPLATES', 'GROUP_TEXTS', 'ROLE_HE
            'REFERENCE_TEXTS', 'lecture_group', 'role_texts', 'element_compound_texts', 'tuning_texts',
            'PolymorphBatches', 'polymorph_pairs', 'tokenize', 'TunedCrystalCLIP', 'texts_as_is', 'tuned_loss',
            'TokenizedTexts', 'element_texts', 'RoleAlignment', 'TunedLoss', 'TextTuningConfig', 'tuned_clip_learner',
-           'save_tuned_clip', 'load_tuned_clip', 'same_group_accuracy', 'silhouette', 'plot_group_panels',
-           'polymorph_sets', 'polymorph_retrieval']
+           'tuned_clip_state', 'tuned_clip_from_state', 'save_tuned_clip', 'load_tuned_clip', 'same_group_accuracy',
+           'silhouette', 'plot_group_panels', 'polymorph_sets', 'polymorph_retrieval']
 
 # %% ../nbs/21_text_tuning.ipynb #959a7aba
 EIGHT_GROUPS = ('alkali metal', 'alkaline earth metal', 'transition metal', 'post-transition metal',
@@ -348,15 +348,27 @@ REFERENCE_TEXTS = ('Ti O S', 'tetragonal TiO2', 'orthorhombic TiO2',
                    'an oxide of an alkaline-earth metal and a transition metal',
                    'Cubic crystal structure of SrTiO3 compound')
 
-def save_tuned_clip(path, model: TunedCrystalCLIP, config: TextTuningConfig, half: bool = True,
-                    **extra) -> Path:
-    "Only the delta over packaged MiniLM (tuned layers fp16 if `half`), configs, embedded `REFERENCE_TEXTS`."
+def tuned_clip_state(model: TunedCrystalCLIP, half: bool = True) -> dict:
+    "A tuned CLIP as a checkpoint entry: its delta over the packaged MiniLM (text layers fp16 if `half`)."
     delta = model.delta_state()
     if half: delta = {k: v.half() if k.startswith('text.') and v.is_floating_point() else v
                       for k, v in delta.items()}
-    check = _assemble(delta, asdict(model.clip.config), model.tuned_layers)     # what a loader will get
-    return save_checkpoint(path, None, delta={'model': delta}, config=asdict(config),
-                           clip_config=asdict(model.clip.config), tuned_layers=model.tuned_layers,
+    return {'config': asdict(model.clip.config), 'model': delta, 'tuned_layers': model.tuned_layers}
+
+def tuned_clip_from_state(entry: dict, source: str = 'the delta') -> TunedCrystalCLIP:
+    "The model of a `tuned_clip_state` entry: the packaged MiniLM with the delta over it."
+    try: return _assemble(entry['model'], entry['config'], int(entry['tuned_layers']), source)
+    except (ValueError, TypeError, KeyError) as e:
+        if isinstance(e, CheckpointError): raise
+        raise CheckpointError(f"{source} does not fit ({e}): save it again with save_tuned_clip") from None
+
+def save_tuned_clip(path, model: TunedCrystalCLIP, config: TextTuningConfig, half: bool = True,
+                    **extra) -> Path:
+    "Only the delta over packaged MiniLM (tuned layers fp16 if `half`), configs, embedded `REFERENCE_TEXTS`."
+    entry = tuned_clip_state(model, half)
+    check = tuned_clip_from_state(entry)                            # what a loader will get
+    return save_checkpoint(path, None, delta={'model': entry['model']}, config=asdict(config),
+                           clip_config=entry['config'], tuned_layers=model.tuned_layers,
                            base='all-MiniLM-L6-v2', text_dtype='float16' if half else 'float32',
                            reference_texts=list(REFERENCE_TEXTS),
                            reference_embeddings=check.encode_texts(list(REFERENCE_TEXTS)), **extra)
@@ -384,13 +396,9 @@ def load_tuned_clip(name_or_path='mp_mix_20', device=None) -> TunedCrystalCLIP:
     for key in ('delta', 'clip_config', 'tuned_layers'):
         if key not in state:
             raise CheckpointError(f"{str(path)!r} has no {key!r}: it is not a tuned Crystal CLIP delta")
-    try: model = _assemble(state['delta']['model'], state['clip_config'], int(state['tuned_layers']),
-                           f"the delta {str(path)!r}")
-    except (ValueError, TypeError, KeyError) as e:
-        if isinstance(e, CheckpointError): raise
-        raise CheckpointError(f"the delta {str(path)!r} does not fit ({e}): "
-                              "save it again with save_tuned_clip") from None
-    return model.to(get_device(device))
+    entry = {'model': state['delta'], 'config': state['clip_config'], 'tuned_layers': state['tuned_layers']}
+    if isinstance(entry['model'], dict): entry['model'] = entry['model'].get('model')
+    return tuned_clip_from_state(entry, f"the delta {str(path)!r}").to(get_device(device))
 
 # %% ../nbs/21_text_tuning.ipynb #790cf7b2
 def same_group_accuracy(emb: Tensor, groups: list,

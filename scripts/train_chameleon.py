@@ -7,8 +7,8 @@
 
 Every crystal of the training split gets texts generated from its data (chapter 19's templates: composition forms for
 `--kind composition`, every training template for `--kind general`); each epoch pairs it with one of them, drawn at random.
-The texts go through the shipped Crystal CLIP text side (frozen all-MiniLM-L6-v2, then the learned projection) to unit
-condition vectors, computed once. The denoiser is chapter 11's de novo (DNG) CrystalDiffusion with `cond_dim` set, trained
+The texts go through the shipped Crystal CLIP text side (frozen all-MiniLM-L6-v2, then the learned projection; with
+`--tuned`, chapter 21's CLIP whose top MiniLM layers were fine-tuned) to unit condition vectors, computed once. The denoiser is chapter 11's de novo (DNG) CrystalDiffusion with `cond_dim` set, trained
 with the condition replaced by the null vector with probability `p_uncond`, for classifier-free guidance.
 
 Every field of `CrystalDiffusionConfig` is an option (--hidden 256 --n-layers 4 --batch-size 64 --p-uncond 0.1 ...).
@@ -27,6 +27,7 @@ import torch
 
 from crystal_tutorial.chameleon import PROMPT_TEMPLATES, chameleon_learner, conditioned_pairs, save_chameleon
 from crystal_tutorial.clip import load_crystal_clip
+from crystal_tutorial.text_tuning import load_tuned_clip
 from crystal_tutorial.texts import TextEmbeddingCache, dataset_facts
 from crystal_tutorial.core import load_checkpoint, set_seed
 from crystal_tutorial.crystal_diffusion import CrystalDiffusionConfig, config_for_data
@@ -38,6 +39,7 @@ DEFAULTS = dict(task='dng', batch_size=64, epochs=30, step_lr=1e-5, p_uncond=0.1
 p = run_parser(__doc__, dataset='mp_mix_20', split='train', valid_fraction=0.03)
 p.add_argument('--kind', choices=sorted(PROMPT_TEMPLATES), required=True, help='which prompts to train on')
 p.add_argument('--clip', default='mp_mix_20', help='shipped Crystal CLIP name or checkpoint path whose text side makes the conditions')
+p.add_argument('--tuned', action='store_true', help="--clip names chapter 21's tuned Crystal CLIP (load_tuned_clip)")
 add_config_options(p, CrystalDiffusionConfig, DATA_FITTED, DEFAULTS)
 args = p.parse_args()
 
@@ -50,7 +52,7 @@ templates = PROMPT_TEMPLATES[args.kind]
 data['templates'] = list(templates)
 print(f'{args.dataset}/{args.split}: {len(train_ds):,} training and {n_valid:,} validation crystals; device {device} ({hardware})')
 
-clip = load_crystal_clip(args.clip, device='cpu')
+clip = (load_tuned_clip if args.tuned else load_crystal_clip)(args.clip, device='cpu')
 cache = TextEmbeddingCache()
 t0 = time.time()
 train_pairs = conditioned_pairs(train_ds, [facts[i] for i in train_idx.tolist()], templates, clip, cache, seed=0)

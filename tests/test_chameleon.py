@@ -235,3 +235,33 @@ def test_training_script_runs_stops_on_budget_and_resumes(tmp_path):
     assert second.returncode == 0 and 'resuming' in second.stdout, second.stderr[-3000:]
     assert 'epoch 3/3' in second.stdout and torch.load(out, weights_only=True)['epochs_done'] == 3
     assert Chameleon.load(out).sample('Na Cl', n_atoms=2, steps=2, seed=0)[0].get_chemical_symbols() in (['Na', 'Cl'], ['Cl', 'Na'])
+
+
+def test_tuned_text_side_conditions_trains_and_round_trips(tmp_path):
+    "Chapter 21's tuned Crystal CLIP as Chameleon's text side: conditions from the texts, a step, save and load."
+    from crystal_tutorial.chameleon import chameleon_learner, conditioned_pairs
+    from crystal_tutorial.texts import MiniLM, _package_folder, dataset_facts
+    from crystal_tutorial.text_tuning import TunedCrystalCLIP
+    ds = toy_dataset().subset(range(16))
+    torch.manual_seed(0)
+    clip = TunedCrystalCLIP(CrystalCLIP(CrystalCLIPConfig(hidden=16, n_layers=1, embed_dim=8, max_atoms=12)),
+                            MiniLM.from_folder(_package_folder()), 2)
+    with torch.no_grad():                                      # a "tuned" top layer, unlike the packaged one
+        for p in clip.text.layers[5].parameters(): p.add_(0.01 * torch.randn_like(p))
+    pairs = conditioned_pairs(ds, dataset_facts(ds), ['elements', 'formula'], clip)
+    assert pairs.embeddings.shape == (len(pairs.vocab), 8)
+    assert torch.allclose(pairs.embeddings, clip.encode_texts(pairs.vocab), atol=1e-6)   # the texts, not a cache
+    config = config_for_data(ds, task='dng', hidden=16, n_layers=1, cond_dim=8, n_steps=20, batch_size=8, epochs=1)
+    learn = chameleon_learner(config, pairs)
+    learn.fit(1)
+    path = save_chameleon(tmp_path / 'tuned.pt', learn.model, clip, 'composition', ['elements'], history=[])
+    state = torch.load(path, weights_only=True)
+    assert state['clip']['tuned_layers'] == 2 and state['clip']['model']['text.layers.5.ff2.weight'].dtype == torch.float16
+    assert not any(k.startswith('text.layers.3.') for k in state['clip']['model'])      # only what was tuned
+    model = Chameleon.load(path)
+    assert (model.embed(['Na Cl', 'Ti O S']) - clip.encode_texts(['Na Cl', 'Ti O S'])).abs().max() < 1e-3   # fp16 layers
+    atoms = model.sample('Na Cl', n_atoms=4, n_samples=2, steps=3, seed=0)
+    assert all(set(a.get_chemical_symbols()) == {'Na', 'Cl'} for a in atoms)
+    state['clip']['model'].pop('text.layers.5.ff2.weight'); torch.save(state, tmp_path / 'cut.pt')
+    with pytest.raises(CheckpointError) as e: Chameleon.load(tmp_path / 'cut.pt')
+    assert 'lacks' in str(e.value) and '\n' not in str(e.value)
