@@ -68,6 +68,7 @@ def main(argv=None):
     p.add_argument('--settings', nargs='+', default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument('--record', action='store_true', help=f'write the figures to {MEASURES.name}')
     p.add_argument('--weights', default='general', help='a general-text checkpoint instead of the shipped model')
+    p.add_argument('--json', default=None, help='also write the figures here')
     a = p.parse_args(argv)
     if a.record and a.weights != 'general': p.error('--record keeps the shipped model\'s figures: drop --weights or --record')
     rows = pd.read_csv(dataset_csv('mp_40_chemeleon', 'test', download=False)).iloc[a.skip:a.skip + a.n_prompts]
@@ -99,6 +100,7 @@ def main(argv=None):
                    retries=SampleOptions().retries if SETTINGS[name] is not None else None)
         out[name] = res
         print(name, json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in res.items()}), flush=True)
+    if a.json: write_text_atomic(Path(a.json), json.dumps({'args': vars(a), 'results': out}, indent=1) + '\n')
     if a.record:
         doc = json.loads(MEASURES.read_text()) if MEASURES.exists() else {}
         which = f'first {a.n_prompts} prompts' if not a.skip else f'prompts {a.skip + 1}-{a.skip + a.n_prompts}'
