@@ -44,6 +44,7 @@ def main():
                                  lambda: config_for_data(train_ds, CDVAEConfig, **overrides))
     learn = cdvae_learner(config, train_ds, valid_ds, device=device)
     elapsed = resume_learner(learn, state_path) if state_path.exists() else 0.0
+    learn.distribute(seed=config.seed)                  # under torchrun: a shard of the data per process
     print('configuration:', json.dumps(asdict(config)))
     print(f'{sum(q.numel() for q in learn.model.parameters()):,} parameters')
     save = lambda sec: save_training_state(learn, state_path, elapsed=sec, data=data, command=command,

@@ -51,6 +51,7 @@ def main():
         config = CrystalDiffusionConfig.from_dict({**saved, 'epochs': config.epochs})
     learn = crystal_flow_learner(config, train_ds, valid_ds, device=device)
     if state_path.exists(): elapsed = resume_learner(learn, state_path)
+    learn.distribute(seed=config.seed)                  # under torchrun: a shard of the data per process
     print('configuration:', json.dumps(asdict(config)))
     print(f'{sum(q.numel() for q in learn.model.parameters()):,} parameters')
     save = lambda sec: save_training_state(learn, state_path, elapsed=sec, data=data, command=command,

@@ -7,7 +7,9 @@ long CPU run can be stopped and restarted. The final file holds the weights, the
 the wall time and the hardware: what the model card and notebook 04 report.
 """
 import argparse
+import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +26,8 @@ p.add_argument('--lr', type=float, default=1e-3)
 p.add_argument('--out', default='crystal_tutorial/weights/mnist_diffusion.pt')
 p.add_argument('--device', default=None)
 args = p.parse_args()
+if int(os.environ.get('WORLD_SIZE', '1')) > 1:
+    sys.exit('train_mnist_diffusion.py trains in one process (a few minutes on a CPU): start it without torchrun')
 
 set_seed(0)
 device = get_device(args.device)

@@ -53,6 +53,7 @@ def main():
     print(f'{len(learn.train_dl.dataset):,} training crystals with {args.prop}; {device} ({hardware}); '
           f'{sum(q.numel() for q in model.parameters() if q.requires_grad):,} trainable parameters')
     elapsed = resume_learner(learn, state_path) if state_path.exists() else 0.0
+    learn.distribute()                                  # under torchrun: a shard of the data per process
     save = lambda sec: learn.save(state_path, keep_previous=True, elapsed=sec)
     seconds, complete = fit_in_budget(learn, args, args.epochs, save, elapsed)
     reg = fit_regressor(train_ds, args.prop)

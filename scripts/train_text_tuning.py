@@ -17,6 +17,7 @@ only the delta over the packaged MiniLM (tuned layers in fp16 unless `--fp32`, c
 `load_tuned_clip`, with the embeddings of five reference texts, the history, time, hardware, data and command.
 """
 import json
+import os
 import shlex
 import sys
 import time
@@ -35,6 +36,8 @@ p.add_argument('--templates', default=None, help='comma-separated templates (def
 add_config_options(p, TextTuningConfig, skip=('templates',))
 p.add_argument('--fp32', action='store_true', help='ship the tuned layers in float32 (default float16)')
 args = p.parse_args()
+if int(os.environ.get('WORLD_SIZE', '1')) > 1:       # torchrun: the polymorph batches would not survive sharding
+    sys.exit('train_text_tuning.py trains in one process (its batches keep polymorphs together): start it without torchrun')
 
 out, state_path, device, hardware = run_setup(args)
 ds = load_split(args)

@@ -115,3 +115,33 @@ def test_measures_shared_by_two_processes_equal_one(tmp_path):
     assert out[1]['figures']['uniqueness'] < 25 / 27                       # the repeats were found
     assert out[2]['who'] == [[i, i % 2] for i in range(7)]                 # item i computed by process i mod 2
     assert out[1]['who'] == [[i, 0] for i in range(7)]
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason='this torch has no torch.distributed')
+@pytest.mark.parametrize('script', ['train_crystal_flow.py', 'train_cdvae.py'])
+def test_training_scripts_run_on_two_processes(tmp_path, script):
+    "The flow and CDVAE scripts under torchrun: both processes train, rank 0 alone writes the state and the model."
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / 'model.pt'
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc-per-node=2',
+           str(root / 'scripts' / script), '--dataset', 'toy', '--limit', '40', '--epochs', '2', '--hidden', '16',
+           '--n-layers', '1', '--batch-size', '8', '--device', 'cpu', '--threads', '1', '--out', str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert '2 processes' in r.stdout and 'epoch 2/2' in r.stdout and r.stdout.count('epoch 2/2') == 1   # rank 0 prints
+    state = torch.load(out, weights_only=True)
+    assert state['epochs_done'] == 2 and '2 processes' in state['hardware']
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['model.pt', 'model.pt.last.pt', 'model.pt.last.pt.prev']
+
+
+def test_one_process_scripts_refuse_torchrun(tmp_path):
+    "Text tuning and MNIST diffusion train in one process: under torchrun they stop at once with one line."
+    from pathlib import Path
+    import os
+    root = Path(__file__).resolve().parents[1]
+    for script in ('train_text_tuning.py', 'train_mnist_diffusion.py'):
+        r = subprocess.run([sys.executable, str(root / 'scripts' / script), '--out', str(tmp_path / 'x.pt')],
+                           capture_output=True, text=True, timeout=120, env={**os.environ, 'WORLD_SIZE': '2'})
+        assert r.returncode != 0 and 'without torchrun' in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        assert not any(tmp_path.iterdir())
