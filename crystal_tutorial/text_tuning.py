@@ -360,7 +360,7 @@ def tuned_clip_from_state(entry: dict, source: str = 'the delta') -> TunedCrysta
     try: return _assemble(entry['model'], entry['config'], int(entry['tuned_layers']), source)
     except (ValueError, TypeError, KeyError) as e:
         if isinstance(e, CheckpointError): raise
-        raise CheckpointError(f"{source} does not fit ({e}): save it again with save_tuned_clip") from None
+        raise CheckpointError(f"{source} does not fit ({e}): save it again with this version") from None
 
 def save_tuned_clip(path, model: TunedCrystalCLIP, config: TextTuningConfig, half: bool = True,
                     **extra) -> Path:
