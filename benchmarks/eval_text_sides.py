@@ -5,11 +5,10 @@
 
 Runs `eval_chameleon.py --n-prompts 30 --n-per 2 --steps 200 --scales 1` (held-out mp_mix_20 prompts: element and
 crystal-system adherence, validity, uniqueness) for the shipped models and for the given checkpoints, and Chemeleon's
-MP-40 protocol (`eval_chemeleon_protocol.py`, first 40 prompts x 5 samples, 100 steps) for the tuned general model in
+MP-40 protocol (`eval_chemeleon_protocol.py`, first 40 prompts x 5 samples, 100 steps) for both general models in
 the settings where the text steers the sampler (`guidance`: the text alone; `constraints`: elements, formula and
-symmetry enforced); the shipped model's figures of that protocol are read from chameleon_mp40_measures.json, measured
-with the same code and seeds. `--jobs` runs that many measures at once (one thread each); each run's JSON is kept in
-`--workdir` and reused when it is there. `--record` writes crystal_tutorial/weights/chameleon_text_side_measures.json.
+symmetry enforced), all with the same code and seeds. `--jobs` runs that many measures at once (one thread each);
+each run's JSON is kept in `--workdir` and reused when it is there. `--record` writes crystal_tutorial/weights/chameleon_text_side_measures.json.
 """
 import argparse
 import json
@@ -26,7 +25,6 @@ WEIGHTS = HERE.parent / 'crystal_tutorial' / 'weights'
 RECORD = WEIGHTS / 'chameleon_text_side_measures.json'
 HELD_OUT = ['--n-prompts', '30', '--n-per', '2', '--steps', '200', '--scales', '1']
 MP40 = ['--n-prompts', '40', '--n-samples', '5', '--steps', '100']
-MP40_KEY = 'mp_40_chemeleon test, first 40 prompts x 5, steps 100, step_lr 0'
 
 
 def runs(args) -> dict:
@@ -38,6 +36,7 @@ def runs(args) -> dict:
         if tuned: out[f'{kind}_tuned'] = ['eval_chameleon.py', '--models', kind, '--weights', f'{kind}={tuned}', *HELD_OUT]
     if args.general:
         for setting in ('guidance', 'constraints'):
+            out[f'mp40_{setting}_frozen'] = ['eval_chemeleon_protocol.py', *MP40, '--settings', setting]
             out[f'mp40_{setting}_tuned'] = ['eval_chemeleon_protocol.py', *MP40, '--settings', setting,
                                             '--weights', args.general]
     return out
@@ -75,14 +74,11 @@ def main():
            'held_out': {'options': ' '.join(HELD_OUT)}, 'mp40': {'options': ' '.join(MP40)}}
     for name, f in figures.items():
         if name.startswith('mp40_'):
-            setting = name.split('_')[1]
-            doc['mp40'].setdefault('tuned', {})[setting] = f['results'][setting]
+            _, setting, side = name.split('_')
+            doc['mp40'].setdefault(side, {})[setting] = f['results'][setting]
         else:
             kind, side = name.split('_')
             doc['held_out'].setdefault(kind, {})[side] = f[kind]
-    if args.general:
-        recorded = json.loads((WEIGHTS / 'chameleon_mp40_measures.json').read_text())[MP40_KEY]['results']
-        doc['mp40']['frozen'] = {s: recorded[s] for s in doc['mp40']['tuned']}
     print(json.dumps(doc, indent=1))
     print(f'{time.time() - t0:.0f} s')
     if args.record:
