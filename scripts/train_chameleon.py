@@ -8,8 +8,9 @@
 Every crystal of the training split gets texts generated from its data (chapter 19's templates: composition forms for
 `--kind composition`, every training template for `--kind general`); each epoch pairs it with one of them, drawn at random.
 The texts go through the shipped Crystal CLIP text side (frozen all-MiniLM-L6-v2, then the learned projection; with
-`--tuned`, chapter 21's CLIP whose top MiniLM layers were fine-tuned) to unit condition vectors, computed once. The denoiser is chapter 11's de novo (DNG) CrystalDiffusion with `cond_dim` set, trained
-with the condition replaced by the null vector with probability `p_uncond`, for classifier-free guidance.
+`--tuned`, chapter 21's CLIP whose top MiniLM layers were fine-tuned) to unit condition vectors, computed once. The
+denoiser is chapter 11's de novo (DNG) CrystalDiffusion with `cond_dim` set, trained with the condition replaced by the
+null vector with probability `p_uncond`, for classifier-free guidance.
 
 Every field of `CrystalDiffusionConfig` is an option (--hidden 256 --n-layers 4 --batch-size 64 --p-uncond 0.1 ...).
 The run is resumable: after every epoch the training state goes to `<out>.last.pt` (or `--state`), a new run with the same
