@@ -21,12 +21,10 @@ from .crystal_diffusion import (CrystalDiffusion, CrystalDiffusionConfig,
                                                 crystal_diffusion_loss, model_from_checkpoint)
 from .crystal_sampling import (AllowedElements, ChargeBalance, RequiredElements,
                                                sample_crystals, trajectory_crystals)
-from .clip import (CrystalCLIP, CrystalTextDataset, clip_from_checkpoint, collate_pairs,
-                                   embed_prompts, pair_texts)
+from .clip import CrystalCLIP, CrystalTextDataset, collate_pairs, embed_prompts, pair_texts
 from .texts import (COMPOSITION_TEMPLATES, HELD_OUT_TEMPLATES, TRAIN_TEMPLATES,
                                     TextEmbeddingCache)
-from .text_tuning import (TunedCrystalCLIP, texts_as_is, tuned_clip_from_state,
-                                          tuned_clip_state)
+from .text_tuning import TunedCrystalCLIP, clip_from_state, clip_state, texts_as_is
 from .symmetry import SymmetryConstraint, load_symmetry_templates, resolve_symmetry
 from .constraints import (FormulaConstraint, cell_counts, cell_sizes, check_cell_size,
                                           draw_template, formula_cell_size)
@@ -34,8 +32,7 @@ from .constraints import (FormulaConstraint, cell_counts, cell_sizes, check_cell
 # %% auto #0
 __all__ = ['PROMPT_TEMPLATES', 'SHIPPED_CHAMELEON_MODELS', 'SERVED_MAX_ATOMS', 'MAX_GUIDANCE', 'DEFAULT_STEPS',
            'PROTOTYPES_RANKED', 'SAMPLE_BATCH', 'prompt_elements', 'conditioned_pairs', 'chameleon_learner',
-           'clip_state', 'clip_from_state', 'save_chameleon', 'Chameleon', 'SampleOptions', 'needs_redraw',
-           'PromptError']
+           'save_chameleon', 'Chameleon', 'SampleOptions', 'needs_redraw', 'PromptError']
 
 # %% ../nbs/25_chameleon.ipynb #6cf3e7f0
 from .prompts import (read_prompt as _read_prompt)  # chapter 23's reader; the method below wraps it
@@ -95,18 +92,6 @@ def chameleon_learner(config: CrystalDiffusionConfig, train: CrystalTextDataset,
 # %% ../nbs/25_chameleon.ipynb #d41a02db
 # kind: file in WEIGHTS_DIR
 SHIPPED_CHAMELEON_MODELS = {'composition': 'chameleon_composition.pt', 'general': 'chameleon_general.pt'}
-
-def clip_state(clip: CrystalCLIP | TunedCrystalCLIP) -> dict:
-    "A Crystal CLIP as a checkpoint entry: chapter 20's whole model, or chapter 21's delta over MiniLM."
-    if isinstance(clip, TunedCrystalCLIP): return tuned_clip_state(clip)
-    return {'config': asdict(clip.config),
-            'model': {k: v.detach().cpu() for k, v in clip.state_dict().items()}}
-
-def clip_from_state(entry: dict) -> CrystalCLIP | TunedCrystalCLIP:
-    "The Crystal CLIP of a `clip_state` entry (a tuned one has `tuned_layers`)."
-    if isinstance(entry, dict) and 'tuned_layers' in entry:
-        return tuned_clip_from_state(entry, "this Chameleon checkpoint's tuned text side")
-    return clip_from_checkpoint(entry)
 
 def save_chameleon(path, diffusion: CrystalDiffusion, clip: CrystalCLIP | TunedCrystalCLIP, kind: str,
                    templates, **extra,  # stored too: history, data, ...

@@ -20,7 +20,8 @@ from .core import CheckpointError, get_device, load_checkpoint, load_weights, re
 from .learner import CosineSchedule, Learner, TrainingSettings
 from .crystals import CrystalDataset
 from .crystal_data import element_group
-from .clip import CrystalCLIP, CrystalCLIPConfig, clip_loss, load_crystal_clip, pca_2d
+from .clip import (CrystalCLIP, CrystalCLIPConfig, clip_from_checkpoint, clip_loss,
+                                   load_crystal_clip, pca_2d)
 from .texts import TRAIN_TEMPLATES, MiniLM, _package_folder, crystal_texts
 
 # %% auto #0
@@ -28,8 +29,9 @@ __all__ = ['EIGHT_GROUPS', 'FIGURE_Z', 'ROLE_TEMPLATES', 'GROUP_TEXTS', 'ROLE_HE
            'REFERENCE_TEXTS', 'lecture_group', 'role_texts', 'element_compound_texts', 'tuning_texts',
            'PolymorphBatches', 'polymorph_pairs', 'tokenize', 'TunedCrystalCLIP', 'texts_as_is', 'tuned_loss',
            'TokenizedTexts', 'element_texts', 'RoleAlignment', 'TunedLoss', 'TextTuningConfig', 'tuned_clip_learner',
-           'tuned_clip_state', 'tuned_clip_from_state', 'save_tuned_clip', 'load_tuned_clip', 'same_group_accuracy',
-           'silhouette', 'plot_group_panels', 'polymorph_sets', 'polymorph_retrieval']
+           'tuned_clip_state', 'tuned_clip_from_state', 'clip_state', 'clip_from_state', 'save_tuned_clip',
+           'load_tuned_clip', 'same_group_accuracy', 'silhouette', 'plot_group_panels', 'polymorph_sets',
+           'polymorph_retrieval']
 
 # %% ../nbs/21_text_tuning.ipynb #959a7aba
 EIGHT_GROUPS = ('alkali metal', 'alkaline earth metal', 'transition metal', 'post-transition metal',
@@ -361,6 +363,18 @@ def tuned_clip_from_state(entry: dict, source: str = 'the delta') -> TunedCrysta
     except (ValueError, TypeError, KeyError) as e:
         if isinstance(e, CheckpointError): raise
         raise CheckpointError(f"{source} does not fit ({e}): save it again with this version") from None
+
+def clip_state(clip: CrystalCLIP | TunedCrystalCLIP) -> dict:
+    "A Crystal CLIP as a checkpoint entry: chapter 20's whole model, or chapter 21's delta over MiniLM."
+    if isinstance(clip, TunedCrystalCLIP): return tuned_clip_state(clip)
+    return {'config': asdict(clip.config),
+            'model': {k: v.detach().cpu() for k, v in clip.state_dict().items()}}
+
+def clip_from_state(entry: dict) -> CrystalCLIP | TunedCrystalCLIP:
+    "The Crystal CLIP of a `clip_state` entry (a tuned one has `tuned_layers`)."
+    if isinstance(entry, dict) and 'tuned_layers' in entry:
+        return tuned_clip_from_state(entry, "this checkpoint's tuned text side")
+    return clip_from_checkpoint(entry)
 
 def save_tuned_clip(path, model: TunedCrystalCLIP, config: TextTuningConfig, half: bool = True,
                     **extra) -> Path:
