@@ -19,19 +19,19 @@ from torch import Tensor, nn
 from .core import CheckpointError, get_device, load_checkpoint, load_weights, resolve_weights, save_checkpoint
 from .learner import CosineSchedule, Learner, TrainingSettings
 from .crystals import CrystalDataset
-from .crystal_data import element_group
+from .crystal_data import CRYSTAL_SYSTEMS, element_group
 from .clip import (CrystalCLIP, CrystalCLIPConfig, clip_from_checkpoint, clip_loss,
                                    load_crystal_clip, pca_2d)
 from .texts import TRAIN_TEMPLATES, MiniLM, _package_folder, crystal_texts
 
 # %% auto #0
-__all__ = ['EIGHT_GROUPS', 'FIGURE_Z', 'ROLE_TEMPLATES', 'GROUP_TEXTS', 'ROLE_HELD_OUT', 'SHIPPED_TUNED_MODELS',
+__all__ = ['EIGHT_GROUPS', 'FIGURE_Z', 'ROLE_TEMPLATES', 'GROUP_TEXTS', 'ROLE_HELD_OUT', 'SYSTEM_TEXT', 'SHIPPED_TUNED_MODELS',
            'REFERENCE_TEXTS', 'lecture_group', 'role_texts', 'element_compound_texts', 'tuning_texts',
            'PolymorphBatches', 'polymorph_pairs', 'tokenize', 'TunedCrystalCLIP', 'texts_as_is', 'tuned_loss',
-           'TokenizedTexts', 'element_texts', 'RoleAlignment', 'TunedLoss', 'TextTuningConfig', 'tuned_clip_learner',
-           'tuned_clip_state', 'tuned_clip_from_state', 'clip_state', 'clip_from_state', 'save_tuned_clip',
-           'load_tuned_clip', 'same_group_accuracy', 'silhouette', 'plot_group_panels', 'polymorph_sets',
-           'polymorph_retrieval']
+           'TokenizedTexts', 'element_texts', 'RoleAlignment', 'SystemAlignment', 'TunedLoss', 'TextTuningConfig',
+           'tuned_clip_learner', 'tuned_clip_state', 'tuned_clip_from_state', 'clip_state', 'clip_from_state',
+           'save_tuned_clip', 'load_tuned_clip', 'same_group_accuracy', 'silhouette', 'plot_group_panels',
+           'polymorph_sets', 'polymorph_retrieval']
 
 # %% ../nbs/21_text_tuning.ipynb #959a7aba
 EIGHT_GROUPS = ('alkali metal', 'alkaline earth metal', 'transition metal', 'post-transition metal',
@@ -209,15 +209,16 @@ def texts_as_is(texts) -> list:
     return [texts] if isinstance(texts, str) else list(texts)
 
 def tuned_loss(model: TunedCrystalCLIP, batch) -> dict:
-    "Loss function for the core `Learner`: `batch` is (CrystalBatch, token ids, mask, text ids)."
-    return model(*batch)
+    "Loss function for the core `Learner`: `batch` is (CrystalBatch, token ids, mask, text ids[, systems])."
+    return model(*batch[:4])
 
 # %% ../nbs/21_text_tuning.ipynb #25cbe238
 class TokenizedTexts(torch.utils.data.Dataset):
     "Crystals with texts as token ids: each item pairs a crystal with one of its texts, drawn at random."
     def __init__(self, ds: CrystalDataset, texts: list, tokenizer,
                  formulas: list | None = None,  # each crystal's reduced formula, for `PolymorphBatches`
-                 max_tokens: int = 48, seed: int = 0):
+                 max_tokens: int = 48, seed: int = 0,
+                 systems: list | None = None):  # each crystal's crystal system, for `SystemAlignment`
         if len(texts) != len(ds):
             raise ValueError(f"got texts for {len(texts)} crystals but the dataset has {len(ds)}: "
                              "give one list per crystal")
@@ -228,6 +229,10 @@ class TokenizedTexts(torch.utils.data.Dataset):
         self.text_ids = [torch.tensor([index[t] for t in ts]) for ts in self.texts]
         self.ids, self.mask = tokenize(tokenizer, self.vocab, max_tokens)   # [n_distinct, T]
         self.generator = torch.Generator().manual_seed(seed)
+        self.systems = None if systems is None else torch.tensor(
+            [CRYSTAL_SYSTEMS.index(s) if s in CRYSTAL_SYSTEMS else -1 for s in systems])
+        if systems is not None and len(systems) != len(ds):
+            raise ValueError(f"got {len(systems)} crystal systems for {len(ds)} crystals: give one per crystal")
 
     def __len__(self): return len(self.ds)
 
@@ -235,7 +240,8 @@ class TokenizedTexts(torch.utils.data.Dataset):
         ids = torch.stack([t[torch.randint(len(t), (1,), generator=self.generator)][0]
                            for t in (self.text_ids[i] for i in indices)])
         T = int(self.mask[ids].sum(1).max())                                 # trim the batch's padding
-        return self.ds.batch(indices), self.ids[ids, :T], self.mask[ids, :T], ids
+        batch = (self.ds.batch(indices), self.ids[ids, :T], self.mask[ids, :T], ids)
+        return batch if self.systems is None else batch + (self.systems[torch.as_tensor(indices)],)
 
     def __getitem__(self, i): return self.__getitems__([i])
 
@@ -272,15 +278,37 @@ class RoleAlignment:
         g = model.encode_tokens(self.group_ids, self.group_mask)
         return F.cross_entropy(model.scale() * e @ g.T, self.labels[k].to(e.device))
 
+SYSTEM_TEXT = '{system} symmetry'    # the system term's sentence; zero-shot is measured with another one
+
+class SystemAlignment:
+    "The crystal-against-text term: each crystal against the seven '{system} symmetry' texts."
+    def __init__(self, tokenizer):
+        self.ids, self.mask = tokenize(tokenizer, [SYSTEM_TEXT.format(system=s) for s in CRYSTAL_SYSTEMS])
+
+    def loss(self, model: TunedCrystalCLIP, crystal_emb: Tensor, systems: Tensor) -> Tensor:
+        "L_system over the crystals of known system (`systems` ≥ 0, indices into CRYSTAL_SYSTEMS)."
+        known = systems >= 0
+        f = model.encode_tokens(self.ids, self.mask)
+        return F.cross_entropy(model.scale() * crystal_emb[known] @ f.T, systems[known])
+
 class TunedLoss:
-    "Loss function for the core `Learner`: CLIP's loss, plus λ · L_role while training when λ > 0."
-    def __init__(self, roles: RoleAlignment | None = None, weight: float = 0.0):
-        self.roles, self.weight = roles, weight
+    "Loss function for the core `Learner`: CLIP's loss, plus λ · L_role and μ · L_system while training."
+    def __init__(self, roles: RoleAlignment | None = None, weight: float = 0.0,
+                 systems: SystemAlignment | None = None, system_weight: float = 0.0):
+        self.roles, self.weight, self.systems, self.system_weight = roles, weight, systems, system_weight
+
     def __call__(self, model: TunedCrystalCLIP, batch) -> dict:
-        out = tuned_loss(model, batch)
-        if self.roles is None or self.weight == 0 or not model.training: return out
-        role = self.roles.loss(model)
-        return {**out, 'loss': out['loss'] + self.weight * role, 'role_loss': role.detach()}
+        crystals, ids, mask, text_ids = batch[:4]
+        c = model.encode_crystals(crystals)
+        out = {**clip_loss(c, model.encode_tokens(ids, mask), model.scale(), text_ids),
+               'temperature': 1 / model.scale().detach()}
+        if not model.training: return out                            # validation: CLIP's loss alone
+        terms = {}
+        if self.roles is not None and self.weight: terms['role_loss'] = (self.weight, self.roles.loss(model))
+        if self.systems is not None and self.system_weight and len(batch) > 4:
+            terms['system_loss'] = (self.system_weight, self.systems.loss(model, c, batch[4]))
+        loss = out['loss'] + sum(w * term for w, term in terms.values())
+        return {**out, 'loss': loss, **{k: term.detach() for k, (_, term) in terms.items()}}
 
 # %% ../nbs/21_text_tuning.ipynb #0b46be06
 @dataclass
@@ -296,6 +324,7 @@ class TextTuningConfig(TrainingSettings):
     polymorph_batches: bool = True    # polymorphs of a formula in the same batch (hard negatives)
     role_weight: float = 1.0          # λ of the text-against-text role loss (0: none)
     role_texts: int = 32              # element texts in the role loss per step
+    system_weight: float = 0.0        # μ of the crystal-against-'{system} symmetry' term (0: none)
     templates: tuple = tuple(TRAIN_TEMPLATES) + ROLE_TEMPLATES
     max_tokens: int = 48
 
@@ -305,6 +334,7 @@ class TextTuningConfig(TrainingSettings):
             raise ValueError(f"tuned_layers must be in 0..6, got {self.tuned_layers}")
         if self.batch_size < 2: raise ValueError(f"batch_size must be at least 2, got {self.batch_size}")
         if not self.role_weight >= 0: raise ValueError(f"role_weight must be >= 0, got {self.role_weight}")
+        if not self.system_weight >= 0: raise ValueError(f"system_weight must be >= 0, got {self.system_weight}")
         unknown = sorted(set(self.templates) - set(TRAIN_TEMPLATES) - set(ROLE_TEMPLATES))
         if unknown: raise ValueError(f"unknown templates {unknown}: use TRAIN_TEMPLATES or ROLE_TEMPLATES")
 
@@ -338,7 +368,8 @@ def tuned_clip_learner(config: TextTuningConfig, train: TokenizedTexts, valid: T
                                                lr=lr, weight_decay=config.weight_decay)
     roles = (RoleAlignment(model.text.tokenizer, config.role_texts, config.seed)
              if config.role_weight else None)
-    loss = TunedLoss(roles, config.role_weight)
+    systems = SystemAlignment(model.text.tokenizer) if config.system_weight else None
+    loss = TunedLoss(roles, config.role_weight, systems, config.system_weight)
     learn = Learner(model, train_dl, valid_dl, loss, lr=config.lr, opt_func=opt, device=device)
     learn.cbs = [CosineSchedule(learn, config.epochs)]
     learn.config = config

@@ -1,15 +1,16 @@
 """Fine-tune Crystal CLIP's text side (notebook 21): the top BERT layers of all-MiniLM-L6-v2 learn with the crystal encoder.
 
-    python scripts/train_text_tuning.py --dataset mp_mix_20 --split train --epochs 6 --text-lr 2e-4 --threads 1 \\
-        --out crystal_tutorial/weights/crystal_clip_tuned.pt
+    python scripts/train_text_tuning.py --dataset mp_mix_20 --split train --epochs 6 --text-lr 2e-4 --role-weight 2 \\
+        --role-texts 64 --system-weight 1 --threads 1 --out crystal_tutorial/weights/crystal_clip_tuned.pt
 
 The crystal side starts from chapter 20's shipped Crystal CLIP (`--init mp_mix_20`; `--init ''` starts afresh); a fresh
 copy of the packaged all-MiniLM-L6-v2 has its top `--tuned-layers` layers trainable (the embeddings and lower layers stay
 frozen). Each crystal's texts are chapter 19's training templates plus two element-role texts ("an oxide of an
 alkaline-earth metal and a transition metal", and the same with the crystal system) and "a compound of {element}" for each
 element of a compound; batches keep the polymorphs of a formula together (`--polymorph-batches 1`),
-so that "tetragonal TiO2" and "orthorhombic TiO2" are negatives of each other. A fraction of the split is held out for
-the validation loss (`--valid-fraction`); the dataset's test split stays untouched.
+so that "tetragonal TiO2" and "orthorhombic TiO2" are negatives of each other. `--role-weight` weighs the element texts
+against the eight group names, `--system-weight` each crystal against the seven "{system} symmetry" texts. A fraction
+of the split is held out for the validation loss (`--valid-fraction`); the dataset's test split stays untouched.
 
 The run is resumable: after every epoch the training state goes to `<out>.last.pt` (or `--state`), atomically; a new run
 with the same `--out` continues from it, and `--max-minutes` stops cleanly after a time budget. At the end `--out` gets
@@ -55,7 +56,8 @@ tokenizer = MiniLM.from_folder(_package_folder()).tokenizer
 t0 = time.time()
 tr_facts = [facts[i] for i in train_idx.tolist()]
 train = TokenizedTexts(train_ds, [tuning_texts(f, config.templates) for f in tr_facts], tokenizer,
-                       [f['formula'] for f in tr_facts], config.max_tokens, seed=config.seed)
+                       [f['formula'] for f in tr_facts], config.max_tokens, seed=config.seed,
+                       systems=[f.get('system') for f in tr_facts] if config.system_weight else None)
 valid = (TokenizedTexts(valid_ds, [tuning_texts(facts[i], config.templates) for i in valid_idx.tolist()], tokenizer,
                         max_tokens=config.max_tokens, seed=1) if valid_ds is not None else None)
 print(f'{len(train.vocab):,} distinct training texts tokenized in {time.time() - t0:.0f} s; '
