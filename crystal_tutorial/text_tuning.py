@@ -218,11 +218,15 @@ class TokenizedTexts(torch.utils.data.Dataset):
     def __init__(self, ds: CrystalDataset, texts: list, tokenizer,
                  formulas: list | None = None,  # each crystal's reduced formula, for `PolymorphBatches`
                  max_tokens: int = 48, seed: int = 0,
-                 systems: list | None = None):  # each crystal's crystal system, for `SystemAlignment`
+                 systems: list | None = None):  # each crystal's system (None: unknown), for `SystemAlignment`
         if len(texts) != len(ds):
             raise ValueError(f"got texts for {len(texts)} crystals but the dataset has {len(ds)}: "
                              "give one list per crystal")
         if any(not t for t in texts): raise ValueError("every crystal needs at least one text")
+        if systems is not None and len(systems) != len(ds):
+            raise ValueError(f"got {len(systems)} crystal systems for {len(ds)} crystals: give one per crystal")
+        bad = sorted({s for s in systems or [] if s is not None and s not in CRYSTAL_SYSTEMS})
+        if bad: raise ValueError(f"unknown crystal system {bad[0]!r}: use one of {', '.join(CRYSTAL_SYSTEMS)} or None")
         self.ds, self.texts, self.formulas = ds, [list(t) for t in texts], formulas
         self.vocab = list(dict.fromkeys(t for ts in self.texts for t in ts))
         index = {t: i for i, t in enumerate(self.vocab)}
@@ -230,9 +234,7 @@ class TokenizedTexts(torch.utils.data.Dataset):
         self.ids, self.mask = tokenize(tokenizer, self.vocab, max_tokens)   # [n_distinct, T]
         self.generator = torch.Generator().manual_seed(seed)
         self.systems = None if systems is None else torch.tensor(
-            [CRYSTAL_SYSTEMS.index(s) if s in CRYSTAL_SYSTEMS else -1 for s in systems])
-        if systems is not None and len(systems) != len(ds):
-            raise ValueError(f"got {len(systems)} crystal systems for {len(ds)} crystals: give one per crystal")
+            [-1 if s is None else CRYSTAL_SYSTEMS.index(s) for s in systems])           # -1: unknown
 
     def __len__(self): return len(self.ds)
 
@@ -288,6 +290,7 @@ class SystemAlignment:
     def loss(self, model: TunedCrystalCLIP, crystal_emb: Tensor, systems: Tensor) -> Tensor:
         "L_system over the crystals of known system (`systems` ≥ 0, indices into CRYSTAL_SYSTEMS)."
         known = systems >= 0
+        if not known.any(): return crystal_emb.sum() * 0                    # no crystal of known system
         f = model.encode_tokens(self.ids, self.mask)
         return F.cross_entropy(model.scale() * crystal_emb[known] @ f.T, systems[known])
 

@@ -128,11 +128,11 @@ def test_group_measures():
 
 
 def test_system_term_trains_the_crystal_side_towards_its_system(toy):
-    "L_system on a fixed batch: a few steps lower it, and crystals of unknown system (-1) are left out."
+    "L_system on a fixed batch: a few steps lower it, and crystals of unknown system (None -> -1) are left out."
     ds, facts = toy
     model = tiny_model(2)
     pairs = TokenizedTexts(ds, [tuning_texts(f) for f in facts], model.text.tokenizer, [f['formula'] for f in facts],
-                           systems=[f['system'] for f in facts[:-1]] + ['not a system'])
+                           systems=[f['system'] for f in facts[:-1]] + [None])
     batch = pairs.__getitems__(list(range(len(ds))))
     assert batch[4][-1].item() == -1 and (batch[4][:-1] >= 0).all()
     system = tt.SystemAlignment(model.text.tokenizer)
