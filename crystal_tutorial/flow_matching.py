@@ -21,13 +21,13 @@ from .crystal_data import sha256_file
 from .crystal_graphs import CrystalBatch, scatter_mean
 from .crystal_diffusion import CSPNet, CrystalDiffusion, CrystalDiffusionConfig
 from .crystal_sampling import _composition_types, _crystals_from_tensors, _read_measures
-from .crystal_noise import atom_types_to_onehot, check_atom_types
+from .crystal_noise import atom_types_to_onehot, check_atom_types, sample_num_atoms
 from .crystal_diffusion import crystal_diffusion_learner
 
 
 # %% auto #0
 __all__ = ['TIME_SCALE', 'SOLVERS', 'FRAC_STD', 'SHIPPED_FLOWS', 'FLOW_MEASURES_FILE', 'linear_path', 'check_solver', 'ode_step',
-           'ode_solve', 'wrap_diff', 'wrap01', 'torus_path', 'center', 'CrystalFlow', 'sample_flow',
+           'ode_solve', 'wrap_diff', 'wrap01', 'torus_path', 'center', 'CrystalFlow', 'type_velocity', 'sample_flow',
            'crystal_flow_learner', 'flow_from_checkpoint', 'load_crystal_flow', 'read_flow_measures',
            'flow_csp_benchmark']
 
@@ -100,14 +100,12 @@ def center(v: Tensor, batch: Tensor, n: int) -> Tensor:
     return v - scatter_mean(v, batch, n)[batch]
 
 class CrystalFlow(nn.Module):
-    "CSP (atom types given) by flow matching, with chapter 11's CSPNet as the velocity field."
+    "Flow matching for crystals with chapter 11's CSPNet as the velocity field: CSP (types given) or DNG."
     # the lattice flows along straight lines from N(0, I), the fractional coordinates along torus geodesics
-    # from U[0, 1)³
+    # from U[0, 1)³; for DNG (section 8) the atom types along straight lines from N(0, I) to one-hot vectors
     def __init__(self, config: CrystalDiffusionConfig | None = None):
         super().__init__()
         self.config = config = config or CrystalDiffusionConfig()
-        if config.task != 'csp':
-            raise ValueError(f"CrystalFlow does structure prediction only (task='csp'), not {config.task!r}")
         self.net = CSPNet.from_config(config, config.cond_dim)
         self.register_buffer('num_atoms_counts', torch.zeros(config.max_atoms + 1))
         self.register_buffer('type_counts', torch.zeros(config.n_types + 1))
@@ -116,18 +114,18 @@ class CrystalFlow(nn.Module):
     task, device = CrystalDiffusion.task, CrystalDiffusion.device
     set_data_stats, check_atoms = CrystalDiffusion.set_data_stats, CrystalDiffusion.check_atoms
 
-    def velocity(self, types, frac_t, lattice_t, num_atoms, batch, t) -> tuple[Tensor, Tensor]:
-        "v̂_L [B, 3, 3] in model units and v̂_F [N, 3] in cell fractions, per unit time, at times t [B]."
+    def velocity(self, types, frac_t, lattice_t, num_atoms, batch, t) -> tuple[Tensor, Tensor, Tensor]:
+        "v̂_L [B, 3, 3] in model units, v̂_F [N, 3] in cell fractions per unit time, type logits [N, K], at t [B]."
         out = self.net(types, frac_t, lattice_t, num_atoms, batch, t * TIME_SCALE)
         # v̂_F mean-free: the cell as a whole does not drift
-        return out['lattice'], center(out['frac'], batch, len(num_atoms)) * FRAC_STD
+        return out['lattice'], center(out['frac'], batch, len(num_atoms)) * FRAC_STD, out['types']
 
 # %% ../nbs/16_flow_matching.ipynb #e23f18e0
 @patch
 def loss(self: CrystalFlow, crystals: CrystalBatch,
          cond=None,  # no condition yet: leave it None
          generator: torch.Generator | None = None) -> dict:
-    "Conditional flow matching loss on a batch: {'loss', 'lattice', 'coord'}, each a mean over the batch."
+    "Conditional flow matching loss on a batch: {'loss', 'lattice', 'coord'[, 'type']}, means over the batch."
     if cond is not None: raise ValueError("CrystalFlow is unconditional for now: leave cond=None")
     cfg, dev = self.config, self.device
     crystals = crystals.to(dev, torch.float32)
@@ -138,11 +136,15 @@ def loss(self: CrystalFlow, crystals: CrystalBatch,
                                  crystals.lattice / cfg.lattice_scale, t[:, None, None])
     frac_t, u_F = torus_path(torch.rand((N, 3), generator=generator).to(dev), crystals.frac_coords,
                              t[batch][:, None])
-    v_L, v_F = self.velocity(atom_types_to_onehot(crystals.atom_types, cfg.n_types), frac_t, lattice_t,
-                             crystals.num_atoms, batch, t)
+    types_t = atom_types_to_onehot(crystals.atom_types, cfg.n_types)
+    if self.task == 'dng':        # section 8: the types on a straight line from N(0, I) to their one-hot vectors
+        types_t, _ = linear_path(torch.randn(types_t.shape, generator=generator).to(dev), types_t, t[batch][:, None])
+    v_L, v_F, logits = self.velocity(types_t, frac_t, lattice_t, crystals.num_atoms, batch, t)
     terms = {'lattice': F.mse_loss(v_L, u_L),
              'coord': F.mse_loss(v_F / FRAC_STD, center(u_F, batch, B) / FRAC_STD)}
-    return {'loss': cfg.w_lattice * terms['lattice'] + cfg.w_coord * terms['coord'], **terms}
+    if self.task == 'dng': terms['type'] = F.cross_entropy(logits, crystals.atom_types - 1)
+    loss = cfg.w_lattice * terms['lattice'] + cfg.w_coord * terms['coord'] + cfg.w_type * terms.get('type', 0)
+    return {'loss': loss, **terms}
 
 # %% ../nbs/16_flow_matching.ipynb #e0cdcaa5
 def _prior(model: CrystalFlow, compositions, generator):
@@ -157,26 +159,53 @@ def _prior(model: CrystalFlow, compositions, generator):
     frac = torch.rand((len(atom_types), 3), generator=generator)
     return atom_types, num_atoms, lattice, frac
 
+def _dng_prior(model: CrystalFlow, n: int, generator):
+    "Cell sizes from the training histogram and a draw from the prior, types included (A₀ ~ N(0, I))."
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n must be a whole number of crystals, 1 or more, got {n!r}")
+    num_atoms = sample_num_atoms(model.num_atoms_counts, n, generator)
+    N = int(num_atoms.sum())
+    lattice, frac = torch.randn((n, 3, 3), generator=generator), torch.rand((N, 3), generator=generator)
+    return num_atoms, lattice, frac, torch.randn((N, model.config.n_types), generator=generator)
+
+def _start(model: CrystalFlow, compositions, n, generator) -> tuple:
+    "(atom types or None, cell sizes, the prior's point as a tuple of tensors): CSP from compositions, DNG from n."
+    if model.task == 'dng':
+        if compositions is not None: raise ValueError("a DNG flow draws its own compositions: give n=..., not compositions")
+        num_atoms, lattice, frac, types = _dng_prior(model, n, generator)
+        return None, num_atoms, (lattice, frac, types)
+    if n is not None: raise ValueError("a CSP flow samples one crystal per composition: give compositions, not n")
+    atom_types, num_atoms, lattice, frac = _prior(model, compositions, generator)
+    return atom_types, num_atoms, (lattice, frac)
+
+def type_velocity(logits: Tensor, types_t: Tensor, t: float, seen: Tensor | None = None) -> Tensor:
+    "E[A₁ − A₀ | A_t] = (p̂ − A_t) / (1 − t): towards the predicted type probabilities p̂ (elements not `seen`: 0)."
+    if seen is not None: logits = logits.masked_fill(~seen, -torch.inf)
+    return (logits.softmax(-1) - types_t) / max(1 - t, 1e-3)
+
 @torch.no_grad()
-def sample_flow(model: CrystalFlow, compositions, steps: int = 20, method: str = 'euler',
+def sample_flow(model: CrystalFlow, compositions=None, steps: int = 20, method: str = 'euler',
                 anneal: float = 0.0,  # s: coordinates move (1 + s·t) times faster (FlowMM's anti-annealing)
-                generator: torch.Generator | None = None, trajectory: bool = False):
-    "CSP: integrate the learnt ODE from the prior (t = 0) to crystals (t = 1) in `steps` steps of `method`."
+                generator: torch.Generator | None = None, trajectory: bool = False,
+                n: int | None = None):  # DNG: how many crystals
+    "Integrate the learnt ODE from the prior (t = 0) to crystals (t = 1): CSP for `compositions`, DNG `n` crystals."
     check_solver(steps, method)
     model.eval()
-    dev, cfg = model.device, model.config
-    atom_types, num_atoms, lattice, frac = _prior(model, compositions, generator)
+    dev, cfg, dng = model.device, model.config, model.task == 'dng'
+    atom_types, num_atoms, xs = _start(model, compositions, n, generator)
     num_atoms, batch = num_atoms.to(dev), owner_index(num_atoms).to(dev)
-    onehot = atom_types_to_onehot(atom_types, cfg.n_types).to(dev)
+    onehot = None if dng else atom_types_to_onehot(atom_types, cfg.n_types).to(dev)
+    seen = (model.type_counts[1:] > 0) if model.type_counts.sum() > 0 else None
     def velocity(xs, t):
-        v_L, v_F = model.velocity(onehot, xs[1], xs[0], num_atoms, batch,
-                                  torch.full((len(num_atoms),), t, device=dev))
-        return v_L, v_F * (1 + anneal * t)
-    out = ode_solve(velocity, (lattice.to(dev), frac.to(dev)), steps, method, (lambda x: x, wrap01),
-                    trajectory)
-    (lattice, frac), path = out if trajectory else (out, None)
-    crystals = _crystals_from_tensors(lattice * cfg.lattice_scale, frac, atom_types, num_atoms.cpu())
-    return (crystals, [(L * cfg.lattice_scale, f) for L, f in path]) if trajectory else crystals
+        v_L, v_F, logits = model.velocity(xs[2] if dng else onehot, xs[1], xs[0], num_atoms, batch,
+                                          torch.full((len(num_atoms),), t, device=dev))
+        return (v_L, v_F * (1 + anneal * t)) + ((type_velocity(logits, xs[2], t, seen),) if dng else ())
+    retract = (lambda x: x, wrap01, lambda x: x)[:len(xs)]
+    out = ode_solve(velocity, tuple(x.to(dev) for x in xs), steps, method, retract, trajectory)
+    xs, path = out if trajectory else (out, None)
+    if dng: atom_types = xs[2].argmax(-1).cpu() + 1                 # A₁: the last predicted probabilities
+    crystals = _crystals_from_tensors(xs[0] * cfg.lattice_scale, xs[1], atom_types, num_atoms.cpu())
+    return (crystals, [(p[0] * cfg.lattice_scale, p[1]) for p in path]) if trajectory else crystals
 
 # %% ../nbs/16_flow_matching.ipynb #3dea6a4a
 def crystal_flow_learner(config: CrystalDiffusionConfig, train_ds: CrystalDataset,

@@ -1,7 +1,10 @@
-"""Train a crystal flow-matching model (notebook 16) for crystal structure prediction on a dataset split.
+"""Train a crystal flow-matching model (notebook 16) on a dataset split: structure prediction (`--task csp`, the
+default) or de novo generation (`--task dng`, the atom types flow too).
 
     python scripts/train_crystal_flow.py --dataset perov_5 --split val --epochs 350 --max-minutes 58 \\
         --threads 1 --out data/crystal_flow_perov5_csp.pt
+    python scripts/train_crystal_flow.py --dataset mp_mix_20 --split train --task dng --epochs 22 \\
+        --batch-size 64 --threads 1 --out data/crystal_flow_mp_mix_20_dng.pt
 
 The network, data split and training settings are those of `scripts/train_crystal_diffusion.py` (every field
 of `CrystalDiffusionConfig` is an option; the diffusion-only fields are unused), so that a flow model and its
@@ -30,7 +33,7 @@ from _run import (add_config_options, fit_in_budget, load_split, resume_learner,
 DATA_FITTED = ('lattice_scale', 'lattice_clip', 'max_atoms')
 
 p = run_parser(__doc__, dataset='perov_5', split='val')
-add_config_options(p, CrystalDiffusionConfig, DATA_FITTED, skip=('task',))   # structure prediction only
+add_config_options(p, CrystalDiffusionConfig, DATA_FITTED)
 
 
 def main():
@@ -43,7 +46,7 @@ def main():
                  if getattr(args, f.name, None) is not None}
     command = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)
     set_seed(overrides.get('seed', 0))
-    config = config_for_data(train_ds, task='csp', **overrides)
+    config = config_for_data(train_ds, **{'task': 'csp', **overrides})
     elapsed = 0.0
     if state_path.exists():
         saved = load_checkpoint(state_path)['config']

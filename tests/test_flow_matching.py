@@ -14,7 +14,7 @@ from crystal_tutorial.crystals import toy_dataset
 from crystal_tutorial.crystal_graphs import collate_crystals
 from crystal_tutorial.flow_matching import (SHIPPED_FLOWS, SOLVERS, WEIGHTS_DIR, CrystalFlow,
                                             flow_from_checkpoint, load_crystal_flow,
-                                            ode_solve, sample_flow, torus_path, wrap01, wrap_diff)
+                                            ode_solve, sample_flow, torus_path, type_velocity, wrap01, wrap_diff)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(hidden=16, n_layers=2, n_freq=4, time_dim=16)
@@ -108,3 +108,61 @@ def test_benchmark_steps_below_one_is_a_one_line_error():
     r = subprocess.run([sys.executable, str(ROOT / 'benchmarks/eval_crystal_flow.py'), '--steps', '0'],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].endswith('--steps must be 1 or more ODE steps, got 0')
+
+
+@pytest.fixture(scope='module')
+def dng(toy):
+    torch.manual_seed(0)
+    return CrystalFlow(config_for_data(toy, task='dng', **TINY)).set_data_stats(toy)
+
+
+def test_dng_flow_loss_has_a_type_term_and_a_step_lowers_it(toy):
+    torch.manual_seed(2)
+    m = CrystalFlow(config_for_data(toy, task='dng', **TINY)).set_data_stats(toy)
+    batch = collate_crystals([toy[i] for i in range(16)])
+    loss = lambda m, b: m.loss(b, generator=torch.Generator().manual_seed(0))
+    assert set(loss(m, batch)) == {'loss', 'lattice', 'coord', 'type'}
+    before, after = loss_drops_on_batch(m, loss, batch, steps=1, lr=1e-4)
+    assert after < before
+
+
+def test_type_velocity_ends_on_the_predicted_probabilities():
+    a_t, logits = torch.randn(4, 6), torch.randn(4, 6)
+    h = 0.25                                  # the last Euler step, from t = 1 − h, lands on p̂
+    assert torch.allclose(a_t + h * type_velocity(logits, a_t, 1 - h), logits.softmax(-1), atol=1e-6)
+    seen = torch.tensor([True, True, False, True, False, True])
+    v = type_velocity(logits, torch.zeros(4, 6), 0.0, seen)
+    assert (v[:, ~seen] == 0).all()
+
+
+def test_dng_sampling_is_reproducible_and_uses_seen_elements_only(dng):
+    a, b = (sample_flow(dng, n=4, steps=3, generator=torch.Generator().manual_seed(3)) for _ in range(2))
+    assert [c.atom_types.tolist() for c in a] == [c.atom_types.tolist() for c in b]
+    assert all(torch.equal(x.frac_coords, y.frac_coords) for x, y in zip(a, b))
+    assert all(dng.type_counts[c.atom_types].gt(0).all() for c in a)
+    assert all(dng.num_atoms_counts[c.num_atoms] > 0 for c in a)
+
+
+@pytest.mark.parametrize('call,message', [(lambda m, c: sample_flow(m['dng'], [c]), 'give n='),
+                                          (lambda m, c: sample_flow(m['csp'], n=2), 'give compositions'),
+                                          (lambda m, c: sample_flow(m['dng'], n=0), 'n must be'),
+                                          (lambda m, c: sample_flow(m['dng'], n=2, steps=0), 'steps must be')])
+def test_dng_and_csp_misuse_is_a_one_line_error(dng, model, toy, call, message):
+    with pytest.raises(ValueError, match=message) as e:
+        call({'dng': dng, 'csp': model}, toy[0])
+    assert '\n' not in str(e.value)
+
+
+def test_training_script_trains_a_dng_flow(tmp_path):
+    out = tmp_path / 'dng.pt'
+    r = subprocess.run([sys.executable, str(ROOT / 'scripts/train_crystal_flow.py'), '--dataset', 'toy', '--limit', '40',
+                        '--task', 'dng', '--hidden', '16', '--n-layers', '1', '--time-dim', '16', '--batch-size', '20',
+                        '--epochs', '1', '--threads', '1', '--out', str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    flow = load_crystal_flow(out)
+    assert flow.task == 'dng' and 'valid_type' in flow_history(out)
+    assert len(sample_flow(flow, n=2, steps=2, generator=torch.Generator().manual_seed(0))) == 2
+
+
+def flow_history(path) -> dict:
+    return torch.load(path, weights_only=True)['history'][-1]
