@@ -137,8 +137,9 @@ def loss(self: CrystalFlow, crystals: CrystalBatch,
     frac_t, u_F = torus_path(torch.rand((N, 3), generator=generator).to(dev), crystals.frac_coords,
                              t[batch][:, None])
     types_t = atom_types_to_onehot(crystals.atom_types, cfg.n_types)
-    if self.task == 'dng':        # section 8: the types on a straight line from N(0, I) to their one-hot vectors
-        types_t, _ = linear_path(torch.randn(types_t.shape, generator=generator).to(dev), types_t, t[batch][:, None])
+    if self.task == 'dng':        # section 8: types on a straight line from N(0, I) to their one-hot vectors
+        a0 = torch.randn(types_t.shape, generator=generator).to(dev)
+        types_t, _ = linear_path(a0, types_t, t[batch][:, None])
     v_L, v_F, logits = self.velocity(types_t, frac_t, lattice_t, crystals.num_atoms, batch, t)
     terms = {'lattice': F.mse_loss(v_L, u_L),
              'coord': F.mse_loss(v_F / FRAC_STD, center(u_F, batch, B) / FRAC_STD)}
@@ -171,10 +172,12 @@ def _dng_prior(model: CrystalFlow, n: int, generator):
 def _start(model: CrystalFlow, compositions, n, generator) -> tuple:
     "(atom types or None, cell sizes, the prior's point as a tuple of tensors): CSP from compositions, DNG from n."
     if model.task == 'dng':
-        if compositions is not None: raise ValueError("a DNG flow draws its own compositions: give n=..., not compositions")
+        if compositions is not None:
+            raise ValueError("a DNG flow draws its own compositions: give n=..., not compositions")
         num_atoms, lattice, frac, types = _dng_prior(model, n, generator)
         return None, num_atoms, (lattice, frac, types)
-    if n is not None: raise ValueError("a CSP flow samples one crystal per composition: give compositions, not n")
+    if n is not None:
+        raise ValueError("a CSP flow samples one crystal per composition: give compositions, not n")
     atom_types, num_atoms, lattice, frac = _prior(model, compositions, generator)
     return atom_types, num_atoms, (lattice, frac)
 
@@ -188,7 +191,7 @@ def sample_flow(model: CrystalFlow, compositions=None, steps: int = 20, method: 
                 anneal: float = 0.0,  # s: coordinates move (1 + s·t) times faster (FlowMM's anti-annealing)
                 generator: torch.Generator | None = None, trajectory: bool = False,
                 n: int | None = None):  # DNG: how many crystals
-    "Integrate the learnt ODE from the prior (t = 0) to crystals (t = 1): CSP for `compositions`, DNG `n` crystals."
+    "Integrate the learnt ODE from the prior (t = 0) to crystals (t = 1): CSP of `compositions`, or DNG."
     check_solver(steps, method)
     model.eval()
     dev, cfg, dng = model.device, model.config, model.task == 'dng'

@@ -224,9 +224,11 @@ class TokenizedTexts(torch.utils.data.Dataset):
                              "give one list per crystal")
         if any(not t for t in texts): raise ValueError("every crystal needs at least one text")
         if systems is not None and len(systems) != len(ds):
-            raise ValueError(f"got {len(systems)} crystal systems for {len(ds)} crystals: give one per crystal")
+            raise ValueError(f"got {len(systems)} crystal systems for {len(ds)} crystals: "
+                             "give one per crystal")
         bad = sorted({s for s in systems or [] if s is not None and s not in CRYSTAL_SYSTEMS})
-        if bad: raise ValueError(f"unknown crystal system {bad[0]!r}: use one of {', '.join(CRYSTAL_SYSTEMS)} or None")
+        if bad: raise ValueError(f"unknown crystal system {bad[0]!r}: "
+                                 f"use one of {', '.join(CRYSTAL_SYSTEMS)} or None")
         self.ds, self.texts, self.formulas = ds, [list(t) for t in texts], formulas
         self.vocab = list(dict.fromkeys(t for ts in self.texts for t in ts))
         index = {t: i for i, t in enumerate(self.vocab)}
@@ -337,7 +339,8 @@ class TextTuningConfig(TrainingSettings):
             raise ValueError(f"tuned_layers must be in 0..6, got {self.tuned_layers}")
         if self.batch_size < 2: raise ValueError(f"batch_size must be at least 2, got {self.batch_size}")
         if not self.role_weight >= 0: raise ValueError(f"role_weight must be >= 0, got {self.role_weight}")
-        if not self.system_weight >= 0: raise ValueError(f"system_weight must be >= 0, got {self.system_weight}")
+        if not self.system_weight >= 0:
+            raise ValueError(f"system_weight must be >= 0, got {self.system_weight}")
         unknown = sorted(set(self.templates) - set(TRAIN_TEMPLATES) - set(ROLE_TEMPLATES))
         if unknown: raise ValueError(f"unknown templates {unknown}: use TRAIN_TEMPLATES or ROLE_TEMPLATES")
 
