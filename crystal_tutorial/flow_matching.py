@@ -29,7 +29,7 @@ from .crystal_diffusion import crystal_diffusion_learner
 __all__ = ['TIME_SCALE', 'SOLVERS', 'FRAC_STD', 'SHIPPED_FLOWS', 'FLOW_MEASURES_FILE', 'linear_path', 'check_solver', 'ode_step',
            'ode_solve', 'wrap_diff', 'wrap01', 'torus_path', 'center', 'CrystalFlow', 'type_velocity', 'sample_flow',
            'crystal_flow_learner', 'flow_from_checkpoint', 'load_crystal_flow', 'read_flow_measures',
-           'flow_csp_benchmark']
+           'flow_csp_benchmark', 'flow_dng_benchmark']
 
 # %% ../nbs/16_flow_matching.ipynb #bb63d6bb
 # t ∈ [0, 1] enters the networks' sinusoidal embedding as 1000·t, the range of the diffusion steps
@@ -235,22 +235,22 @@ def load_crystal_flow(name_or_path, device=None) -> CrystalFlow:
     "A trained flow model: one of `SHIPPED_FLOWS` by name, or a checkpoint path."
     def train_command(name, path):
         ds, split, task = SHIPPED_FLOWS[name][1:]
-        return f"python scripts/train_crystal_flow.py --dataset {ds} --split {split} --out {path}"
+        return (f"python scripts/train_crystal_flow.py --dataset {ds} --split {split} --task {task} "
+                f"--out {path}")
     path = resolve_weights(name_or_path, {k: v[0] for k, v in SHIPPED_FLOWS.items()}, 'crystal flow model',
                            train_command)
     return flow_from_checkpoint(load_checkpoint(path)).to(get_device(device)).eval()
 
 def read_flow_measures(file=None,     # default FLOW_MEASURES_FILE
-                       weights=None,  # default: the shipped perov5_csp weights
+                       weights=None,  # default: every shipped flow model's weights
                        current: bool = False,  # only the measures of `weights` as they are now
                       ) -> list:
     "The measures in `file`; with `current`, only those of the `weights` shipped now."
     entries = _read_measures(FLOW_MEASURES_FILE if file is None else file)
     if not current: return entries
-    weights = Path(weights) if weights is not None else WEIGHTS_DIR / SHIPPED_FLOWS['perov5_csp'][0]
-    if not weights.exists(): return []
-    digest = sha256_file(weights)
-    return [e for e in entries if e.get('weights_sha256') == digest]
+    files = [Path(weights)] if weights is not None else [WEIGHTS_DIR / v[0] for v in SHIPPED_FLOWS.values()]
+    digests = {sha256_file(f) for f in files if f.exists()}
+    return [e for e in entries if e.get('weights_sha256') in digests]
 
 # %% ../nbs/16_flow_matching.ipynb #8d5253be
 def flow_csp_benchmark(model: CrystalFlow, targets, steps: int = 20, method: str = 'euler',
@@ -270,3 +270,20 @@ def flow_csp_benchmark(model: CrystalFlow, targets, steps: int = 20, method: str
     return {'n': len(targets), 'method': method, 'steps': steps, 'nfe': steps * SOLVERS[method],
             'anneal': anneal, 'match_rate': figures['match_rate@1'], 'rmse': figures['rmse@1'],
             's_per_crystal': seconds / len(targets)}
+
+# %% ../nbs/16_flow_matching.ipynb #c1293a8e
+def flow_dng_benchmark(model: CrystalFlow, n: int, reference, train=None, steps: int = 20,
+                       method: str = 'euler', bs: int = 100, seed: int = 0) -> dict:
+    "Chapter 12's DNG measure for a flow: `n` samples, `dng_metrics` against `reference`, speed."
+    # novelty against `train` (None: not measured)
+    from crystal_tutorial.evaluation import dng_metrics
+    if model.task != 'dng':
+        raise ValueError("flow_dng_benchmark needs a DNG flow: use flow_csp_benchmark for CSP")
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n must be a whole number of samples, 1 or more, got {n!r}")
+    g, crystals, t0 = torch.Generator().manual_seed(seed), [], time.time()
+    for start in range(0, n, bs):
+        crystals += sample_flow(model, steps=steps, method=method, generator=g, n=min(bs, n - start))
+    seconds = time.time() - t0
+    return {'method': method, 'steps': steps, 'nfe': steps * SOLVERS[method],
+            **dng_metrics(crystals, reference, train), 's_per_crystal': seconds / n}

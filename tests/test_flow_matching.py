@@ -13,7 +13,7 @@ from crystal_tutorial.crystal_diffusion import config_for_data
 from crystal_tutorial.crystals import toy_dataset
 from crystal_tutorial.crystal_graphs import collate_crystals
 from crystal_tutorial.flow_matching import (SHIPPED_FLOWS, SOLVERS, WEIGHTS_DIR, CrystalFlow,
-                                            flow_from_checkpoint, load_crystal_flow,
+                                            flow_dng_benchmark, flow_from_checkpoint, load_crystal_flow,
                                             ode_solve, sample_flow, torus_path, type_velocity, wrap01, wrap_diff)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,6 +162,22 @@ def test_training_script_trains_a_dng_flow(tmp_path):
     flow = load_crystal_flow(out)
     assert flow.task == 'dng' and 'valid_type' in flow_history(out)
     assert len(sample_flow(flow, n=2, steps=2, generator=torch.Generator().manual_seed(0))) == 2
+    # the benchmark measures a DNG flow with chapter 08's DNG figures, one row per setting
+    r = subprocess.run([sys.executable, str(ROOT / 'benchmarks/eval_crystal_flow.py'), str(out),
+                        '--dataset', 'toy', '--split', 'train', '--n', '6', '--methods', 'euler', 'heun',
+                        '--steps', '2'],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [line for line in r.stdout.splitlines() if line.startswith('flow ')]
+    assert len(rows) == 2 and all('valid' in line and 'COV-R' in line for line in rows)
+    assert 'evals     2' in rows[0] and 'evals     4' in rows[1]
+
+
+def test_dng_benchmark_misuse_is_a_one_line_error(dng, model, toy):
+    for call, message in ((lambda: flow_dng_benchmark(model, 4, [toy[0]]), 'needs a DNG flow'),
+                          (lambda: flow_dng_benchmark(dng, 0, [toy[0]]), 'n must be')):
+        with pytest.raises(ValueError, match=message) as e: call()
+        assert '\n' not in str(e.value)
 
 
 def flow_history(path) -> dict:
