@@ -8,7 +8,7 @@ One sample per composition of the first `--n` crystals of Perov-5 `test`, matche
 StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3) (chapter 08's `match_targets`, the matcher of
 `eval_crystal_diffusion.py`), for every ODE scheme and number of steps. `--twin-steps` adds the diffusion
 twin (`load_crystal_diffusion`) with that many predictor-corrector steps on the same crystals: its measure
-recorded by `eval_crystal_diffusion.py --steps S --record` (same split and n, this machine) when there is one,
+recorded by `eval_crystal_diffusion.py --steps S --record` (same split, n and seed 0) when there is one,
 else sampled here; the twin's recorded 1,000-step figure is read from
 crystal_tutorial/weights/crystal_diffusion_measures.json. `--record` appends the table to
 crystal_tutorial/weights/crystal_flow_measures.json (with the SHA-256 of the weights measured), where notebook
@@ -20,7 +20,7 @@ model: `--n` samples per setting against the first `--n` crystals of the split (
 08's `dng_metrics`; novelty against the train split), and the DNG diffusion twin with `--twin-steps`:
 
     python benchmarks/eval_crystal_flow.py data/runs/crystal_flow_mp_mix_20_dng.pt --dataset mp_mix_20 \\
-        --n 1000 --methods euler --steps 5 10 20 50 100 --twin-steps 5 10 20 --record
+        --n 1000 --methods euler --steps 5 10 20 50 100 --twin-steps 5 10 20 50 100 --record
 """
 import argparse
 import json
@@ -71,7 +71,8 @@ def twin_rows(name: str, targets, steps_list, args, train=None) -> list:
     twin, rows = load_crystal_diffusion(name), []
     evals = 2 if twin.config.step_lr > 0 else 1                     # corrector + predictor per step
     for steps in steps_list:
-        e = None if args.held_out else recorded(name, steps, len(targets), args.split)
+        same_draw = not args.held_out and args.seed == 0                # as eval_crystal_diffusion.py draws
+        e = recorded(name, steps, len(targets), args.split) if same_draw else None
         if e is not None: f = e['figures']                            # eval_crystal_diffusion.py --record
         elif twin.task == 'dng':
             f = dng_benchmark(twin, len(targets), targets, train=train, steps=steps, bs=args.bs,
@@ -168,7 +169,7 @@ p.add_argument('--twin-steps', nargs='*', type=int, default=[],
                help='also the diffusion twin with these step counts (its recorded measure of the same '
                     'crystals when there is one, else sampled here)')
 p.add_argument('--twin', default=None,
-               help='the shipped diffusion model to compare with (default: the CSP model of --dataset)')
+               help="the shipped diffusion model to compare with (default: that of --dataset and the flow's task)")
 p.add_argument('--bs', type=int, default=100, help='crystals sampled at once')
 p.add_argument('--seed', type=int, default=0)
 p.add_argument('--threads', type=int, default=1,
